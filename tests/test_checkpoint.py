@@ -1,0 +1,142 @@
+"""Checkpoints: save, load, identical outputs; everything unsafe or broken is refused clearly."""
+
+import json
+import os
+import pickle
+import struct
+
+import pytest
+import torch
+from safetensors.torch import save as st_save
+
+from capsules import CapsNet, CapsNetConfig, CheckpointError, load_model, save_model
+from capsules.checkpoint import sidecar
+
+
+@pytest.fixture()
+def saved(tmp_path, tiny_model):
+    path = tmp_path / "m.safetensors"
+    save_model(tiny_model, path, {"test_accuracy": 12.5})
+    return path, tiny_model
+
+
+def test_save_load_identical_outputs(saved):
+    path, model = saved
+    loaded = load_model(path, device="cpu")
+    assert not loaded.training
+    assert loaded.metadata["test_accuracy"] == 12.5 and loaded.metadata["config"] == model.config.to_dict()
+    x = torch.rand(3, 1, 28, 28)
+    model.eval()
+    a, b = model(x, trace=True), loaded(x, trace=True)
+    assert torch.equal(a.v, b.v) and torch.equal(a.reconstruction, b.reconstruction)
+    assert torch.equal(a.routing.c, b.routing.c)
+    assert not list(path.parent.glob("*.tmp")), "no temporary files left behind"
+
+
+def test_config_travels_with_the_weights(tmp_path):
+    model = CapsNet(CapsNetConfig(routing_iterations=5))
+    save_model(model, tmp_path / "r5.safetensors")
+    sidecar(tmp_path / "r5.safetensors").unlink()  # the weights file alone is enough
+    assert load_model(tmp_path / "r5.safetensors", "cpu").config.routing_iterations == 5
+
+
+class WritesAFile:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_pickle_is_refused_and_not_executed(tmp_path):
+    target = tmp_path / "pwned.txt"
+    evil = tmp_path / "evil.safetensors"
+    evil.write_bytes(pickle.dumps({"weights": WritesAFile(str(target))}))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_model(evil, "cpu")
+    assert not target.exists()
+
+
+def test_torch_save_archive_is_refused(tmp_path, tiny_model):
+    path = tmp_path / "model.pt"
+    torch.save(tiny_model.state_dict(), path)
+    with pytest.raises(CheckpointError, match="zip|pickle"):
+        load_model(path, "cpu")
+
+
+def test_truncated_file_is_refused(saved):
+    path, _ = saved
+    data = path.read_bytes()
+    for cut in (4, 100, len(data) // 2, len(data) - 1):
+        path.write_bytes(data[:cut])
+        sidecar(path).unlink(missing_ok=True)
+        with pytest.raises(CheckpointError, match="truncated|not a safetensors"):
+            load_model(path, "cpu")
+
+
+def test_random_bytes_are_refused(tmp_path):
+    path = tmp_path / "random.safetensors"
+    path.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError):
+        load_model(path, "cpu")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "nope.safetensors", "cpu")
+
+
+def _write(path, tensors, config):
+    path.write_bytes(st_save(tensors, metadata={"format": "capsules.capsnet", "config": json.dumps(config)}))
+
+
+def test_missing_extra_and_misshapen_tensors_are_refused(tmp_path, tiny_model):
+    state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    cfg = tiny_model.config.to_dict()
+    path = tmp_path / "x.safetensors"
+    _write(path, {k: v for k, v in state.items() if k != "decoder.0.weight"}, cfg)
+    with pytest.raises(CheckpointError, match="lacks.*decoder.0.weight"):
+        load_model(path, "cpu")
+    _write(path, {**state, "extra.bias": torch.zeros(3)}, cfg)
+    with pytest.raises(CheckpointError, match="does not use.*extra.bias"):
+        load_model(path, "cpu")
+    _write(path, {**state, "digits.weight": torch.zeros(1152, 10, 8, 8)}, cfg)
+    with pytest.raises(CheckpointError, match="digits.weight.*shape"):
+        load_model(path, "cpu")
+
+
+def test_config_that_does_not_match_the_weights(tmp_path, tiny_model):
+    state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    path = tmp_path / "x.safetensors"
+    _write(path, state, {**tiny_model.config.to_dict(), "digit_dim": 8})
+    with pytest.raises(CheckpointError, match="shape"):
+        load_model(path, "cpu")
+    _write(path, state, {**tiny_model.config.to_dict(), "secret": 1})
+    with pytest.raises(CheckpointError, match="config"):
+        load_model(path, "cpu")
+
+
+def test_foreign_safetensors_is_refused(tmp_path):
+    path = tmp_path / "other.safetensors"
+    path.write_bytes(st_save({"w": torch.zeros(2)}))
+    with pytest.raises(CheckpointError, match="not a capsules"):
+        load_model(path, "cpu")
+
+
+def test_changed_weights_fail_the_recorded_sha256(saved):
+    path, _ = saved
+    data = bytearray(path.read_bytes())
+    (n,) = struct.unpack("<Q", data[:8])
+    data[8 + n + 10] ^= 0xFF  # flip one byte of tensor data
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_model(path, "cpu")
+
+
+def test_bad_device_names(saved):
+    path, _ = saved
+    with pytest.raises(ValueError, match="unknown device"):
+        load_model(path, device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            load_model(path, device="cuda")

@@ -1,0 +1,149 @@
+"""Training: the step, augmentation, schedule, the loop's resume, and its error messages."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from capsules import CapsNet
+from capsules.data import DatasetError, load_mnist, shift_augment
+from capsules.train import TrainConfig, TrainingError, learning_rate, train, train_step
+
+
+def test_shift_augment_shifts_each_image_by_at_most_two_pixels():
+    torch.manual_seed(0)
+    x = torch.zeros(200, 1, 28, 28)
+    x[:, :, 10:18, 9:19] = torch.rand(200, 1, 8, 10)  # content away from the border
+    g = torch.Generator().manual_seed(1)
+    y = shift_augment(x, 2, g)
+    assert y.shape == x.shape
+    seen = set()
+    for k in range(200):
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if torch.equal(torch.roll(x[k], (dy, dx), dims=(1, 2)), y[k])]
+        assert len(matches) == 1, "each image is one shift of the original"
+        seen.add(matches[0])
+    assert len(seen) == 25, "all 25 shifts occur"
+    assert torch.equal(shift_augment(x, 0), x)
+
+
+def test_shift_augment_pads_with_zeros():
+    x = torch.ones(64, 1, 28, 28)
+    y = shift_augment(x, 2, torch.Generator().manual_seed(0))
+    assert (y.sum(dim=(1, 2, 3)) < 784).any() and y.max() == 1 and y.min() == 0
+
+
+def test_learning_rate_decays_exponentially_per_epoch():
+    cfg = TrainConfig()
+    assert learning_rate(cfg, 0, 468) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 468, 468) == pytest.approx(0.9e-3)
+    assert learning_rate(cfg, 234, 468) == pytest.approx(1e-3 * 0.9**0.5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_train_step_lowers_the_loss(precision):
+    torch.manual_seed(0)
+    model = CapsNet()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.zeros(16, 1, 28, 28)
+    y = torch.arange(16) % 4
+    for k in range(16):  # four distinct bar patterns, one per class
+        c = int(y[k])
+        x[k, 0, 4 + 5 * c:8 + 5 * c, 4:24] = 1.0
+    losses = [float(train_step(model, opt, x, y, precision=precision)) for _ in range(8)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.slow
+def test_smoke_training_lowers_loss_and_resume_matches_an_uninterrupted_run(data_dir, tmp_path):
+    common = dict(data_dir=str(data_dir), train_subset=384, test_subset=200, batch_size=64,
+                  precision="fp32", eval_batch_size=200)
+    full = train(TrainConfig(out=str(tmp_path / "full"), epochs=2, **common))
+    log = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert log[1]["train_loss"] < log[0]["train_loss"]
+    assert full["test_accuracy"] > 20  # from 10% at random
+
+    # stop after one epoch, then resume to two: the same weights as the run that never stopped
+    train(TrainConfig(out=str(tmp_path / "cut"), epochs=1, **common))
+    resumed = train(TrainConfig(out=str(tmp_path / "cut"), epochs=2, resume=True, **common),
+                    given={"out", "epochs", "resume"})
+    assert resumed["epoch"] == 2 and resumed["test_correct"] == full["test_correct"]
+    a = load_model_cpu(tmp_path / "full" / "last.safetensors")
+    b = load_model_cpu(tmp_path / "cut" / "last.safetensors")
+    for (k, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(ta, tb), k
+    cut_log = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in cut_log] == [1, 2]
+    meta = json.loads((tmp_path / "cut" / "last.json").read_text())
+    assert len(meta["commands"]) == 2 and meta["epoch"] == 2
+
+
+def load_model_cpu(path):
+    from capsules import load_model
+
+    return load_model(path, "cpu")
+
+
+def test_resume_without_state_is_a_clear_error(tmp_path):
+    with pytest.raises(TrainingError, match="no training state"):
+        train(TrainConfig(out=str(tmp_path), resume=True))
+
+
+def test_unwritable_output_is_reported_before_training(tmp_path, data_dir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(TrainingError, match="cannot write"):
+        train(TrainConfig(out=str(blocker / "run"), data_dir=str(data_dir)))
+
+
+def test_missing_dataset_names_the_fetch_command(tmp_path):
+    with pytest.raises(DatasetError, match="capsules.data fetch"):
+        load_mnist("train", tmp_path)
+
+
+def test_corrupt_dataset_file_is_named_with_md5(tmp_path, data_dir):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    src = data_dir / "MNIST" / "raw"
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes((src / name).read_bytes())
+    data = bytearray((raw / "t10k-images-idx3-ubyte").read_bytes())
+    data[5000] ^= 0xFF
+    (raw / "t10k-images-idx3-ubyte").write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte is corrupt: MD5"):
+        load_mnist("test", tmp_path)
+
+
+def test_nan_loss_stops_training_and_keeps_checkpoints(tmp_path, data_dir, monkeypatch):
+    import capsules.train as T
+
+    real = T._train_step
+
+    def poisoned(*args, **kwargs):
+        loss, correct = real(*args, **kwargs)
+        return loss * float("nan"), correct
+
+    monkeypatch.setattr(T, "_train_step", poisoned)
+    with pytest.raises(TrainingError, match="nan"):
+        train(TrainConfig(out=str(tmp_path / "run"), data_dir=str(data_dir), train_subset=64,
+                          test_subset=10, batch_size=32, epochs=1))
+    assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+@pytest.mark.parametrize("module", ["capsules.train", "capsules.evaluate", "capsules.data"])
+def test_cli_help(module):
+    out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "usage" in out.stdout
+
+
+def test_train_cli_documents_every_option():
+    out = subprocess.run([sys.executable, "-m", "capsules.train", "--help"], capture_output=True, text=True,
+                         timeout=120).stdout
+    for flag in ("--data-dir", "--out", "--epochs", "--batch-size", "--lr", "--iterations", "--seed",
+                 "--device", "--train-subset", "--resume", "--precision", "--shift"):
+        assert flag in out
