@@ -1,0 +1,198 @@
+"""capsules.analysis: routing traces, evidence maps, Fig. 4 grid and input transforms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from capsules import analysis as A
+from capsules.layers import primary_index
+
+
+@pytest.fixture()
+def image():
+    rng = np.random.default_rng(0)
+    img = np.zeros((28, 28), np.float32)
+    img[6:22, 12:16] = 1.0  # a thick vertical bar, a "1"
+    img += 0.1 * rng.random((28, 28), dtype=np.float32)
+    return np.clip(img, 0, 1)
+
+
+@pytest.fixture()
+def result(tiny_model, image):
+    return A.analyse(tiny_model, image, iterations=3, sweep_iterations=10)
+
+
+def test_prepare_reads_uint8_and_float():
+    u8 = np.full((28, 28), 255, np.uint8)
+    assert torch.equal(A.prepare(u8), torch.ones(1, 1, 28, 28))
+    assert A.prepare(np.full((28, 28), 0.5)).dtype == torch.float32
+    with pytest.raises(ValueError, match="28x28"):
+        A.prepare(np.zeros((27, 28)))
+
+
+def test_analyse_shapes(result):
+    r = result
+    assert r.iterations == 3
+    assert r.image.shape == (28, 28) and r.reconstruction.shape == (28, 28)
+    assert r.lengths.shape == (10,) and r.v.shape == (10, 16)
+    assert r.u.shape == (1152, 8) and r.u_hat.shape == (1152, 10, 16)
+    for name in ("c", "b", "agreement", "c_deviation", "c_step"):
+        assert getattr(r, name).shape == (3, 1152, 10), name
+    assert r.v_per_iteration.shape == (3, 10, 16)
+    assert r.lengths_per_iteration.shape == (3, 10) and r.length_change.shape == (3, 10)
+    assert r.mass.shape == (3, 10) and r.vote_mass.shape == (3, 10)
+    assert r.entropy.shape == (3,)
+    assert r.sweep.lengths.shape == (10, 10) and r.sweep.predictions.shape == (10,)
+    assert r.sweep.reconstructions.shape == (10, 28, 28)
+    assert r.prediction == int(np.argmax(r.lengths))
+    assert r.confidence == pytest.approx(float(r.lengths.max()))
+
+
+def test_first_iteration_is_uniform(result):
+    c = result.c
+    np.testing.assert_allclose(c[0], 0.1, atol=1e-7)
+    assert result.entropy[0] == pytest.approx(np.log(10), abs=1e-6)
+    np.testing.assert_allclose(result.mass[0], 115.2, atol=1e-3)
+    np.testing.assert_allclose(result.c_deviation[0], 0.0, atol=1e-7)
+    np.testing.assert_array_equal(result.c_step[0], 0.0)
+    # later iterations move away from uniform and stay distributions over the 10 digits
+    assert np.abs(result.c_deviation[1:]).max() > 0
+    np.testing.assert_allclose(c.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(result.c_step[2], c[2] - c[1])
+
+
+def test_routing_recursion(result):
+    # b[t + 1] = b[t] + agreement[t], and c = softmax_j(b)
+    np.testing.assert_allclose(result.b[1:], result.b[:-1] + result.agreement[:-1], atol=1e-5)
+    b = result.b.astype(np.float64)
+    soft = np.exp(b - b.max(-1, keepdims=True))
+    np.testing.assert_allclose(result.c, soft / soft.sum(-1, keepdims=True), atol=1e-6)
+    agreement = np.einsum("ijm,tjm->tij", result.u_hat, result.v_per_iteration)
+    np.testing.assert_allclose(result.agreement, agreement, rtol=1e-4, atol=1e-6)
+
+
+def test_analysis_matches_forward_pass(tiny_model, image, result):
+    with torch.inference_mode():
+        out = tiny_model(A.prepare(image), iterations=3)
+    np.testing.assert_allclose(result.lengths, out.lengths[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(result.reconstruction, out.reconstruction[0, 0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(result.lengths_per_iteration[-1], result.lengths, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 2, 7])
+def test_iteration_sweep_is_routing_with_k_iterations(tiny_model, image, result, k):
+    with torch.inference_mode():
+        out = tiny_model(A.prepare(image), iterations=k)
+    np.testing.assert_allclose(result.sweep.lengths[k - 1], out.lengths[0].numpy(), atol=1e-6)
+    assert result.sweep.predictions[k - 1] == int(out.prediction[0])
+    np.testing.assert_allclose(result.sweep.reconstructions[k - 1], out.reconstruction[0, 0].numpy(),
+                               atol=1e-5)
+
+
+def test_evidence_map_shape_and_sign(result):
+    for normalize in (True, False):
+        m = A.evidence_map(result.c[-1], result.u_hat, result.prediction, normalize=normalize)
+        assert m.shape == (28, 28) and m.dtype == np.float32
+        assert (m >= 0).all() and m.max() > 0
+    maps = result.evidence()
+    assert maps.shape == (3, 10, 28, 28)
+    np.testing.assert_allclose(maps[1, 4], A.evidence_map(result.c[1], result.u_hat, 4), rtol=1e-6)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("capsule_type,row,col", [(0, 0, 0), (7, 2, 3), (31, 5, 5)])
+def test_vote_lands_in_its_receptive_field(normalize, capsule_type, row, col):
+    rng = np.random.default_rng(1)
+    u_hat = rng.normal(size=(1152, 10, 16)).astype(np.float32)
+    c = np.zeros((1152, 10), np.float32)
+    i = primary_index(capsule_type, row, col)
+    c[i, 3] = 0.7
+    m = A.evidence_map(c, u_hat, 3, normalize=normalize)
+    rows, cols = A.receptive_field(row, col)
+    inside = np.zeros((28, 28), bool)
+    inside[rows, cols] = True
+    assert inside.sum() == 17 * 17
+    assert (m[inside] > 0).all()
+    assert (m[~inside] == 0).all()
+    vote = 0.7 * np.linalg.norm(u_hat[i, 3])
+    if not normalize:
+        np.testing.assert_allclose(m[inside], vote, rtol=1e-5)
+    # another digit receives nothing
+    assert (A.evidence_map(c, u_hat, 2, normalize=normalize) == 0).all()
+
+
+def test_coverage_counts_fields():
+    cov = A.coverage()
+    assert cov[0, 0] == 1 and cov[14, 14] == 36 and cov[27, 27] == 0
+    assert cov.sum() == 36 * 17 * 17
+
+
+def test_perturbation_grid(tiny_model, result):
+    pose, digit = result.v[result.prediction], result.prediction
+    deltas = A.perturbation_deltas()
+    np.testing.assert_allclose(deltas, np.round(np.arange(-0.25, 0.2501, 0.05), 2), atol=1e-7)
+    assert deltas[5] == 0.0
+    grid = A.perturbation_grid(tiny_model, pose, digit)
+    assert grid.shape == (16, 11, 28, 28)
+    plain = A.reconstruct(tiny_model, pose, digit)
+    assert plain.shape == (28, 28)
+    for d in range(16):
+        np.testing.assert_allclose(grid[d, 5], plain, atol=1e-6)
+    np.testing.assert_allclose(plain, result.reconstruction, atol=1e-5)
+    # a non-zero offset in dimension d is the decode of the pose with d moved
+    moved = pose.copy()
+    moved[4] += 0.25
+    np.testing.assert_allclose(grid[4, 10], A.reconstruct(tiny_model, moved, digit), atol=1e-6)
+    assert np.abs(grid[4, 10] - plain).max() > 0
+
+
+def test_transform_identity_returns_same_image(image):
+    out = A.transform_image(image)
+    assert isinstance(out, np.ndarray) and out.shape == (28, 28)
+    np.testing.assert_allclose(out, image, atol=1e-5)
+    t = torch.from_numpy(image)
+    out_t = A.transform_image(t, rotate=0, scale=1, shift_x=0, shift_y=0, shear=0)
+    assert isinstance(out_t, torch.Tensor)
+    torch.testing.assert_close(out_t, t, atol=1e-5, rtol=0)
+
+
+def test_transform_directions():
+    dot = np.zeros((28, 28), np.float32)
+    dot[14, 20] = 1.0  # right of the centre (the centre is at 13.5)
+
+    def peak(img):
+        return tuple(int(v) for v in np.unravel_index(np.argmax(img), img.shape))
+
+    assert peak(A.transform_image(dot, shift_x=3)) == (14, 23)
+    assert peak(A.transform_image(dot, shift_y=-2)) == (12, 20)
+    r, c = peak(A.transform_image(dot, rotate=90))  # counter-clockwise: right -> up
+    assert r < 10 and abs(c - 13.5) <= 1
+    r, c = peak(A.transform_image(dot, scale=1.5))  # away from the centre
+    assert r in (13, 14, 15) and c > 21
+    blob = np.zeros((28, 28), np.float32)
+    blob[20, 14] = 1.0  # below the centre: shear moves it right
+    assert peak(A.transform_image(blob, shear=0.5))[1] > 16
+    with pytest.raises(ValueError):
+        A.transform_image(dot, scale=0)
+    with pytest.raises(ValueError, match="unknown transform"):
+        A.transform_images(dot, [{"twist": 1.0}])
+
+
+def test_transform_sweep(tiny_model, image):
+    sweep = A.transform_sweep(tiny_model, image, "rotate", values=[-30, 0, 30])
+    assert sweep.poses.shape == (3, 16) and sweep.lengths.shape == (3, 10)
+    assert sweep.images.shape == (3, 28, 28) and sweep.predictions.shape == (3,)
+    plain = A.analyse(tiny_model, image)
+    assert sweep.digit == plain.prediction
+    np.testing.assert_allclose(sweep.images[1], image, atol=1e-5)
+    np.testing.assert_allclose(sweep.lengths[1], plain.lengths, atol=1e-4)
+    np.testing.assert_allclose(sweep.poses[1], plain.v[plain.prediction], atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(sweep.poses, axis=1), sweep.lengths[:, sweep.digit],
+                               rtol=1e-5)
+    default = A.transform_sweep(tiny_model, image, "scale", base={"rotate": 10.0}, digit=2)
+    assert default.digit == 2 and default.values.shape == (21,)
+    assert default.values[0] == pytest.approx(A.TRANSFORMS["scale"][0])
+    with pytest.raises(ValueError):
+        A.transform_sweep(tiny_model, image, "bend")
