@@ -1,0 +1,33 @@
+"""The shipped checkpoint: self-describing, and it scores what its JSON says on the MNIST test set."""
+
+import hashlib
+import json
+
+import pytest
+
+from capsules import load_model
+from capsules.checkpoint import SHIPPED, sidecar
+from capsules.evaluate import evaluate
+
+REQUIRED = ("config", "test_accuracy", "test_correct", "test_total", "epoch", "epochs", "train_seconds",
+            "hardware", "command", "date", "sha256", "train_config", "precision")
+
+
+def test_shipped_checkpoint_metadata():
+    assert SHIPPED.is_file(), f"no shipped checkpoint at {SHIPPED}"
+    info = json.loads(sidecar(SHIPPED).read_text())
+    missing = [k for k in REQUIRED if k not in info]
+    assert not missing, missing
+    assert info["sha256"] == hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
+    assert info["command"].startswith(("python -m capsules.train", "torchrun"))
+    assert info["train_images"] == 60000, "shipped weights are trained on the full training set"
+    assert SHIPPED.stat().st_size < 40 * 2**20
+
+
+@pytest.mark.slow
+def test_shipped_checkpoint_scores_what_its_json_records(mnist_test):
+    model = load_model(device="cpu")
+    images, labels = mnist_test
+    result = evaluate(model, images, labels)
+    assert result.total == 10000
+    assert result.accuracy == pytest.approx(model.metadata["test_accuracy"], abs=0.01)
