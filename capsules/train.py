@@ -22,6 +22,7 @@ import shlex
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,6 +277,7 @@ def train(cfg: TrainConfig, command: str | None = None, given: set[str] | None =
 
     step_model = model
     if distributed:
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         step_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
