@@ -155,34 +155,21 @@ class Router(nn.Module):
         """Procedure 1 on prediction vectors ``u_hat`` (B, out_caps, in_caps, out_d).
 
         Returns ``(v, trace)``: ``v`` (B, out_caps, out_d), and a :class:`RoutingTrace` when
-        ``trace`` is true, else ``None``.
+        ``trace`` is true, else ``None``. With gradients enabled the backward pass is the fused
+        one of :class:`DynamicRouting` (identical values, a fraction of the memory traffic).
         """
         r = self.iterations if iterations is None else int(iterations)
         if r < 1:
             raise ValueError(f"routing needs at least 1 iteration, got {r}")
         with torch.autocast(u_hat.device.type, enabled=False):
             u_hat = u_hat.float()
-            u_hat_inner = u_hat.detach() if self.detach_inner else u_hat
-            bsz = u_hat.shape[0]
-            b = u_hat.new_zeros(bsz, self.out_caps, self.in_caps)  # logits b_ij, per example, (B, j, i)
-            rows = []
-            v = None
-            for t in range(r):
-                last = t == r - 1
-                uh = u_hat if last else u_hat_inner
-                c = torch.softmax(b, dim=1)  # eq. 3, softmax over the parents j, (B, j, i)
-                s = torch.matmul(c.unsqueeze(2), uh).squeeze(2)  # eq. 2: sum_i c_ij u_hat, (B, j, m)
-                v = self.squash(s)  # eq. 1, (B, j, m)
-                if last and not trace:
-                    break
-                a = torch.matmul(uh, v.unsqueeze(-1)).squeeze(-1)  # agreement u_hat . v_j, (B, j, i)
-                if trace:
-                    rows.append((b, c, v, a))
-                b = b + a
-        if not trace:
-            return v, None
-        bs, cs, vs, as_ = (torch.stack(x) for x in zip(*rows))
-        return v, RoutingTrace(
+            if not trace:
+                if torch.is_grad_enabled() and u_hat.requires_grad:
+                    return DynamicRouting.apply(u_hat, r, self.detach_inner, self.squash.epsilon), None
+                return routing_iterations(u_hat, r, self.squash.epsilon)[-1][2], None
+            steps = routing_iterations(u_hat, r, self.squash.epsilon, detach_inner=self.detach_inner)
+        bs, cs, vs, as_ = (torch.stack([step[k] for step in steps]) for k in (0, 1, 3, 4))
+        return steps[-1][3], RoutingTrace(
             b=bs.transpose(2, 3),  # (r, B, i, j)
             c=cs.transpose(2, 3),
             v=vs,
@@ -200,3 +187,90 @@ class Router(nn.Module):
             f"in_caps={self.in_caps}, out_caps={self.out_caps}, in_d={self.in_d}, "
             f"out_d={self.out_d}, iterations={self.iterations}, detach_inner={self.detach_inner}"
         )
+
+
+def routing_iterations(u_hat: Tensor, r: int, epsilon: float = 1e-8, *, detach_inner: bool = False,
+                       agreement_last: bool = True) -> list[tuple[Tensor, ...]]:
+    """Procedure 1, step by step: ``[(b, c, s, v, a) for t in 0 .. r-1]`` on ``u_hat`` (B, j, i, m).
+
+    ``b`` and ``c`` (B, j, i) are the logits and coupling coefficients iteration ``t`` used,
+    ``s`` and ``v`` (B, j, m) what it produced, ``a`` (B, j, i) the agreement ``u_hat . v`` it
+    adds to the logits (None for the last iteration unless ``agreement_last``).
+    """
+    inner = u_hat.detach() if detach_inner else u_hat
+    b = u_hat.new_zeros(u_hat.shape[0], u_hat.shape[1], u_hat.shape[2])  # per example, from 0
+    steps = []
+    for t in range(r):
+        last = t == r - 1
+        uh = u_hat if last else inner
+        c = torch.softmax(b, dim=1)  # eq. 3, softmax over the parents j
+        s = torch.matmul(c.unsqueeze(2), uh).squeeze(2)  # eq. 2, sum_i c_ij u_hat_j|i
+        v = squash(s, epsilon)  # eq. 1
+        a = torch.matmul(uh, v.unsqueeze(-1)).squeeze(-1) if (agreement_last or not last) else None
+        steps.append((b, c, s, v, a))
+        if not last:
+            b = b + a
+    return steps
+
+
+class DynamicRouting(torch.autograd.Function):
+    """Procedure 1 with a hand-written backward pass, for training.
+
+    Autograd would write a full-size gradient of ``u_hat`` for each of the ``2r - 1`` products that
+    read it and add them up; here the adjoints are accumulated per iteration in small tensors and
+    ``d u_hat = sum_t c_t (x) g_s_t + sum_t g_a_t (x) v_t`` is formed once, as one batched matmul.
+    Gradients flow through every iteration as in the official code (``detach_inner`` keeps only
+    the last iteration's direct term). Checked against autograd and a literal loop in the tests.
+    """
+
+    @staticmethod
+    def forward(ctx, u_hat: Tensor, r: int, detach_inner: bool, epsilon: float) -> Tensor:
+        steps = routing_iterations(u_hat, r, epsilon, agreement_last=False)
+        cs = torch.stack([st[1] for st in steps])  # (r, B, j, i)
+        ss = torch.stack([st[2] for st in steps])  # (r, B, j, m)
+        vs = torch.stack([st[3] for st in steps])
+        ctx.save_for_backward(u_hat, cs, ss, vs)
+        ctx.r, ctx.detach_inner, ctx.epsilon = r, detach_inner, epsilon
+        return steps[-1][3]
+
+    @staticmethod
+    def backward(ctx, grad_v: Tensor):
+        u_hat, cs, ss, vs = ctx.saved_tensors
+        r, eps = ctx.r, ctx.epsilon
+        g_s = [None] * r
+        g_a = [None] * (r - 1)
+        g_b = None  # adjoint of b_{t+1}, flowing backwards
+        for t in reversed(range(r)):
+            gv = grad_v if t == r - 1 else torch.matmul(g_b.unsqueeze(2), u_hat).squeeze(2)  # (B, j, m)
+            if t < r - 1:
+                g_a[t] = g_b  # b_{t+1} = b_t + a_t
+            gs = _squash_backward(ss[t], gv, eps)
+            g_s[t] = gs
+            if t == 0 or (ctx.detach_inner and t == r - 1):
+                if ctx.detach_inner:
+                    break  # c_{r-1} depends on u_hat only through the detached inner iterations
+                continue
+            gc = torch.matmul(u_hat, gs.unsqueeze(-1)).squeeze(-1)  # (B, j, i)
+            c = cs[t]
+            gb = c * (gc - (c * gc).sum(dim=1, keepdim=True))  # softmax over j
+            g_b = gb if g_b is None else g_b + gb
+        if ctx.detach_inner:
+            grad_u = cs[-1].unsqueeze(-1) * g_s[-1].unsqueeze(2)
+            return grad_u, None, None, None
+        # d u_hat[b, j, i, m] = sum_t c_t[b, j, i] g_s_t[b, j, m] + sum_t g_a_t[b, j, i] v_t[b, j, m]
+        left = torch.stack([*cs.unbind(0), *g_a], dim=-1)  # (B, j, i, 2r - 1)
+        right = torch.stack([*g_s, *vs[:r - 1].unbind(0)], dim=2)  # (B, j, 2r - 1, m)
+        return torch.matmul(left, right), None, None, None
+
+
+def _squash_backward(s: Tensor, grad_v: Tensor, epsilon: float) -> Tensor:
+    """Vector-Jacobian product of eq. 1 at ``s`` (..., m) for the upstream gradient ``grad_v``.
+
+    v = f(n2) s with n2 = |s|^2 and f = n2 / ((1 + n2) sqrt(n2 + eps)); dv/ds = f I + 2 f'(n2) s s^T.
+    """
+    n2 = (s * s).sum(dim=-1, keepdim=True)
+    root = torch.sqrt(n2 + epsilon)
+    f = n2 / ((1.0 + n2) * root)
+    # f'(n2) = [ (1+n2) root - n2 (root + (1+n2) / (2 root)) ] / ((1+n2) root)^2
+    df = ((1.0 + n2) * root - n2 * (root + (1.0 + n2) / (2.0 * root))) / ((1.0 + n2) * root) ** 2
+    return f * grad_v + 2.0 * df * s * (s * grad_v).sum(dim=-1, keepdim=True)
