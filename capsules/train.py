@@ -246,6 +246,8 @@ def train(cfg: TrainConfig, command: str | None = None, given: set[str] | None =
     main_proc = rank == 0
     if main_proc:
         _preflight(out)
+        for stale in out.glob(".*.tmp"):  # left by a process killed while writing
+            stale.unlink(missing_ok=True)
 
     train_x, train_y = load_mnist("train", cfg.data_dir)
     test_x, test_y = load_mnist("test", cfg.data_dir)
