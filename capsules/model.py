@@ -118,6 +118,8 @@ class CapsNet(nn.Module):
                              f"got {tuple(images.shape)}")
         if not images.is_floating_point():
             raise TypeError(f"CapsNet expects float images in [0, 1], got dtype {images.dtype}")
+        if not self.training and not bool(torch.isfinite(images).all()):  # (no device sync in training)
+            raise ValueError("CapsNet got images with NaN or infinite values")
         return self.primary(F.relu(self.conv1(images)))
 
     def decode(self, poses: Tensor, digits: Tensor) -> Tensor:

@@ -105,3 +105,36 @@ def test_config_round_trip_and_unknown_keys():
 def test_odd_batch_sizes(tiny_model):
     for b in (1, 7):
         assert tiny_model(torch.rand(b, 1, 28, 28)).v.shape == (b, 10, 16)
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch=st.integers(0, 9), seed=st.integers(0, 2**16), iterations=st.integers(1, 6))
+def test_model_api_any_batch_size(batch, seed, iterations):
+    model = _eval_model()
+    torch.manual_seed(seed)
+    out = model(torch.rand(batch, 1, 28, 28), iterations=iterations, trace=True)
+    assert out.v.shape == (batch, 10, 16) and out.reconstruction.shape == (batch, 1, 28, 28)
+    assert out.routing.c.shape == (iterations, batch, 1152, 10)
+    assert torch.isfinite(out.lengths).all() and torch.isfinite(out.reconstruction).all()
+
+
+_MODEL = []
+
+
+def _eval_model():
+    if not _MODEL:
+        torch.manual_seed(0)
+        _MODEL.append(CapsNet().eval())
+    return _MODEL[0]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_images_are_refused_in_eval(bad):
+    x = torch.rand(2, 1, 28, 28)
+    x[1, 0, 3, 3] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        _eval_model()(x)
