@@ -166,7 +166,7 @@ class Router(nn.Module):
             if not trace:
                 if torch.is_grad_enabled() and u_hat.requires_grad:
                     return DynamicRouting.apply(u_hat, r, self.detach_inner, self.squash.epsilon), None
-                return routing_iterations(u_hat, r, self.squash.epsilon)[-1][3], None
+                return routing_iterations(u_hat, r, self.squash.epsilon, agreement_last=False)[-1][3], None
             steps = routing_iterations(u_hat, r, self.squash.epsilon, detach_inner=self.detach_inner)
         bs, cs, vs, as_ = (torch.stack([step[k] for step in steps]) for k in (0, 1, 3, 4))
         return steps[-1][3], RoutingTrace(

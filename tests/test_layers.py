@@ -159,3 +159,20 @@ def test_fused_routing_backward_matches_autograd(r, detach_inner):
     torch.testing.assert_close(g_fused, g_ref, rtol=1e-9, atol=1e-12)
     if not detach_inner:  # (the variant's gradient is, by design, not the function's derivative)
         assert torch.autograd.gradcheck(lambda x: DynamicRouting.apply(x, r, detach_inner, 1e-8), (u_hat,))
+
+
+def test_training_inference_and_trace_paths_agree():
+    """The fused (grad), the no-grad and the traced routing give the same v."""
+    torch.manual_seed(6)
+    router = Router(1152, 10, 8, 16, 3)
+    u = Squash()(torch.randn(3, 1152, 8))
+    v_grad = router(u)
+    assert v_grad.requires_grad
+    with torch.no_grad():
+        v_nograd = router(u)
+    with torch.inference_mode():
+        v_trace, trace = router.route(router.predictions(u), trace=True)
+    torch.testing.assert_close(v_nograd, v_grad.detach())
+    torch.testing.assert_close(v_trace, v_grad.detach())
+    torch.testing.assert_close(trace.v[-1], v_grad.detach())
+    assert (v_nograd.norm(dim=-1) < 1).all()
