@@ -1,0 +1,454 @@
+"""Plotly figures of the dashboard: plain functions from numpy arrays to ``go.Figure``.
+
+No Streamlit and no model here: :mod:`capsules.analysis` computes, these functions draw. Every
+figure has a transparent background, no template colours of its own, grey grid lines and a
+title, so it reads in Streamlit's light and dark themes alike; each digit keeps its colour from
+:data:`DIGIT_COLORS` in every figure.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+from plotly.subplots import make_subplots
+
+# One colour per digit 0..9 (d3 category10), used by every figure.
+DIGIT_COLORS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)
+# One colour per pose dimension 1..16, from a sequential scale (so never confused with digits).
+DIM_COLORS = tuple(sample_colorscale("Plasma", list(np.linspace(0.0, 0.88, 16))))
+M_PLUS, M_MINUS = 0.9, 0.1  # margin-loss thresholds (eq. 4)
+GRID = "rgba(128,128,128,0.22)"
+ZERO = "rgba(128,128,128,0.55)"
+DIVERGING = "RdBu_r"  # negative blue, zero white, positive red
+GREY = [[0.0, "#000000"], [1.0, "#ffffff"]]  # MNIST: white ink on black
+TYPES, CELLS = 32, 6  # primary capsules: 32 types on a 6x6 grid
+TILE_COLS = 8  # coupling layout: 4 rows x 8 columns of 6x6 tiles
+
+__all__ = [
+    "DIGIT_COLORS", "DIM_COLORS", "M_MINUS", "M_PLUS", "agreement_figure", "coupling_figure",
+    "coupling_tiles", "evidence_figure", "image_figure", "image_pair_figure", "iteration_strip_figure",
+    "length_change_figure", "lengths_figure", "lengths_per_iteration_figure", "mosaic",
+    "perturbation_figure", "pose_figure", "routing_mass_figure", "transform_figure",
+]
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[k:k + 2], 16) for k in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _style(fig: go.Figure, title: str, height: int, **layout) -> go.Figure:
+    """Transparent backgrounds, a left-aligned title, thin grey grids."""
+    base = dict(
+        title=dict(text=title, x=0.0, xanchor="left", font=dict(size=15)),
+        height=height,
+        margin=dict(l=60, r=20, t=56, b=48),
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        legend=dict(bgcolor="rgba(0,0,0,0)", orientation="h", x=0.0, xanchor="left", y=0.0,
+                    yanchor="bottom", yref="container", font=dict(size=11)),
+        hoverlabel=dict(namelength=-1),
+    )
+    legends = sum(1 for tr in fig.data if getattr(tr, "showlegend", False) is not False and tr.name)
+    if legends > 1 and "margin" not in layout:
+        base["margin"] = dict(l=60, r=20, t=56, b=92)  # room for the legend under the x axis
+    fig.update_layout(**{**base, **layout})
+    fig.update_xaxes(gridcolor=GRID, zerolinecolor=ZERO, linecolor=ZERO)
+    fig.update_yaxes(gridcolor=GRID, zerolinecolor=ZERO, linecolor=ZERO)
+    return fig
+
+
+def _image_axes(fig: go.Figure, row: int | None = None, col: int | None = None) -> None:
+    kw = dict(row=row, col=col) if row is not None else {}
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="", showline=False,
+                     constrain="domain", **kw)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="", showline=False,
+                     constrain="domain",
+                     autorange="reversed", scaleratio=1, **kw)
+
+
+def _png_uri(image: np.ndarray, upscale: int = 1) -> str:
+    """A (H, W) [0, 1] array (NaN = transparent gap) as a PNG data URI, upscaled by pixel repeats."""
+    from PIL import Image
+
+    a = np.asarray(image, dtype=np.float32)
+    gap = np.isnan(a)
+    grey = (np.clip(np.nan_to_num(a), 0, 1) * 255 + 0.5).astype(np.uint8)
+    rgba = np.stack([grey, grey, grey, np.where(gap, 0, 255).astype(np.uint8)], axis=-1)
+    if upscale > 1:
+        rgba = rgba.repeat(upscale, axis=0).repeat(upscale, axis=1)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def mosaic(images: np.ndarray, gap: int = 2) -> np.ndarray:
+    """(R, C, h, w) images -> one (R*h + (R-1)*gap, C*w + (C-1)*gap) array with NaN gaps."""
+    images = np.asarray(images, dtype=np.float32)
+    r, c, h, w = images.shape
+    out = np.full((r * (h + gap) - gap, c * (w + gap) - gap), np.nan, np.float32)
+    for i in range(r):
+        for j in range(c):
+            out[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = images[i, j]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# images
+
+
+def _image_trace(image: np.ndarray, name: str) -> go.Heatmap:
+    return go.Heatmap(z=np.asarray(image, dtype=np.float32), colorscale=GREY, zmin=0, zmax=1,
+                      showscale=False, name=name,
+                      hovertemplate=f"{name}<br>row %{{y}}, col %{{x}}: %{{z:.2f}}<extra></extra>")
+
+
+def image_figure(image: np.ndarray, title: str, height: int = 300) -> go.Figure:
+    """One 28x28 image as a grey heatmap (0 black, 1 white), square pixels."""
+    fig = go.Figure(_image_trace(image, title))
+    _image_axes(fig)
+    fig.update_yaxes(scaleanchor="x")
+    return _style(fig, title, height, margin=dict(l=10, r=10, t=40, b=10))
+
+
+def image_pair_figure(image: np.ndarray, reconstruction: np.ndarray, digit: int,
+                      height: int = 300) -> go.Figure:
+    """The 28x28 input the model sees beside the decoder's reconstruction from capsule ``digit``."""
+    titles = ("Input the model sees (28×28)", f"Reconstruction from capsule {digit}")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.06)
+    fig.add_trace(_image_trace(image, "input"), row=1, col=1)
+    fig.add_trace(_image_trace(reconstruction, f"reconstruction ({digit})"), row=1, col=2)
+    for col in (1, 2):
+        _image_axes(fig, row=1, col=col)
+    fig.update_yaxes(scaleanchor="x", row=1, col=1)
+    fig.update_yaxes(scaleanchor="x2", row=1, col=2)
+    fig.update_annotations(font_size=13)
+    return _style(fig, "", height, margin=dict(l=10, r=10, t=34, b=10))
+
+
+# --------------------------------------------------------------------------------------------
+# capsule lengths
+
+
+def _thresholds(fig: go.Figure, **kw) -> None:
+    for y, text in ((M_PLUS, "m⁺ = 0.9"), (M_MINUS, "m⁻ = 0.1")):
+        fig.add_hline(y=y, line=dict(color=ZERO, dash="dash", width=1), annotation_text=text,
+                      annotation_position="top right", annotation_font_size=11, **kw)
+
+
+def lengths_figure(lengths: np.ndarray, prediction: int | None = None,
+                   title: str = "Digit-capsule lengths |v<sub>j</sub>| (class probabilities)",
+                   height: int = 320) -> go.Figure:
+    """Bars of the 10 capsule lengths, each digit in its colour, the predicted one outlined, with
+    the margin-loss thresholds m⁺ = 0.9 and m⁻ = 0.1 (eq. 4)."""
+    lengths = np.asarray(lengths, dtype=float)
+    pred = int(np.argmax(lengths)) if prediction is None else int(prediction)
+    widths = [3 if j == pred else 0 for j in range(10)]
+    fig = go.Figure(go.Bar(
+        x=[str(j) for j in range(10)], y=lengths, marker=dict(
+            color=list(DIGIT_COLORS), line=dict(width=widths, color=[ZERO] * 10)),
+        text=[f"{v:.2f}" for v in lengths], textposition="outside", cliponaxis=False,
+        hovertemplate="digit %{x}: |v| = %{y:.4f}<extra></extra>", showlegend=False,
+    ))
+    _thresholds(fig)
+    fig.update_xaxes(title_text="digit capsule j", type="category")
+    fig.update_yaxes(title_text="length |v<sub>j</sub>|", range=[0, 1.08])
+    return _style(fig, title, height)
+
+
+def lengths_per_iteration_figure(lengths: np.ndarray, highlight: int | None = None,
+                                 title: str = "Capsule lengths after each routing iteration",
+                                 height: int = 340) -> go.Figure:
+    """``lengths`` (T, 10): one line per digit over iterations 1..T, thresholds 0.9 / 0.1, and a
+    dotted vertical line at iteration ``highlight`` (the r in use)."""
+    lengths = np.asarray(lengths, dtype=float)
+    t = np.arange(1, lengths.shape[0] + 1)
+    fig = go.Figure()
+    for j in range(lengths.shape[1]):
+        fig.add_trace(go.Scatter(
+            x=t, y=lengths[:, j], mode="lines+markers", name=str(j),
+            line=dict(color=DIGIT_COLORS[j], width=2), marker=dict(size=6),
+            hovertemplate=f"digit {j}, iteration %{{x}}: |v| = %{{y:.4f}}<extra></extra>"))
+    _thresholds(fig)
+    if highlight is not None:
+        fig.add_vline(x=highlight, line=dict(color=ZERO, dash="dot", width=1.5),
+                      annotation_text=f"r = {highlight}", annotation_position="right",
+                      annotation_font_size=11)
+    fig.update_xaxes(title_text="routing iterations", tickmode="array", tickvals=list(t),
+                     range=[0.7, t[-1] + 0.3])
+    fig.update_yaxes(title_text="length |v<sub>j</sub>|", range=[0, 1.05])
+    return _style(fig, title, height, legend_title_text="digit")
+
+
+def length_change_figure(change: np.ndarray,
+                         title: str = "Change of |v<sub>j</sub>| from one iteration to the next",
+                         height: int = 320) -> go.Figure:
+    """``change`` (T, 10) with row 0 zero (:attr:`Analysis.length_change`): grouped bars per
+    transition t-1 → t, one bar per digit."""
+    change = np.asarray(change, dtype=float)
+    labels = [f"{t} → {t + 1}" for t in range(1, change.shape[0])]
+    fig = go.Figure()
+    for j in range(change.shape[1]):
+        fig.add_trace(go.Bar(x=labels, y=change[1:, j], name=str(j), marker_color=DIGIT_COLORS[j],
+                             hovertemplate=f"digit {j}, %{{x}}: Δ|v| = %{{y:+.4f}}<extra></extra>"))
+    fig.update_xaxes(title_text="iterations", type="category")
+    fig.update_yaxes(title_text="Δ |v<sub>j</sub>|", zeroline=True, exponentformat="e")
+    return _style(fig, title, height, barmode="group", legend_title_text="digit")
+
+
+# --------------------------------------------------------------------------------------------
+# routing
+
+
+def coupling_tiles(values: np.ndarray, gap: int = 1) -> np.ndarray:
+    """(1152,) values per primary capsule -> a (4*6 + 3, 8*6 + 7) array: 32 tiles of 6x6, tile
+    ``type`` at tile row ``type // 8``, tile column ``type % 8``, NaN between tiles."""
+    v = np.asarray(values, dtype=np.float32).reshape(TYPES, CELLS, CELLS)
+    return mosaic(v.reshape(TYPES // TILE_COLS, TILE_COLS, CELLS, CELLS), gap=gap)
+
+
+def _tile_hover(gap: int = 1) -> np.ndarray:
+    """customdata (H, W, 3) = (type, row, col) for :func:`coupling_tiles`, -1 in the gaps."""
+    idx = np.arange(TYPES * CELLS * CELLS)
+    parts = [idx // (CELLS * CELLS), (idx // CELLS) % CELLS, idx % CELLS]
+    return np.stack([np.nan_to_num(coupling_tiles(p, gap), nan=-1).astype(int) for p in parts], -1)
+
+
+def coupling_figure(values: np.ndarray, digit: int, title: str | None = None,
+                    iteration: int | None = None, zmax: float | None = None,
+                    colorbar_title: str = "c − 1/10", height: int = 330) -> go.Figure:
+    """A per-primary quantity for one digit capsule over the 32 types x 6x6 grid.
+
+    ``values`` is (1152,) for one iteration, or (T, 1152) for all of them: then the figure is an
+    animation with one frame per iteration (``len(fig.frames) == T``) and a slider, starting at
+    ``iteration`` (1-based, default the last). The colour scale is diverging around 0 and shared
+    by all frames (``zmax`` default: the largest magnitude).
+    """
+    values = np.asarray(values, dtype=np.float32)
+    frames_data = values[None] if values.ndim == 1 else values
+    t_count = frames_data.shape[0]
+    shown = (t_count if iteration is None else int(iteration)) - 1
+    if zmax is None:
+        zmax = float(np.abs(frames_data).max())
+    zmax = zmax if zmax > 0 else 1e-6
+    custom = _tile_hover()
+
+    def trace(t: int) -> go.Heatmap:
+        return go.Heatmap(
+            z=coupling_tiles(frames_data[t]), customdata=custom, colorscale=DIVERGING, zmid=0,
+            zmin=-zmax, zmax=zmax, hoverongaps=False,
+            colorbar=dict(title=dict(text=colorbar_title, side="right"), exponentformat="e",
+                          thickness=14),
+            hovertemplate="type %{customdata[0]}, row %{customdata[1]}, col %{customdata[2]}"
+                          f"<br>{colorbar_title}: %{{z:.3e}}<extra>digit {digit}</extra>")
+
+    fig = go.Figure(trace(shown))
+    tick_x = [c * (CELLS + 1) + (CELLS - 1) / 2 for c in range(TILE_COLS)]
+    tick_y = [r * (CELLS + 1) + (CELLS - 1) / 2 for r in range(TYPES // TILE_COLS)]
+    fig.update_xaxes(tickmode="array", tickvals=tick_x, ticktext=[f"+{c}" for c in range(TILE_COLS)],
+                     showgrid=False, zeroline=False, title_text="type = first type of the row + column offset")
+    fig.update_yaxes(tickmode="array", tickvals=tick_y,
+                     ticktext=[f"types {r * 8}–{r * 8 + 7}" for r in range(TYPES // TILE_COLS)],
+                     showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x")
+    title = title or f"Coupling coefficients to digit {digit}: c<sub>i{digit}</sub> − 1/10"
+    if values.ndim == 2:
+        fig.frames = [go.Frame(data=[trace(t)], name=str(t + 1)) for t in range(t_count)]
+        _frame_slider(fig, t_count, shown)
+    return _style(fig, title, height)
+
+
+def _frame_slider(fig: go.Figure, count: int, active: int) -> None:
+    steps = [dict(method="animate", label=str(t + 1),
+                  args=[[str(t + 1)], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                           transition=dict(duration=0))])
+             for t in range(count)]
+    fig.update_layout(sliders=[dict(active=active, steps=steps, x=0.0, len=1.0, y=-0.02,
+                                    yanchor="top", pad=dict(t=8, b=4),
+                                    currentvalue=dict(prefix="iteration ", font=dict(size=12)))])
+
+
+def routing_mass_figure(mass: np.ndarray, vote_mass: np.ndarray,
+                        title: str = "Where the routing sends the 1152 primary capsules",
+                        height: int = 340) -> go.Figure:
+    """Per iteration, each digit's share (%) of ``mass = Σ_i c_ij`` (left) and of
+    ``vote_mass = Σ_i c_ij |û_j|i|`` (right); both (T, 10). 10 % is uniform coupling."""
+    panels = ((np.asarray(mass, dtype=float), "Σ<sub>i</sub> c<sub>ij</sub> (share of coupling, %)"),
+              (np.asarray(vote_mass, dtype=float), "Σ<sub>i</sub> c<sub>ij</sub>|û<sub>j|i</sub>| (share of vote, %)"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.12)
+    for col, (m, _) in enumerate(panels, start=1):
+        share = 100 * m / m.sum(axis=1, keepdims=True)
+        t = np.arange(1, share.shape[0] + 1)
+        for j in range(share.shape[1]):
+            fig.add_trace(go.Scatter(
+                x=t, y=share[:, j], mode="lines+markers", name=str(j), legendgroup=str(j),
+                showlegend=col == 1, line=dict(color=DIGIT_COLORS[j], width=2),
+                hovertemplate=f"digit {j}, iteration %{{x}}: %{{y:.4f}} %<extra></extra>"),
+                row=1, col=col)
+        fig.update_xaxes(title_text="routing iteration", tickmode="array", tickvals=list(t),
+                         range=[0.7, t[-1] + 0.3], row=1, col=col)
+    fig.add_hline(y=10.0, line=dict(color=ZERO, dash="dot", width=1), row=1, col=1)
+    fig.update_yaxes(title_text="% of all 1152 primaries", row=1, col=1)
+    fig.update_annotations(font_size=12)
+    return _style(fig, title, height, legend_title_text="digit")
+
+
+def agreement_figure(agreement: np.ndarray, iteration: int,
+                     title: str | None = None, height: int = 330) -> go.Figure:
+    """``agreement`` (1152, 10) = û<sub>j|i</sub> · v<sub>j</sub> of one iteration: digits x
+    primary index (i = type·36 + row·6 + col), diverging around 0."""
+    a = np.asarray(agreement, dtype=np.float32).T  # (10, 1152)
+    zmax = float(np.abs(a).max()) or 1e-6
+    fig = go.Figure(go.Heatmap(
+        z=a, x=np.arange(a.shape[1]), y=[str(j) for j in range(a.shape[0])], colorscale=DIVERGING,
+        zmid=0, zmin=-zmax, zmax=zmax,
+        colorbar=dict(title=dict(text="û·v", side="right"), thickness=14, exponentformat="e"),
+        hovertemplate="primary %{x} → digit %{y}: û·v = %{z:.3e}<extra></extra>"))
+    fig.update_xaxes(title_text="primary capsule i (blocks of 36 = one type's 6×6 grid)",
+                     tickmode="array", tickvals=list(range(0, 1152, 144)),
+                     ticktext=[f"type {k}" for k in range(0, 32, 4)], showgrid=False)
+    fig.update_yaxes(title_text="digit capsule j", type="category", showgrid=False)
+    title = title or f"Agreement û<sub>j|i</sub> · v<sub>j</sub> after iteration {iteration} (added to b<sub>ij</sub>)"
+    return _style(fig, title, height)
+
+
+# --------------------------------------------------------------------------------------------
+# evidence
+
+
+def evidence_figure(image: np.ndarray, maps: np.ndarray, digit: int, title: str | None = None,
+                    change: bool = False, iteration: int | None = None,
+                    height: int = 440) -> go.Figure:
+    """Evidence maps over the input, one animation frame per routing iteration.
+
+    ``maps`` (T, 28, 28) for digit ``digit`` (:func:`capsules.analysis.evidence_maps`). The input
+    is drawn dimmed in grey; the map on top in the digit's colour, transparent at 0. With
+    ``change`` the maps are differences (e.g. from iteration 1) on a diverging scale instead.
+    ``len(fig.frames) == T``; the slider starts at ``iteration`` (1-based, default the last).
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    t_count = maps.shape[0]
+    shown = (t_count if iteration is None else int(iteration)) - 1
+    zmax = float(np.abs(maps).max()) or 1e-9
+    if change:
+        scale, zmin, label = DIVERGING, -zmax, "Δ vote"
+    else:
+        color = DIGIT_COLORS[digit % 10]
+        scale, zmin, label = [[0.0, _rgba(color, 0.0)], [1.0, _rgba(color, 0.92)]], 0.0, "c·|û|"
+    base = go.Heatmap(z=np.asarray(image, dtype=np.float32), colorscale=GREY, zmin=0, zmax=1,
+                      showscale=False, opacity=0.45, hoverinfo="skip")
+
+    def overlay(t: int) -> go.Heatmap:
+        return go.Heatmap(z=maps[t], colorscale=scale, zmin=zmin, zmax=zmax,
+                          opacity=0.75 if change else 1.0,
+                          colorbar=dict(title=dict(text=label, side="right"), thickness=14,
+                                        exponentformat="e"),
+                          hovertemplate="row %{y}, col %{x}: %{z:.3e}<extra>" + f"digit {digit}</extra>")
+
+    fig = go.Figure([base, overlay(shown)])
+    fig.frames = [go.Frame(data=[overlay(t)], traces=[1], name=str(t + 1)) for t in range(t_count)]
+    _frame_slider(fig, t_count, shown)
+    _image_axes(fig)
+    fig.update_yaxes(scaleanchor="x")
+    title = title or f"Evidence for digit {digit}: votes c<sub>i{digit}</sub>·|û<sub>{digit}|i</sub>| on their receptive fields"
+    return _style(fig, title, height, margin=dict(l=10, r=10, t=56, b=70))
+
+
+# --------------------------------------------------------------------------------------------
+# routing iterations and pose
+
+
+def iteration_strip_figure(reconstructions: np.ndarray, predictions: np.ndarray,
+                           title: str = "Reconstruction of the winning capsule after k iterations",
+                           height: int = 190) -> go.Figure:
+    """(T, 28, 28) reconstructions in a row, labelled with the predicted digit per iteration."""
+    recons = np.asarray(reconstructions, dtype=np.float32)
+    t_count = recons.shape[0]
+    strip = mosaic(recons[None], gap=3)
+    fig = go.Figure(go.Image(source=_png_uri(strip), hoverinfo="skip"))
+    centres = [k * 31 + 13.5 for k in range(t_count)]
+    fig.update_xaxes(tickmode="array", tickvals=centres, side="bottom", showgrid=False,
+                     ticktext=[f"k={k + 1}: <b>{int(p)}</b>" for k, p in enumerate(predictions)],
+                     zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, scaleanchor="x")
+    return _style(fig, title, height, margin=dict(l=10, r=10, t=40, b=30))
+
+
+def perturbation_figure(grid: np.ndarray, deltas: np.ndarray, digit: int,
+                        title: str | None = None, height: int = 760) -> go.Figure:
+    """Fig. 4 of the paper: ``grid`` (16, K, 28, 28), row d = pose dimension d + 1, column k =
+    offset ``deltas[k]`` added to it. Drawn as one image, 16 rows x K columns."""
+    grid = np.asarray(grid, dtype=np.float32)
+    rows, cols, h, w = grid.shape
+    gap = 2
+    fig = go.Figure(go.Image(source=_png_uri(mosaic(grid, gap=gap)), hoverinfo="skip"))
+    fig.update_xaxes(tickmode="array", tickvals=[k * (w + gap) + (w - 1) / 2 for k in range(cols)],
+                     ticktext=[f"{d:+.2f}" for d in np.asarray(deltas, dtype=float)],
+                     title_text="offset added to the dimension", side="top", showgrid=False,
+                     zeroline=False)
+    fig.update_yaxes(tickmode="array", tickvals=[d * (h + gap) + (h - 1) / 2 for d in range(rows)],
+                     ticktext=[f"dim {d + 1}" for d in range(rows)], showgrid=False, zeroline=False,
+                     scaleanchor="x")
+    fig.update_layout(meta=dict(rows=rows, cols=cols))
+    title = title or f"Fig. 4: each of the 16 dimensions of capsule {digit} tweaked, decoded"
+    return _style(fig, title, height, margin=dict(l=60, r=10, t=90, b=10))
+
+
+def pose_figure(pose: np.ndarray, digit: int, perturbed: np.ndarray | None = None,
+                title: str | None = None, height: int = 300) -> go.Figure:
+    """The 16 components of capsule ``digit``'s pose vector (bars, digit colour); ``perturbed``
+    (16,) drawn over it as outlined bars."""
+    pose = np.asarray(pose, dtype=float)
+    dims = [str(d + 1) for d in range(pose.shape[0])]
+    color = DIGIT_COLORS[digit % 10]
+    fig = go.Figure(go.Bar(x=dims, y=pose, name="v (model)", marker_color=_rgba(color, 0.55),
+                           hovertemplate="dim %{x}: %{y:+.3f}<extra>model</extra>"))
+    if perturbed is not None:
+        fig.add_trace(go.Scatter(x=dims, y=np.asarray(perturbed, dtype=float), mode="markers",
+                                 name="v + offsets", marker=dict(color=color, size=10, symbol="diamond",
+                                                                 line=dict(width=1, color=ZERO)),
+                                 hovertemplate="dim %{x}: %{y:+.3f}<extra>perturbed</extra>"))
+    fig.update_xaxes(title_text="pose dimension", type="category")
+    fig.update_yaxes(title_text="value", zeroline=True)
+    title = title or f"Pose vector v<sub>{digit}</sub> (16D instantiation parameters)"
+    return _style(fig, title, height, legend=dict(orientation="h", y=1.02, x=1, xanchor="right",
+                                                  yanchor="bottom", bgcolor="rgba(0,0,0,0)"))
+
+
+def transform_figure(values: np.ndarray, poses: np.ndarray, lengths: np.ndarray, kind: str,
+                     digit: int, current: float | None = None, unit: str = "",
+                     title: str | None = None, height: int = 560) -> go.Figure:
+    """Top: the 16 pose components of capsule ``digit`` against the transform parameter
+    (``values`` (N,), ``poses`` (N, 16)); bottom: all 10 lengths (N, 10). A dotted line marks the
+    ``current`` setting."""
+    values = np.asarray(values, dtype=float)
+    poses, lengths = np.asarray(poses, dtype=float), np.asarray(lengths, dtype=float)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1, row_heights=[0.6, 0.4],
+                        subplot_titles=(f"Pose of capsule {digit}: one line per dimension",
+                                        "Capsule lengths |v<sub>j</sub>|"))
+    for d in range(poses.shape[1]):
+        fig.add_trace(go.Scatter(x=values, y=poses[:, d], mode="lines", name=f"dim {d + 1}",
+                                 line=dict(color=DIM_COLORS[d], width=1.6), showlegend=False,
+                                 hovertemplate=f"dim {d + 1}: %{{y:+.3f}} at %{{x:.2f}}<extra></extra>"),
+                      row=1, col=1)
+    for j in range(lengths.shape[1]):
+        fig.add_trace(go.Scatter(x=values, y=lengths[:, j], mode="lines", name=str(j),
+                                 line=dict(color=DIGIT_COLORS[j], width=3 if j == digit else 1.6),
+                                 hovertemplate=f"digit {j}: |v| = %{{y:.3f}} at %{{x:.2f}}<extra></extra>"),
+                      row=2, col=1)
+    if current is not None:
+        for row in (1, 2):
+            fig.add_vline(x=current, line=dict(color=ZERO, dash="dot", width=1.5), row=row, col=1)
+    fig.update_xaxes(title_text=f"{kind.replace('_', ' ')}" + (f" ({unit})" if unit else ""), row=2, col=1)
+    fig.update_yaxes(title_text="pose value", row=1, col=1)
+    fig.update_yaxes(title_text="length", range=[0, 1.05], row=2, col=1)
+    fig.update_annotations(font_size=12)
+    title = title or f"Capsule {digit} under {kind.replace('_', ' ')}"
+    return _style(fig, title, height, legend_title_text="digit")

@@ -1,0 +1,140 @@
+"""dashboard.figures: every view is a plotly Figure with the right shapes, frames and lines."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from capsules import analysis as A
+from dashboard import figures as F
+
+
+@pytest.fixture(scope="module")
+def result():
+    import torch
+
+    from capsules import CapsNet
+
+    torch.manual_seed(0)
+    model = CapsNet().eval()
+    img = np.zeros((28, 28), np.float32)
+    img[5:23, 11:16] = 1.0
+    res = A.analyse(model, img, iterations=3)
+    res.grid = A.perturbation_grid(model, res.v[res.prediction], res.prediction)
+    res.tsweep = A.transform_sweep(model, img, "rotate", values=np.linspace(-30, 30, 7))
+    return res
+
+
+def _png_size(uri: str) -> tuple[int, int]:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).size
+
+
+def _hlines(fig: go.Figure) -> set[float]:
+    return {round(float(s.y0), 6) for s in fig.layout.shapes if s.y0 is not None and s.y0 == s.y1}
+
+
+def test_palette():
+    assert len(F.DIGIT_COLORS) == 10 and len(set(F.DIGIT_COLORS)) == 10
+    assert len(F.DIM_COLORS) == 16
+
+
+def test_image_pair(result):
+    fig = F.image_pair_figure(result.image, result.reconstruction, result.prediction)
+    assert isinstance(fig, go.Figure)
+    heatmaps = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    assert len(heatmaps) == 2
+    assert all(np.asarray(t.z).shape == (28, 28) for t in heatmaps)
+    np.testing.assert_allclose(np.asarray(heatmaps[0].z), result.image)
+    assert fig.layout.paper_bgcolor == "rgba(0,0,0,0)"
+    single = F.image_figure(result.image, "x")
+    assert np.asarray(single.data[0].z).shape == (28, 28)
+
+
+def test_lengths_bars_and_thresholds(result):
+    fig = F.lengths_figure(result.lengths, result.prediction)
+    assert isinstance(fig, go.Figure)
+    bar = fig.data[0]
+    assert isinstance(bar, go.Bar) and len(bar.y) == 10
+    assert list(bar.marker.color) == list(F.DIGIT_COLORS)
+    assert {0.9, 0.1} <= _hlines(fig)
+    assert fig.layout.title.text
+
+
+def test_lengths_per_iteration(result):
+    fig = F.lengths_per_iteration_figure(result.sweep.lengths, highlight=3)
+    assert len(fig.data) == 10
+    assert all(len(t.y) == 10 for t in fig.data)
+    assert [t.line.color for t in fig.data] == list(F.DIGIT_COLORS)
+    assert {0.9, 0.1} <= _hlines(fig)
+    change = F.length_change_figure(result.length_change)
+    assert len(change.data) == 10 and all(len(t.y) == 2 for t in change.data)  # 1->2, 2->3
+
+
+def test_coupling_layout(result):
+    tiles = F.coupling_tiles(np.arange(1152))
+    assert tiles.shape == (4 * 6 + 3, 8 * 6 + 7)
+    assert tiles[0, 0] == 0 and tiles[0, 7] == 36  # type 1 starts right of type 0's tile
+    assert tiles[7, 0] == 8 * 36  # row 2 of tiles starts at type 8
+    assert np.isnan(tiles[6, 0]) and np.isnan(tiles[0, 6])
+    fig = F.coupling_figure(result.c_deviation[-1, :, 2], 2)
+    assert isinstance(fig, go.Figure) and len(fig.frames) == 0
+    assert np.asarray(fig.data[0].z).shape == tiles.shape
+    assert fig.data[0].zmid == 0
+
+
+def test_coupling_animation_has_one_frame_per_iteration(result):
+    fig = F.coupling_figure(result.c_deviation[:, :, 2], 2)
+    assert len(fig.frames) == result.iterations == 3
+    assert len(fig.layout.sliders[0].steps) == 3
+    # the first frame is iteration 1: uniform coupling, c - 1/10 = 0 everywhere
+    z0 = np.asarray(fig.frames[0].data[0].z, dtype=float)
+    assert np.nanmax(np.abs(z0)) < 1e-7
+
+
+def test_routing_mass_and_agreement(result):
+    fig = F.routing_mass_figure(result.mass, result.vote_mass)
+    assert len(fig.data) == 20
+    np.testing.assert_allclose(fig.data[0].y[0], 10.0, atol=1e-4)  # uniform share at iteration 1
+    agr = F.agreement_figure(result.agreement[1], 2)
+    assert np.asarray(agr.data[0].z).shape == (10, 1152)
+
+
+def test_evidence_frames(result):
+    maps = result.evidence()[:, result.prediction]
+    fig = F.evidence_figure(result.image, maps, result.prediction)
+    assert len(fig.frames) == result.iterations
+    assert np.asarray(fig.data[1].z).shape == (28, 28)
+    assert all(np.asarray(f.data[0].z).shape == (28, 28) for f in fig.frames)
+    change = F.evidence_figure(result.image, maps - maps[:1], result.prediction, change=True)
+    assert len(change.frames) == 3 and change.data[1].zmid is None
+
+
+def test_fig4_grid_is_16_by_11(result):
+    fig = F.perturbation_figure(result.grid, A.perturbation_deltas(), result.prediction)
+    assert isinstance(fig, go.Figure)
+    assert len(fig.layout.yaxis.tickvals) == 16 and len(fig.layout.xaxis.tickvals) == 11
+    assert fig.layout.meta == {"rows": 16, "cols": 11}
+    assert list(fig.layout.xaxis.ticktext)[5] == "+0.00"
+    w, h = _png_size(fig.data[0].source)
+    assert (h, w) == (16 * 28 + 15 * 2, 11 * 28 + 10 * 2)
+    mos = F.mosaic(result.grid)
+    np.testing.assert_array_equal(mos[:28, :28], result.grid[0, 0])
+    np.testing.assert_array_equal(mos[30:58, 30:58], result.grid[1, 1])
+
+
+def test_strip_pose_and_transform(result):
+    strip = F.iteration_strip_figure(result.sweep.reconstructions, result.sweep.predictions)
+    assert len(strip.layout.xaxis.tickvals) == 10
+    pose = F.pose_figure(result.v[2], 2, result.v[2] + 0.1)
+    assert len(pose.data) == 2 and len(pose.data[0].y) == 16
+    s = result.tsweep
+    fig = F.transform_figure(s.values, s.poses, s.lengths, "rotate", s.digit, current=0.0)
+    assert len(fig.data) == 16 + 10
+    assert all(len(t.x) == 7 for t in fig.data)
+    assert [t.line.color for t in fig.data[16:]] == list(F.DIGIT_COLORS)
