@@ -159,9 +159,11 @@ class Analysis:
         """(r, 10): sum_i c_ij |u_hat_{j|i}|, the vote length flowing into s_j (eq. 2)."""
         return (self.c * self.u_hat_norm[None]).sum(axis=1)
 
-    def evidence(self, normalize: bool = True) -> np.ndarray:
-        """(r, 10, 28, 28): :func:`evidence_maps` of every iteration and digit."""
-        return evidence_maps(self.c, self.u_hat, normalize=normalize)
+    def evidence(self, normalize: bool = True, projected: bool = False) -> np.ndarray:
+        """(r, 10, 28, 28): :func:`evidence_maps` of every iteration and digit; ``projected``
+        projects the votes on each iteration's own output ``v``, decomposing ``|s_j|``."""
+        along = self.v_per_iteration if projected else None
+        return evidence_maps(self.c, self.u_hat, normalize=normalize, along=along)
 
 
 @torch.inference_mode()
@@ -231,24 +233,34 @@ def coverage() -> np.ndarray:
     return _np(_spread(torch.ones(1, GRID, GRID)))[0]
 
 
-def evidence_maps(c, u_hat, normalize: bool = True) -> np.ndarray:
+def evidence_maps(c, u_hat, normalize: bool = True, along=None) -> np.ndarray:
     """Project the primary capsules' votes back onto the input.
 
     ``c`` (..., 1152, 10) coupling coefficients (any leading axes, e.g. iterations) and ``u_hat``
     (1152, 10, 16) prediction vectors. The vote of primary ``i`` for digit ``j`` is
-    ``c_ij * |u_hat_{j|i}|``, its share of ``s_j``'s input (eq. 2). The votes of the 32 types at
-    one grid position are summed and spread uniformly over that position's 17x17 receptive field.
+    ``c_ij * |u_hat_{j|i}|``, the length of its term in ``s_j = sum_i c_ij u_hat_{j|i}`` (eq. 2).
+    With ``along`` (..., 10, 16), the digit capsules ``v`` (one set per leading index), the vote
+    is instead the signed projection ``c_ij * u_hat_{j|i} . v_j / |v_j|``: these add up to
+    ``|s_j|`` exactly (``v_j`` is parallel to ``s_j``), so the map decomposes the capsule's
+    length over the input; negative values push ``s_j`` backwards.
 
-    ``normalize=True`` divides each pixel by the number of receptive fields covering it (1 at the
-    corners up to 36 in the middle), giving the mean vote of the capsules that see the pixel;
-    without it the sum is returned, which favours the centre. Pixels in no field (row and
-    column 27) are 0. Returns (..., 10, 28, 28) float32, non-negative.
+    The votes of the 32 types at one grid position are summed and spread uniformly over that
+    position's 17x17 receptive field. ``normalize=True`` divides each pixel by the number of
+    receptive fields covering it (1 at the corners up to 36 in the middle), giving the mean vote
+    of the capsules that see the pixel; without it the sum is returned, which favours the
+    centre. Pixels in no field (row and column 27) are 0. Returns (..., 10, 28, 28) float32,
+    non-negative unless ``along`` is given.
     """
     c = torch.as_tensor(np.asarray(c), dtype=torch.float32)
     u_hat = torch.as_tensor(np.asarray(u_hat), dtype=torch.float32)
     lead = c.shape[:-2]
     n_caps, n_digits = c.shape[-2:]
-    votes = c * torch.linalg.vector_norm(u_hat, dim=-1)  # (..., 1152, 10)
+    if along is None:
+        votes = c * torch.linalg.vector_norm(u_hat, dim=-1)  # (..., 1152, 10)
+    else:
+        v = torch.as_tensor(np.asarray(along), dtype=torch.float32)  # (..., 10, 16)
+        unit = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp(min=1e-12)
+        votes = c * torch.einsum("ijm,...jm->...ij", u_hat, unit)
     per_pos = votes.reshape(-1, n_caps // (GRID * GRID), GRID, GRID, n_digits).sum(1)  # (N, 6, 6, 10)
     per_pos = per_pos.permute(0, 3, 1, 2).reshape(-1, GRID, GRID)  # (N * 10, 6, 6)
     maps = _spread(per_pos)

@@ -167,6 +167,277 @@ def sample_label(samples, k: int) -> str:
     return f"test #{idx} · label {label} · predicted {pred}{mark}"
 
 
+# ------------------------------------------------------------------------------ views
+
+# ---- 2: capsule lengths (+ per-iteration change)
+def view_lengths(res: A.Analysis, iterations: int) -> None:
+    pred = res.prediction
+    left, right = st.columns(2, gap="large")
+    with left:
+        chart(F.lengths_figure(res.lengths, pred), "fig_lengths")
+        st.caption("The length of digit capsule j is the probability that digit j is present "
+                   "(squash, eq. 1). The margin loss (eq. 4) pushes the true digit above m⁺ = 0.9 and "
+                   "every other below m⁻ = 0.1.")
+    with right:
+        chart(F.lengths_per_iteration_figure(res.lengths_per_iteration,
+                                             title=f"|v<sub>j</sub>| after each of the r = {iterations} iterations"),
+              "fig_lengths_iter")
+        if iterations > 1:
+            chart(F.length_change_figure(res.length_change), "fig_length_change")
+            st.caption("Change of every capsule's length from one routing iteration to the next: "
+                       "routing moves the lengths only through the coupling coefficients c (eq. 2).")
+
+# ---- 3: routing step by step
+def view_routing(res: A.Analysis, iterations: int) -> None:
+    pred = res.prediction
+    c1, c2, c3 = st.columns([1.2, 1.0, 2.2])
+    with c1:
+        if iterations > 1:
+            t = st.slider("Iteration", 1, iterations, iterations, key="routing_iteration",
+                          help="Iteration t uses the coupling coefficients c = softmax(b) of that step.")
+        else:
+            t = 1
+            st.caption("With r = 1 there is one iteration, with uniform coupling.")
+    with c2:
+        j = digit_picker("Digit capsule", "routing_digit", pred)
+    with c3:
+        view = st.radio("Show", ["c − 1/10 (move from uniform)", "c[t] − c[t−1] (change in this step)",
+                                 "c (raw)"], key="routing_view", horizontal=True)
+    if view.startswith("c − 1/10"):
+        values, cb = res.c_deviation[:, :, j], "c − 1/10"
+        title = f"Coupling to digit {j} at iteration {t}: c<sub>i{j}</sub> − 1/10"
+    elif view.startswith("c[t]"):
+        values, cb = res.c_step[:, :, j], "Δc"
+        title = f"Coupling to digit {j}: change from iteration {max(t - 1, 1)} to {t}"
+    else:
+        values, cb = res.c[:, :, j], "c"
+        title = f"Coupling coefficients c<sub>i{j}</sub> at iteration {t}"
+    shift = 0.1 if cb == "c" else 0.0  # raw c is drawn around its uniform value 1/10
+    zmax = float(np.abs(values - shift).max())
+    e1, e2, e3, e4 = st.columns(4)
+    e1.metric("Routing entropy", f"{res.entropy[t - 1]:.5f}",
+              f"{res.entropy[t - 1] - np.log(10):+.1e} vs ln 10", delta_color="off",
+              help="Mean over the 1152 primaries of −Σⱼ cᵢⱼ ln cᵢⱼ (nats); ln 10 = 2.30259 is uniform coupling.")
+    e2.metric("Largest |c − 1/10|", f"{np.abs(res.c_deviation[t - 1]).max():.1e}",
+              help="The largest move of any coupling coefficient away from uniform at this iteration.")
+    e3.metric(f"Coupling mass Σᵢ cᵢ{j}", f"{res.mass[t - 1, j]:.3f}",
+              f"{res.mass[t - 1, j] - 115.2:+.3f} vs 115.2", delta_color="off",
+              help="Sum of the coupling coefficients of all 1152 primaries to this digit (1152/10 when uniform).")
+    top = int(np.argmax(res.c[t - 1, :, j]))
+    ty, row, col = primary_position(top)
+    e4.metric("Most coupled primary", f"type {ty} ({row},{col})",
+              f"c = {res.c[t - 1, top, j]:.4f}", delta_color="off",
+              help="The primary capsule (type, row, col) with the largest c to this digit.")
+    left, right = st.columns(2, gap="large")
+    with left:
+        chart(F.coupling_figure(values[t - 1] - shift, j, title=title, zmax=zmax,
+                                colorbar_title="c − 1/10" if cb == "c" else cb), "fig_coupling")
+        st.caption("Each 6×6 tile is one of the 32 primary-capsule types over its grid positions "
+                   "(i = type·36 + row·6 + col). Iteration 1 always uses c = 1/10 (b = 0, eq. 3), so it "
+                   "is blank; later iterations raise c where the prediction û agrees with v. "
+                   "In a trained CapsNet most coefficients move by only 10⁻³ to 10⁻² (the mean routing "
+                   "entropy stays within 10⁻³ of ln 10), hence the deviation scale.")
+    with right:
+        a_t = res.agreement[t - 1, :, j]
+        chart(F.coupling_figure(a_t, j, zmax=float(np.abs(a_t).max()), colorbar_title="û·v",
+                                title=f"Agreement û<sub>{j}|i</sub> · v<sub>{j}</sub> after iteration {t}"),
+              "fig_agreement_tiles")
+        st.caption(f"What iteration {t} adds to each logit bᵢ{j} (Procedure 1, line 7): red primaries "
+                   f"predict a pose that agrees with v{j} and gain coupling in the next iteration.")
+    chart(F.routing_mass_figure(res.mass, res.vote_mass), "fig_mass")
+    st.caption("Share of the coupling (left: Σᵢ cᵢⱼ) and of the vote length flowing into sⱼ "
+               "(right: Σᵢ cᵢⱼ|ûⱼ|ᵢ|, eq. 2) that each digit receives over the iterations; 10 % is uniform.")
+    with st.expander("Agreement of all 1152 primaries with all 10 digit capsules"):
+        chart(F.agreement_figure(res.agreement[t - 1], t), "fig_agreement")
+        st.caption(f"ûⱼ|ᵢ · vⱼ after iteration {t} for every pair; columns are primaries "
+                   "i = type·36 + row·6 + col.")
+
+# ---- 4: evidence map
+def view_evidence(res: A.Analysis, clock: Clock) -> None:
+    pred = res.prediction
+    modes = {"votes c·|û|": "magnitude", "contribution to |sⱼ|": "projected",
+             "change since iteration 1": "change"}
+    c1, c2, c3 = st.columns([1, 1.6, 1])
+    with c1:
+        je = digit_picker("Digit capsule", "evidence_digit", pred)
+    with c2:
+        mode = modes[st.radio("Show", list(modes), key="evidence_mode", horizontal=True)]
+    with c3:
+        normalize = st.toggle("Average over covering fields", value=True, key="evidence_normalize",
+                              help="On: each pixel shows the mean vote of the receptive fields that contain it "
+                                   "(1 at the corners, up to 36 in the middle). Off: their sum, which favours the centre.")
+    along = res.v_per_iteration[:, je:je + 1] if mode == "projected" else None
+    maps = clock("evidence maps", A.evidence_maps, res.c[:, :, je:je + 1], res.u_hat[:, je:je + 1],
+                 normalize=normalize, along=along)[:, 0]
+    if mode == "change":
+        maps = maps - maps[:1]
+    titles = {
+        "magnitude": None,
+        "projected": f"Contribution to |s<sub>{je}</sub>|: c<sub>i{je}</sub> û<sub>{je}|i</sub> · v̂<sub>{je}</sub> on the receptive fields",
+        "change": f"Evidence for digit {je}: change of c·|û| since iteration 1",
+    }
+    bars = {"magnitude": "c·|û|", "projected": "c û·v̂", "change": "Δ c·|û|"}
+    left, right = st.columns([1.2, 1], gap="large")
+    with left:
+        chart(F.evidence_figure(res.image, maps, je, title=titles[mode], diverging=mode != "magnitude",
+                                colorbar_title=bars[mode]), "fig_evidence")
+    with right:
+        st.markdown("**How to read it**")
+        st.caption("Every primary capsule i sends digit j the vote cᵢⱼ ûⱼ|ᵢ (eq. 2). Its size cᵢⱼ|ûⱼ|ᵢ| is "
+                   "spread over the 17×17 input window the capsule sees (conv1 9×9, then 9×9 with stride 2: "
+                   "rows and columns 2·row … 2·row + 16) and summed over the 32 types; the white line "
+                   "outlines the input's ink. Step through the routing iterations with the slider under "
+                   "the map.")
+        st.caption("Primary capsules are long almost everywhere, background included, so the plain votes "
+                   "vary little. **Contribution to |sⱼ|** projects each vote on the direction of vⱼ: "
+                   "these add up to |sⱼ| exactly, so red regions make capsule j long and blue ones "
+                   "shorten it. **Change since iteration 1** shows where routing moved votes towards "
+                   "(red) or away from (blue) digit j.")
+
+
+# ---- 5: routing iterations
+def view_iterations(res: A.Analysis, iterations: int) -> None:
+    left, right = st.columns([1.2, 1], gap="large")
+    with left:
+        chart(F.lengths_per_iteration_figure(res.sweep.lengths, highlight=iterations,
+                                             title="Capsule lengths when routing with k = 1 … 10 iterations"),
+              "fig_sweep_lengths")
+    with right:
+        preds = res.sweep.predictions
+        st.markdown(f"**Prediction by number of iterations:** "
+                    + " · ".join(f"k={k_ + 1}: **{int(p)}**" for k_, p in enumerate(preds)))
+        flips = [k_ + 1 for k_ in range(1, len(preds)) if preds[k_] != preds[k_ - 1]]
+        st.caption("The prediction never changes over 1 … 10 iterations." if not flips else
+                   f"The prediction changes at k = {', '.join(map(str, flips))}.")
+        st.caption(f"Routing with k iterations equals the first k iterations of a longer routing, so one "
+                   f"trace gives all ten. The paper (§4) uses r = 3; the sidebar's r = {iterations} "
+                   "(dotted line) is used by every view.")
+    chart(F.iteration_strip_figure(res.sweep.reconstructions, res.sweep.predictions), "fig_sweep_strip")
+
+
+# ---- 6: pose perturbation
+def reset_pose() -> None:
+    for d in range(16):
+        st.session_state[f"pose_{d}"] = 0.0
+
+
+def view_pose(model, model_key: str, res: A.Analysis, clock: Clock) -> None:
+    pred = res.prediction
+    left, right = st.columns([1.15, 1], gap="large")
+    with left:
+        c1, c2 = st.columns([1.4, 1], vertical_alignment="bottom")
+        with c1:
+            jp = digit_picker("Digit capsule", "pose_digit", pred)
+        with c2:
+            st.button("Reset offsets", key="pose_reset", on_click=reset_pose)
+        st.caption("The 16 dimensions of a digit capsule are its instantiation parameters (§5.1). "
+                   "Add an offset to any of them and the decoder redraws the digit.")
+        pose = res.v[jp]
+        cols = st.columns(4)
+        offsets = np.zeros(16, np.float32)
+        for d in range(16):
+            with cols[d % 4]:
+                offsets[d] = st.slider(f"dim {d + 1} (v = {pose[d]:+.2f})", -0.5, 0.5, 0.0, 0.05,
+                                       key=f"pose_{d}", format="%+.2f")
+        perturbed = pose + offsets
+        recon = clock("decode (pose sliders)", A.reconstruct, model, perturbed, jp)
+        plain = res.reconstruction if jp == pred else A.reconstruct(model, pose, jp)
+        a, b = st.columns(2)
+        with a:
+            chart(F.image_figure(plain, f"Decoded from v<sub>{jp}</sub>", height=250), "fig_pose_plain")
+        with b:
+            chart(F.image_figure(recon, f"Decoded from v<sub>{jp}</sub> + offsets", height=250),
+                  "fig_pose_live")
+        chart(F.pose_figure(pose, jp, perturbed if np.any(offsets) else None, height=270),
+              "fig_pose_vector")
+    with right:
+        grid = clock("Fig. 4 grid (176 decodes)", cached_grid, model, model_key,
+                     np.ascontiguousarray(pose), jp)
+        chart(F.perturbation_figure(grid, A.perturbation_deltas(), jp, height=760), "fig_perturbation")
+        st.caption(f"As the paper's Fig. 4: row d adds −0.25 … +0.25 (steps of 0.05) to dimension d of "
+                   f"v{jp}, all other dimensions kept, and decodes. Some dimensions change stroke width, "
+                   "skew or local parts of the digit.")
+
+
+# ---- 7: transform explorer
+def reset_transform() -> None:
+    for kind, (_, _, identity, _) in A.TRANSFORMS.items():
+        st.session_state[f"tf_{kind}"] = float(identity)
+
+
+def view_transform(model, model_key: str, image: np.ndarray, res: A.Analysis, iterations: int,
+                   clock: Clock) -> None:
+    pred = res.prediction
+    st.caption("Transform the input and watch the capsules respond: the paper argues the pose vector "
+               "changes smoothly with the digit's pose (equivariance) while the length, the "
+               "probability, stays put (invariance).")
+    cols = st.columns(len(A.TRANSFORMS) + 1)
+    params = {}
+    for col, (kind, (lo, hi, identity, unit)) in zip(cols, A.TRANSFORMS.items()):
+        with col:
+            params[kind] = st.slider(TRANSFORM_LABELS[kind], float(lo), float(hi), float(identity),
+                                     TRANSFORM_STEPS[kind], key=f"tf_{kind}", help=unit)
+    with cols[-1]:
+        kind = st.selectbox("Sweep", list(A.TRANSFORMS), key="tf_sweep",
+                            format_func=lambda k_: TRANSFORM_LABELS[k_].split(" (")[0])
+        st.button("Reset", key="tf_reset", on_click=reset_transform)
+    identity = all(params[k_] == A.TRANSFORMS[k_][2] for k_ in params)
+    moved = image if identity else clock("transform", A.transform_image, image, **params)
+    tres = res if identity else clock("analysis (transformed)", cached_analysis, model, model_key,
+                                      np.ascontiguousarray(moved), iterations)
+    left, mid, right = st.columns([1.3, 1, 1.2], gap="medium")
+    with left:
+        chart(F.image_pair_figure(tres.image, tres.reconstruction, tres.prediction, height=260), "fig_tf_pair")
+        st.metric("Prediction (transformed)", f"{tres.prediction} ({tres.confidence:.2f})")
+    with mid:
+        chart(F.lengths_figure(tres.lengths, tres.prediction, title="Lengths |v<sub>j</sub>|", height=300,
+                               values=False),
+              "fig_tf_lengths")
+    with right:
+        chart(F.pose_figure(res.v[pred], pred, tres.v[pred], height=300, names=("original", "transformed"),
+                            title=f"Pose v<sub>{pred}</sub>: original vs transformed"),
+              "fig_tf_pose")
+    base = tuple(sorted((k_, v_) for k_, v_ in params.items() if k_ != kind))
+    sweep = clock("transform sweep (21 images)", cached_sweep, model, model_key, image, kind, base, pred,
+                  iterations)
+    chart(F.transform_figure(sweep.values, sweep.poses, sweep.lengths, kind, pred, current=params[kind],
+                             unit=A.TRANSFORMS[kind][3]), "fig_tf_sweep")
+    st.caption(f"Each line is one of the 16 dimensions of capsule {pred} (the prediction for the "
+               f"untransformed input) as {TRANSFORM_LABELS[kind].split(' (')[0].lower()} sweeps its range, "
+               "the other transforms held at their slider values; below, all ten lengths.")
+
+
+# ---- 8: model panel
+def model_panel(model, device, model_path: Path, model_note: str, clock: Clock) -> None:
+    """Device, checkpoint metadata and this run's compute time, in the sidebar."""
+    with st.sidebar:
+        st.header("Model")
+        meta = getattr(model, "metadata", {}) or {}
+        st.markdown(f"**Device:** {describe(device)}")
+        if model_path.is_file():
+            st.markdown(f"**Checkpoint:** `{model_path.name}`")
+        acc = meta.get("test_accuracy")
+        rows = []
+        if acc is not None:
+            acc = float(acc) * (100.0 if float(acc) <= 1.0 else 1.0)  # a fraction or a percentage
+            rows.append(f"- test accuracy **{acc:.2f} %**")
+        if meta.get("epoch") is not None or meta.get("epochs") is not None:
+            rows.append(f"- epochs: {meta.get('epoch', '?')} of {meta.get('epochs', '?')}")
+        if meta.get("date"):
+            rows.append(f"- trained: {str(meta['date'])[:16].replace('T', ' ')} UTC")
+        if meta.get("hardware"):
+            rows.append(f"- on: {meta['hardware']}")
+        if meta.get("train_seconds"):
+            rows.append(f"- training time: {float(meta['train_seconds']) / 60:.0f} min")
+        if rows:
+            st.markdown("\n".join(rows))
+        elif model_note:
+            st.caption("untrained weights (no checkpoint yet)")
+        st.metric("Compute, last interaction", f"{clock.total:.1f} ms",
+                  help="Wall time of the model work in this rerun (cached results count as ~0).")
+        st.caption(" · ".join(f"{k_} {v_:.1f} ms" for k_, v_ in clock.steps.items()))
+
+
 # ------------------------------------------------------------------------------ page
 
 model_path = checkpoint_path()
@@ -252,244 +523,26 @@ with col_pred:
     st.caption("Left: the 28×28 image the model classifies. Right: the decoder's reconstruction from "
                "the winning capsule alone, the others masked to zero (§4.1).")
 
-tabs = st.tabs(["Capsule lengths", "Routing step by step", "Evidence map", "Routing iterations",
-                "Pose perturbation", "Transform explorer"])
+VIEWS = ["Capsule lengths", "Routing step by step", "Evidence map", "Routing iterations",
+         "Pose perturbation", "Transform explorer"]
+tabs = st.tabs(VIEWS, key="view", on_change="rerun")  # only the open tab computes and draws
+if tabs[0].open:
+    with tabs[0]:
+        view_lengths(res, iterations)
+if tabs[1].open:
+    with tabs[1]:
+        view_routing(res, iterations)
+if tabs[2].open:
+    with tabs[2]:
+        view_evidence(res, clock)
+if tabs[3].open:
+    with tabs[3]:
+        view_iterations(res, iterations)
+if tabs[4].open:
+    with tabs[4]:
+        view_pose(model, model_key, res, clock)
+if tabs[5].open:
+    with tabs[5]:
+        view_transform(model, model_key, image, res, iterations, clock)
 
-# ---- 2: capsule lengths
-with tabs[0]:
-    left, right = st.columns(2, gap="large")
-    with left:
-        chart(F.lengths_figure(res.lengths, pred), "fig_lengths")
-        st.caption("The length of digit capsule j is the probability that digit j is present "
-                   "(squash, eq. 1). The margin loss (eq. 4) pushes the true digit above m⁺ = 0.9 and "
-                   "every other below m⁻ = 0.1.")
-    with right:
-        chart(F.lengths_per_iteration_figure(res.lengths_per_iteration,
-                                             title=f"|v<sub>j</sub>| after each of the r = {iterations} iterations"),
-              "fig_lengths_iter")
-        if iterations > 1:
-            chart(F.length_change_figure(res.length_change), "fig_length_change")
-            st.caption("Change of every capsule's length from one routing iteration to the next: "
-                       "routing moves the lengths only through the coupling coefficients c (eq. 2).")
-
-# ---- 3: routing step by step
-with tabs[1]:
-    c1, c2, c3 = st.columns([1.2, 1.0, 2.2])
-    with c1:
-        if iterations > 1:
-            t = st.slider("Iteration", 1, iterations, iterations, key="routing_iteration",
-                          help="Iteration t uses the coupling coefficients c = softmax(b) of that step.")
-        else:
-            t = 1
-            st.caption("With r = 1 there is one iteration, with uniform coupling.")
-    with c2:
-        j = digit_picker("Digit capsule", "routing_digit", pred)
-    with c3:
-        view = st.radio("Show", ["c − 1/10 (move from uniform)", "c[t] − c[t−1] (change in this step)",
-                                 "c (raw)"], key="routing_view", horizontal=True)
-    if view.startswith("c − 1/10"):
-        values, cb = res.c_deviation[:, :, j], "c − 1/10"
-        title = f"Coupling to digit {j} at iteration {t}: c<sub>i{j}</sub> − 1/10"
-    elif view.startswith("c[t]"):
-        values, cb = res.c_step[:, :, j], "Δc"
-        title = f"Coupling to digit {j}: change from iteration {max(t - 1, 1)} to {t}"
-    else:
-        values, cb = res.c[:, :, j], "c"
-        title = f"Coupling coefficients c<sub>i{j}</sub> at iteration {t}"
-    shift = 0.1 if cb == "c" else 0.0  # raw c is drawn around its uniform value 1/10
-    zmax = float(np.abs(values - shift).max())
-    e1, e2, e3, e4 = st.columns(4)
-    e1.metric("Routing entropy", f"{res.entropy[t - 1]:.5f}",
-              f"{res.entropy[t - 1] - np.log(10):+.1e} vs ln 10", delta_color="off",
-              help="Mean over the 1152 primaries of −Σⱼ cᵢⱼ ln cᵢⱼ (nats); ln 10 = 2.30259 is uniform coupling.")
-    e2.metric("Largest |c − 1/10|", f"{np.abs(res.c_deviation[t - 1]).max():.1e}",
-              help="The largest move of any coupling coefficient away from uniform at this iteration.")
-    e3.metric(f"Coupling mass Σᵢ cᵢ{j}", f"{res.mass[t - 1, j]:.3f}",
-              f"{res.mass[t - 1, j] - 115.2:+.3f} vs 115.2", delta_color="off",
-              help="Sum of the coupling coefficients of all 1152 primaries to this digit (1152/10 when uniform).")
-    top = int(np.argmax(res.c[t - 1, :, j]))
-    ty, row, col = primary_position(top)
-    e4.metric("Most coupled primary", f"type {ty} ({row},{col})",
-              f"c = {res.c[t - 1, top, j]:.4f}", delta_color="off",
-              help="The primary capsule (type, row, col) with the largest c to this digit.")
-    left, right = st.columns(2, gap="large")
-    with left:
-        chart(F.coupling_figure(values[t - 1] - shift, j, title=title, zmax=zmax,
-                                colorbar_title="c − 1/10" if cb == "c" else cb), "fig_coupling")
-        st.caption("Each 6×6 tile is one of the 32 primary-capsule types over its grid positions "
-                   "(i = type·36 + row·6 + col). Iteration 1 always uses c = 1/10 (b = 0, eq. 3), so it "
-                   "is blank; later iterations raise c where the prediction û agrees with v. "
-                   "In a trained CapsNet the moves are small (about 10⁻³), hence the deviation scale.")
-    with right:
-        a_t = res.agreement[t - 1, :, j]
-        chart(F.coupling_figure(a_t, j, zmax=float(np.abs(a_t).max()), colorbar_title="û·v",
-                                title=f"Agreement û<sub>{j}|i</sub> · v<sub>{j}</sub> after iteration {t}"),
-              "fig_agreement_tiles")
-        st.caption(f"What iteration {t} adds to each logit bᵢ{j} (Procedure 1, line 7): red primaries "
-                   f"predict a pose that agrees with v{j} and gain coupling in the next iteration.")
-    chart(F.routing_mass_figure(res.mass, res.vote_mass), "fig_mass")
-    st.caption("Share of the coupling (left: Σᵢ cᵢⱼ) and of the vote length flowing into sⱼ "
-               "(right: Σᵢ cᵢⱼ|ûⱼ|ᵢ|, eq. 2) that each digit receives over the iterations; 10 % is uniform.")
-    with st.expander("Agreement of all 1152 primaries with all 10 digit capsules"):
-        chart(F.agreement_figure(res.agreement[t - 1], t), "fig_agreement")
-        st.caption(f"ûⱼ|ᵢ · vⱼ after iteration {t} for every pair; columns are primaries "
-                   "i = type·36 + row·6 + col.")
-
-# ---- 4: evidence map
-with tabs[2]:
-    c1, c2, c3 = st.columns([1, 1.3, 1])
-    with c1:
-        je = digit_picker("Digit capsule", "evidence_digit", pred)
-    with c2:
-        mode = st.radio("Show", ["votes c·|û|", "change from iteration 1"], key="evidence_mode",
-                        horizontal=True)
-    with c3:
-        normalize = st.toggle("Average over covering fields", value=True, key="evidence_normalize",
-                              help="On: each pixel shows the mean vote of the receptive fields that contain it "
-                                   "(1 at the corners, up to 36 in the middle). Off: their sum, which favours the centre.")
-    maps = clock("evidence maps", A.evidence_maps, res.c[:, :, je:je + 1], res.u_hat[:, je:je + 1],
-                 normalize=normalize)[:, 0]
-    change = mode.startswith("change")
-    if change:
-        maps = maps - maps[:1]
-    left, right = st.columns([1.2, 1], gap="large")
-    with left:
-        chart(F.evidence_figure(res.image, maps, je, change=change,
-                                title=(f"Evidence for digit {je}: change of c·|û| since iteration 1" if change else None)),
-              "fig_evidence")
-    with right:
-        st.markdown("**How to read it**")
-        st.caption("Every primary capsule i sends digit j the vote cᵢⱼ ûⱼ|ᵢ (eq. 2). Its size cᵢⱼ|ûⱼ|ᵢ| is "
-                   "spread over the 17×17 input window the capsule sees (conv1 9×9 then 9×9 stride 2: rows and "
-                   "columns 2·row … 2·row + 16), summed over the 32 types. Bright regions are the parts of "
-                   "the input whose capsules vote strongly for this digit. Step through the routing "
-                   "iterations with the slider under the map.")
-        st.caption("‘change from iteration 1’ shows where routing moved votes towards (red) or away from "
-                   "(blue) this digit.")
-
-# ---- 5: routing iterations
-with tabs[3]:
-    left, right = st.columns([1.2, 1], gap="large")
-    with left:
-        chart(F.lengths_per_iteration_figure(res.sweep.lengths, highlight=iterations,
-                                             title="Capsule lengths when routing with k = 1 … 10 iterations"),
-              "fig_sweep_lengths")
-    with right:
-        preds = res.sweep.predictions
-        st.markdown(f"**Prediction by number of iterations:** "
-                    + " · ".join(f"k={k_ + 1}: **{int(p)}**" for k_, p in enumerate(preds)))
-        flips = [k_ + 1 for k_ in range(1, len(preds)) if preds[k_] != preds[k_ - 1]]
-        st.caption("The prediction never changes over 1 … 10 iterations." if not flips else
-                   f"The prediction changes at k = {', '.join(map(str, flips))}.")
-        st.caption(f"Routing with k iterations equals the first k iterations of a longer routing, so one "
-                   f"trace gives all ten. The paper (§4) uses r = 3; the sidebar's r = {iterations} "
-                   "(dotted line) is used by every view.")
-    chart(F.iteration_strip_figure(res.sweep.reconstructions, res.sweep.predictions), "fig_sweep_strip")
-
-
-# ---- 6: pose perturbation
-def reset_pose() -> None:
-    for d in range(16):
-        st.session_state[f"pose_{d}"] = 0.0
-
-
-with tabs[4]:
-    c1, c2 = st.columns([1, 3])
-    with c1:
-        jp = digit_picker("Digit capsule", "pose_digit", pred)
-        st.button("Reset offsets", key="pose_reset", on_click=reset_pose)
-    with c2:
-        st.caption("The 16 dimensions of a digit capsule are its instantiation parameters (§5.1). "
-                   "Add an offset to any of them and the decoder redraws the digit; the paper's Fig. 4 "
-                   "(below) tweaks each dimension by −0.25 … 0.25 in steps of 0.05.")
-    pose = res.v[jp]
-    cols = st.columns(4)
-    offsets = np.zeros(16, np.float32)
-    for d in range(16):
-        with cols[d % 4]:
-            offsets[d] = st.slider(f"dim {d + 1}  (v = {pose[d]:+.2f})", -0.5, 0.5, 0.0, 0.05,
-                                   key=f"pose_{d}", format="%+.2f")
-    perturbed = pose + offsets
-    recon = clock("decode (pose sliders)", A.reconstruct, model, perturbed, jp)
-    left, mid, right = st.columns([1, 1, 1.6], gap="medium")
-    with left:
-        chart(F.image_figure(res.reconstruction if jp == pred else A.reconstruct(model, pose, jp),
-                             f"Decoded from v<sub>{jp}</sub>", height=290), "fig_pose_plain")
-    with mid:
-        chart(F.image_figure(recon, f"Decoded from v<sub>{jp}</sub> + offsets", height=290), "fig_pose_live")
-    with right:
-        chart(F.pose_figure(pose, jp, perturbed if np.any(offsets) else None, height=290), "fig_pose_vector")
-    grid = clock("Fig. 4 grid (176 decodes)", cached_grid, model, model_key, np.ascontiguousarray(pose), jp)
-    chart(F.perturbation_figure(grid, A.perturbation_deltas(), jp), "fig_perturbation")
-
-# ---- 7: transform explorer
-def reset_transform() -> None:
-    for kind, (_, _, identity, _) in A.TRANSFORMS.items():
-        st.session_state[f"tf_{kind}"] = float(identity)
-
-
-with tabs[5]:
-    st.caption("Transform the input and watch the capsules respond: the paper argues the pose vector "
-               "changes smoothly with the digit's pose (equivariance) while the length, the "
-               "probability, stays put (invariance).")
-    cols = st.columns(len(A.TRANSFORMS) + 1)
-    params = {}
-    for col, (kind, (lo, hi, identity, unit)) in zip(cols, A.TRANSFORMS.items()):
-        with col:
-            params[kind] = st.slider(TRANSFORM_LABELS[kind], float(lo), float(hi), float(identity),
-                                     TRANSFORM_STEPS[kind], key=f"tf_{kind}", help=unit)
-    with cols[-1]:
-        kind = st.selectbox("Sweep", list(A.TRANSFORMS), key="tf_sweep",
-                            format_func=lambda k_: TRANSFORM_LABELS[k_].split(" (")[0])
-        st.button("Reset", key="tf_reset", on_click=reset_transform)
-    identity = all(params[k_] == A.TRANSFORMS[k_][2] for k_ in params)
-    moved = image if identity else clock("transform", A.transform_image, image, **params)
-    tres = res if identity else clock("analysis (transformed)", cached_analysis, model, model_key,
-                                      np.ascontiguousarray(moved), iterations)
-    left, mid, right = st.columns([1.3, 1, 1.2], gap="medium")
-    with left:
-        chart(F.image_pair_figure(tres.image, tres.reconstruction, tres.prediction, height=260), "fig_tf_pair")
-        st.metric("Prediction (transformed)", f"{tres.prediction} ({tres.confidence:.2f})")
-    with mid:
-        chart(F.lengths_figure(tres.lengths, tres.prediction, title="Lengths |v<sub>j</sub>|", height=300),
-              "fig_tf_lengths")
-    with right:
-        chart(F.pose_figure(res.v[pred], pred, tres.v[pred], height=300,
-                            title=f"Pose of capsule {pred}: original (bars) vs transformed (◆)"),
-              "fig_tf_pose")
-    base = tuple(sorted((k_, v_) for k_, v_ in params.items() if k_ != kind))
-    sweep = clock("transform sweep (21 images)", cached_sweep, model, model_key, image, kind, base, pred,
-                  iterations)
-    chart(F.transform_figure(sweep.values, sweep.poses, sweep.lengths, kind, pred, current=params[kind],
-                             unit=A.TRANSFORMS[kind][3]), "fig_tf_sweep")
-    st.caption(f"Each line is one of the 16 dimensions of capsule {pred} (the prediction for the "
-               f"untransformed input) as {TRANSFORM_LABELS[kind].split(' (')[0].lower()} sweeps its range, "
-               "the other transforms held at their slider values; below, all ten lengths.")
-
-# ---- 8: model panel (drawn last, so it can report this run's compute time)
-with st.sidebar:
-    st.header("Model")
-    meta = getattr(model, "metadata", {}) or {}
-    st.markdown(f"**Device:** {describe(device)}")
-    if model_path.is_file():
-        st.markdown(f"**Checkpoint:** `{model_path.name}`")
-    acc = meta.get("test_accuracy")
-    rows = []
-    if acc is not None:
-        acc = float(acc) * (100.0 if float(acc) <= 1.0 else 1.0)  # a fraction or a percentage
-        rows.append(f"- test accuracy **{acc:.2f} %**")
-    if meta.get("epoch") is not None or meta.get("epochs") is not None:
-        rows.append(f"- epochs: {meta.get('epoch', '?')} of {meta.get('epochs', '?')}")
-    if meta.get("date"):
-        rows.append(f"- trained: {meta['date']}")
-    if meta.get("hardware"):
-        rows.append(f"- on: {meta['hardware']}")
-    if meta.get("train_seconds"):
-        rows.append(f"- training time: {float(meta['train_seconds']) / 60:.0f} min")
-    if rows:
-        st.markdown("\n".join(rows))
-    elif model_note:
-        st.caption("untrained weights (no checkpoint yet)")
-    st.metric("Compute, last interaction", f"{clock.total:.1f} ms",
-              help="Wall time of the model work in this rerun (cached results count as ~0).")
-    st.caption(" · ".join(f"{k_} {v_:.1f} ms" for k_, v_ in clock.steps.items()))
+model_panel(model, device, model_path, model_note, clock)  # last: it reports this run's compute time

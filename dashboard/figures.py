@@ -146,7 +146,7 @@ def _thresholds(fig: go.Figure, **kw) -> None:
 
 def lengths_figure(lengths: np.ndarray, prediction: int | None = None,
                    title: str = "Digit-capsule lengths |v<sub>j</sub>| (class probabilities)",
-                   height: int = 320) -> go.Figure:
+                   height: int = 320, values: bool = True) -> go.Figure:
     """Bars of the 10 capsule lengths, each digit in its colour, the predicted one outlined, with
     the margin-loss thresholds m⁺ = 0.9 and m⁻ = 0.1 (eq. 4)."""
     lengths = np.asarray(lengths, dtype=float)
@@ -155,7 +155,7 @@ def lengths_figure(lengths: np.ndarray, prediction: int | None = None,
     fig = go.Figure(go.Bar(
         x=[str(j) for j in range(10)], y=lengths, marker=dict(
             color=list(DIGIT_COLORS), line=dict(width=widths, color=[ZERO] * 10)),
-        text=[f"{v:.2f}" for v in lengths], textposition="outside", cliponaxis=False,
+        text=[f"{v:.2f}" for v in lengths] if values else None, textposition="outside", cliponaxis=False,
         hovertemplate="digit %{x}: |v| = %{y:.4f}<extra></extra>", showlegend=False,
     ))
     _thresholds(fig)
@@ -224,7 +224,7 @@ def _tile_hover(gap: int = 1) -> np.ndarray:
 
 def coupling_figure(values: np.ndarray, digit: int, title: str | None = None,
                     iteration: int | None = None, zmax: float | None = None,
-                    colorbar_title: str = "c − 1/10", height: int = 330) -> go.Figure:
+                    colorbar_title: str = "c − 1/10", height: int = 280) -> go.Figure:
     """A per-primary quantity for one digit capsule over the 32 types x 6x6 grid.
 
     ``values`` is (1152,) for one iteration, or (T, 1152) for all of them: then the figure is an
@@ -257,7 +257,10 @@ def coupling_figure(values: np.ndarray, digit: int, title: str | None = None,
                      showgrid=False, zeroline=False, title_text="type = first type of the row + column offset")
     fig.update_yaxes(tickmode="array", tickvals=tick_y,
                      ticktext=[f"types {r * 8}–{r * 8 + 7}" for r in range(TYPES // TILE_COLS)],
-                     showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x")
+                     showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x",
+                     constrain="domain")
+    fig.update_xaxes(constrain="domain", showline=False)
+    fig.update_yaxes(showline=False)
     title = title or f"Coupling coefficients to digit {digit}: c<sub>i{digit}</sub> − 1/10"
     if values.ndim == 2:
         fig.frames = [go.Frame(data=[trace(t)], name=str(t + 1)) for t in range(t_count)]
@@ -324,41 +327,47 @@ def agreement_figure(agreement: np.ndarray, iteration: int,
 
 
 def evidence_figure(image: np.ndarray, maps: np.ndarray, digit: int, title: str | None = None,
-                    change: bool = False, iteration: int | None = None,
-                    height: int = 440) -> go.Figure:
-    """Evidence maps over the input, one animation frame per routing iteration.
+                    diverging: bool = False, iteration: int | None = None,
+                    colorbar_title: str = "c·|û|", height: int = 440) -> go.Figure:
+    """Evidence maps on the input grid, one animation frame per routing iteration.
 
-    ``maps`` (T, 28, 28) for digit ``digit`` (:func:`capsules.analysis.evidence_maps`). The input
-    is drawn dimmed in grey; the map on top in the digit's colour, transparent at 0. With
-    ``change`` the maps are differences (e.g. from iteration 1) on a diverging scale instead.
-    ``len(fig.frames) == T``; the slider starts at ``iteration`` (1-based, default the last).
+    ``maps`` (T, 28, 28) for digit ``digit`` (:func:`capsules.analysis.evidence_maps`), drawn as a
+    heatmap (sequential scale from the smallest to the largest value over all frames, or, with
+    ``diverging``, a red/blue scale centred on 0) with the outline of the input's ink (the 0.5
+    level of ``image``) on top. ``len(fig.frames) == T``; the slider starts at ``iteration``
+    (1-based, default the last).
     """
     maps = np.asarray(maps, dtype=np.float32)
     t_count = maps.shape[0]
     shown = (t_count if iteration is None else int(iteration)) - 1
-    zmax = float(np.abs(maps).max()) or 1e-9
-    if change:
-        scale, zmin, label = DIVERGING, -zmax, "Δ vote"
+    inside = maps[:, :27, :27]  # row and column 27 lie in no receptive field
+    if diverging:
+        zmax = float(np.abs(inside).max()) or 1e-9
+        scale = dict(colorscale=DIVERGING, zmin=-zmax, zmax=zmax, zmid=0)
+        outline = "rgba(0,0,0,0.85)"
     else:
-        color = DIGIT_COLORS[digit % 10]
-        scale, zmin, label = [[0.0, _rgba(color, 0.0)], [1.0, _rgba(color, 0.92)]], 0.0, "c·|û|"
-    base = go.Heatmap(z=np.asarray(image, dtype=np.float32), colorscale=GREY, zmin=0, zmax=1,
-                      showscale=False, opacity=0.45, hoverinfo="skip")
+        lo, hi = float(inside.min()), float(inside.max())
+        scale = dict(colorscale="Inferno", zmin=lo, zmax=hi if hi > lo else lo + 1e-9)
+        outline = "rgba(255,255,255,0.9)"
 
-    def overlay(t: int) -> go.Heatmap:
-        return go.Heatmap(z=maps[t], colorscale=scale, zmin=zmin, zmax=zmax,
-                          opacity=0.75 if change else 1.0,
-                          colorbar=dict(title=dict(text=label, side="right"), thickness=14,
+    def heat(t: int) -> go.Heatmap:
+        return go.Heatmap(z=maps[t], **scale,
+                          colorbar=dict(title=dict(text=colorbar_title, side="right"), thickness=14,
                                         exponentformat="e"),
-                          hovertemplate="row %{y}, col %{x}: %{z:.3e}<extra>" + f"digit {digit}</extra>")
+                          hovertemplate="row %{y}, col %{x}: %{z:.4g}<extra>" + f"digit {digit}</extra>")
 
-    fig = go.Figure([base, overlay(shown)])
-    fig.frames = [go.Frame(data=[overlay(t)], traces=[1], name=str(t + 1)) for t in range(t_count)]
+    ink = go.Contour(z=np.asarray(image, dtype=np.float32), contours=dict(start=0.5, end=0.5, size=1,
+                                                                           coloring="lines"),
+                     colorscale=[[0, outline], [1, outline]], showscale=False, line=dict(width=1.6),
+                     hoverinfo="skip", name="input outline")
+    fig = go.Figure([heat(shown), ink])
+    fig.frames = [go.Frame(data=[heat(t)], traces=[0], name=str(t + 1)) for t in range(t_count)]
     _frame_slider(fig, t_count, shown)
     _image_axes(fig)
     fig.update_yaxes(scaleanchor="x")
-    title = title or f"Evidence for digit {digit}: votes c<sub>i{digit}</sub>·|û<sub>{digit}|i</sub>| on their receptive fields"
-    return _style(fig, title, height, margin=dict(l=10, r=10, t=56, b=70))
+    title = title or (f"Evidence for digit {digit}: votes c<sub>i{digit}</sub>·|û<sub>{digit}|i</sub>| "
+                      "on their receptive fields")
+    return _style(fig, title, height, margin=dict(l=10, r=10, t=56, b=70), showlegend=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,7 +386,9 @@ def iteration_strip_figure(reconstructions: np.ndarray, predictions: np.ndarray,
     fig.update_xaxes(tickmode="array", tickvals=centres, side="bottom", showgrid=False,
                      ticktext=[f"k={k + 1}: <b>{int(p)}</b>" for k, p in enumerate(predictions)],
                      zeroline=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, scaleanchor="x")
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, scaleanchor="x",
+                     showline=False, ticks="")
+    fig.update_xaxes(showline=False)
     return _style(fig, title, height, margin=dict(l=10, r=10, t=40, b=30))
 
 
@@ -391,28 +402,29 @@ def perturbation_figure(grid: np.ndarray, deltas: np.ndarray, digit: int,
     fig = go.Figure(go.Image(source=_png_uri(mosaic(grid, gap=gap)), hoverinfo="skip"))
     fig.update_xaxes(tickmode="array", tickvals=[k * (w + gap) + (w - 1) / 2 for k in range(cols)],
                      ticktext=[f"{d:+.2f}" for d in np.asarray(deltas, dtype=float)],
-                     title_text="offset added to the dimension", side="top", showgrid=False,
-                     zeroline=False)
+                     side="top", showgrid=False, zeroline=False, showline=False, tickangle=0)
     fig.update_yaxes(tickmode="array", tickvals=[d * (h + gap) + (h - 1) / 2 for d in range(rows)],
                      ticktext=[f"dim {d + 1}" for d in range(rows)], showgrid=False, zeroline=False,
-                     scaleanchor="x")
+                     showline=False, scaleanchor="x", constrain="domain", constraintoward="top")
+    fig.update_xaxes(constrain="domain")
     fig.update_layout(meta=dict(rows=rows, cols=cols))
-    title = title or f"Fig. 4: each of the 16 dimensions of capsule {digit} tweaked, decoded"
-    return _style(fig, title, height, margin=dict(l=60, r=10, t=90, b=10))
+    title = title or f"Fig. 4: each dimension of v<sub>{digit}</sub> tweaked and decoded"
+    return _style(fig, title, height, margin=dict(l=60, r=10, t=80, b=10))
 
 
 def pose_figure(pose: np.ndarray, digit: int, perturbed: np.ndarray | None = None,
-                title: str | None = None, height: int = 300) -> go.Figure:
+                title: str | None = None, height: int = 300,
+                names: tuple[str, str] = ("v (model)", "v + offsets")) -> go.Figure:
     """The 16 components of capsule ``digit``'s pose vector (bars, digit colour); ``perturbed``
-    (16,) drawn over it as outlined bars."""
+    (16,) drawn over it as diamonds. ``names`` label the two in the legend."""
     pose = np.asarray(pose, dtype=float)
     dims = [str(d + 1) for d in range(pose.shape[0])]
     color = DIGIT_COLORS[digit % 10]
-    fig = go.Figure(go.Bar(x=dims, y=pose, name="v (model)", marker_color=_rgba(color, 0.55),
+    fig = go.Figure(go.Bar(x=dims, y=pose, name=names[0], marker_color=_rgba(color, 0.55),
                            hovertemplate="dim %{x}: %{y:+.3f}<extra>model</extra>"))
     if perturbed is not None:
         fig.add_trace(go.Scatter(x=dims, y=np.asarray(perturbed, dtype=float), mode="markers",
-                                 name="v + offsets", marker=dict(color=color, size=10, symbol="diamond",
+                                 name=names[1], marker=dict(color=color, size=10, symbol="diamond",
                                                                  line=dict(width=1, color=ZERO)),
                                  hovertemplate="dim %{x}: %{y:+.3f}<extra>perturbed</extra>"))
     fig.update_xaxes(title_text="pose dimension", type="category")

@@ -196,3 +196,19 @@ def test_transform_sweep(tiny_model, image):
     assert default.values[0] == pytest.approx(A.TRANSFORMS["scale"][0])
     with pytest.raises(ValueError):
         A.transform_sweep(tiny_model, image, "bend")
+
+
+def test_projected_evidence_decomposes_the_length_of_s(result):
+    # Summed without normalisation, every primary's projected vote lands on 17*17 pixels, so the
+    # map's total is 289 * sum_i c_ij u_hat . v/|v| = 289 * |s_j| for every iteration and digit.
+    maps = result.evidence(normalize=False, projected=True)
+    assert maps.shape == (3, 10, 28, 28)
+    s = np.einsum("tij,ijm->tjm", result.c, result.u_hat)
+    np.testing.assert_allclose(maps.sum(axis=(-1, -2)) / 289, np.linalg.norm(s, axis=-1), rtol=1e-4)
+    # and v = squash(s) is parallel to s
+    np.testing.assert_allclose(np.linalg.norm(result.v_per_iteration, axis=-1),
+                               np.linalg.norm(s, axis=-1) ** 2 / (1 + np.linalg.norm(s, axis=-1) ** 2),
+                               rtol=1e-4)
+    # the plain maps are non-negative and total 289 * sum_i c_ij |u_hat|, i.e. the vote mass
+    plain = result.evidence(normalize=False)
+    np.testing.assert_allclose(plain.sum(axis=(-1, -2)) / 289, result.vote_mass, rtol=1e-4)

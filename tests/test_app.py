@@ -48,6 +48,14 @@ def at(monkeypatch):
     return app
 
 
+def open_view(app, name: str):
+    """Select a tab (the app computes only the open one) and rerun."""
+    app.session_state["view"] = name
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
 def metric(app, label: str) -> str:
     values = [m.value for m in app.metric if m.label == label]
     assert values, f"no metric labelled {label!r}"
@@ -97,12 +105,21 @@ def test_opens_on_a_sample_with_prediction_and_charts(at, app_model, samples):
     assert samples["labels"][k] == 7  # the page opens on a 7
     assert metric(at, "Prediction") == expected_prediction(app_model, samples["images"][k])
     found = charts(at)
-    for key in ("fig_pair", "fig_lengths", "fig_coupling", "fig_mass", "fig_evidence",
-                "fig_sweep_lengths", "fig_perturbation", "fig_tf_sweep"):
+    for key in ("fig_pair", "fig_lengths", "fig_lengths_iter", "fig_length_change"):
         assert key in found, key
-    assert len(found["fig_evidence"]["frames"]) == at.slider(key="iterations").value
+    assert "fig_perturbation" not in found  # closed tabs compute nothing
     compute = metric(at, "Compute, last interaction")
     assert compute.endswith(" ms") and float(compute.split()[0]) > 0
+    views = {"Routing step by step": ("fig_coupling", "fig_agreement_tiles", "fig_mass", "fig_agreement"),
+             "Evidence map": ("fig_evidence",), "Routing iterations": ("fig_sweep_lengths", "fig_sweep_strip"),
+             "Pose perturbation": ("fig_pose_live", "fig_pose_vector", "fig_perturbation"),
+             "Transform explorer": ("fig_tf_pair", "fig_tf_lengths", "fig_tf_pose", "fig_tf_sweep")}
+    for view, keys in views.items():
+        found = charts(open_view(at, view))
+        for key in keys:
+            assert key in found, (view, key)
+        assert "fig_pair" in found and metric(at, "Prediction")
+    assert not at.error
 
 
 def test_choosing_another_sample_changes_the_prediction(at, app_model, samples):
@@ -113,23 +130,30 @@ def test_choosing_another_sample_changes_the_prediction(at, app_model, samples):
 
 
 def test_routing_iterations_slider(at):
+    open_view(at, "Evidence map")
+    assert len(charts(at)["fig_evidence"]["frames"]) == 3
     at.slider(key="iterations").set_value(5).run()
     assert not at.exception
+    assert len(charts(at)["fig_evidence"]["frames"]) == 5
+    open_view(at, "Routing step by step")
     assert at.slider(key="routing_iteration").max == 5
     found = charts(at)
-    assert len(found["fig_evidence"]["frames"]) == 5
     assert np.nanmax(np.abs(array(found["fig_coupling"]["data"][0]["z"]))) > 0  # iteration 5 moved
     at.slider(key="routing_iteration").set_value(1).run()
     assert not at.exception
     # iteration 1 is uniform coupling: the c - 1/10 map is zero everywhere
     z = array(charts(at)["fig_coupling"]["data"][0]["z"])
     assert z.shape == (27, 55) and np.nanmax(np.abs(z)) < 1e-7
+    at.slider(key="routing_iteration").set_value(5).run()
+    at.slider(key="iterations").set_value(3).run()  # the iteration slider follows r down
+    assert not at.exception and at.slider(key="routing_iteration").value <= 3
     at.slider(key="iterations").set_value(1).run()  # a single iteration: no iteration slider
     assert not at.exception
     assert not [s for s in at.slider if s.key == "routing_iteration"]
 
 
 def test_pose_slider_changes_the_live_reconstruction(at):
+    open_view(at, "Pose perturbation")
     before = charts(at)["fig_pose_live"]
     at.slider(key="pose_3").set_value(0.25).run()
     assert not at.exception
@@ -143,11 +167,16 @@ def test_pose_slider_changes_the_live_reconstruction(at):
 
 
 def test_other_controls_rerun_cleanly(at):
+    open_view(at, "Routing step by step")
     at.radio(key="routing_view").set_value(at.radio(key="routing_view").options[1]).run()
-    at.radio(key="evidence_mode").set_value(at.radio(key="evidence_mode").options[1]).run()
+    open_view(at, "Evidence map")
+    for option in at.radio(key="evidence_mode").options[1:]:
+        at.radio(key="evidence_mode").set_value(option).run()
+        assert not at.exception, option
     at.toggle(key="evidence_normalize").set_value(False).run()
     at.selectbox(key="evidence_digit").set_value(1).run()
     assert not at.exception
+    open_view(at, "Transform explorer")
     at.slider(key="tf_rotate").set_value(20.0).run()
     at.selectbox(key="tf_sweep").set_value("scale").run()
     assert not at.exception

@@ -109,10 +109,17 @@ def test_evidence_frames(result):
     maps = result.evidence()[:, result.prediction]
     fig = F.evidence_figure(result.image, maps, result.prediction)
     assert len(fig.frames) == result.iterations
-    assert np.asarray(fig.data[1].z).shape == (28, 28)
+    heat, outline = fig.data
+    assert isinstance(heat, go.Heatmap) and isinstance(outline, go.Contour)
+    assert np.asarray(heat.z).shape == (28, 28) and np.asarray(outline.z).shape == (28, 28)
+    np.testing.assert_allclose(np.asarray(heat.z), maps[-1])  # opens on the last iteration
     assert all(np.asarray(f.data[0].z).shape == (28, 28) for f in fig.frames)
-    change = F.evidence_figure(result.image, maps - maps[:1], result.prediction, change=True)
-    assert len(change.frames) == 3 and change.data[1].zmid is None
+    assert [list(f.traces) for f in fig.frames] == [[0]] * 3
+    assert heat.zmin == pytest.approx(float(maps[:, :27, :27].min()))
+    change = F.evidence_figure(result.image, maps - maps[:1], result.prediction, diverging=True,
+                               iteration=1)
+    assert len(change.frames) == 3 and change.data[0].zmid == 0
+    assert change.layout.sliders[0].active == 0
 
 
 def test_fig4_grid_is_16_by_11(result):
