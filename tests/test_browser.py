@@ -74,10 +74,70 @@ def test_draw_a_one(browser, app_url):
 
         value = metric_value(page, "Prediction")
         assert value is not None and value[0].isdigit(), value
-        assert page.locator(".js-plotly-plot").count() >= 5
+        assert page.locator(".js-plotly-plot").count() >= 4  # the image pair + the open tab's three
         assert page.locator('[data-testid="stException"]').count() == 0
         if SHIPPED.is_file():
             # needs the trained checkpoint: an untrained CapsNet reads a stroke as anything
             assert value.startswith("1"), f"a vertical stroke was read as {value}"
+    finally:
+        page.close()
+
+
+def _png(array) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_upload_a_photo_and_a_broken_file(browser, app_url):
+    """An uploaded scan (dark ink on white paper) replaces the sample; a file that is no image
+    shows an info message, never an exception box."""
+    import numpy as np
+
+    from capsules import CapsNet, analysis as A, load_model
+    from capsules.checkpoint import SHIPPED
+    from capsules.preprocess import load_image, to_mnist
+
+    with np.load(SHIPPED.parents[1] / "dashboard" / "samples.npz", allow_pickle=False) as z:
+        k = int(np.flatnonzero(z["labels"] == 3)[0])
+        digit = z["images"][k]
+    scan = 255 - np.kron(digit, np.ones((8, 8), np.uint8))  # 224x224, dark ink on white
+    data = _png(np.stack([scan] * 3, axis=-1))
+    if SHIPPED.is_file():
+        model = load_model(SHIPPED, "cpu")
+    else:
+        import torch
+
+        torch.manual_seed(0)
+        model = CapsNet().eval()
+    res = A.analyse(model, to_mnist(load_image(data)))
+    expected = f"{res.prediction} ({res.confidence:.2f})"
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.wait_for_selector('[data-testid="stMetric"]', timeout=120_000)
+        wait_idle(page)
+        uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+        uploader.set_input_files(files=[{"name": "three.png", "mimeType": "image/png", "buffer": data}])
+        page.wait_for_function("() => document.body.innerText.includes('Input now: upload three.png')",
+                               timeout=60_000)
+        wait_idle(page)
+        assert metric_value(page, "Prediction") == expected
+        assert page.locator('[data-testid="stException"]').count() == 0
+
+        # replace it with bytes that are no image
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+            files=[{"name": "broken.png", "mimeType": "image/png", "buffer": b"\x89PNG not really"}])
+        page.wait_for_function("() => document.body.innerText.includes('Could not read')",
+                               timeout=60_000)
+        wait_idle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert page.locator('[data-testid="stAlertContentInfo"]').count() >= 1
+        assert "test digit" in page.inner_text('[data-testid="stMain"]')  # back on the sample
     finally:
         page.close()
