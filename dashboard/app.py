@@ -434,8 +434,12 @@ def model_panel(model, device, model_path: Path, model_note: str, clock: Clock) 
         elif model_note:
             st.caption("untrained weights (no checkpoint yet)")
         st.metric("Compute, last interaction", f"{clock.total:.1f} ms",
-                  help="Wall time of the model work in this rerun (cached results count as ~0).")
+                  help="Wall time of the model work in this rerun; results already computed for this "
+                       "input come from a cache and count as ~0.")
         st.caption(" · ".join(f"{k_} {v_:.1f} ms" for k_, v_ in clock.steps.items()))
+        last = st.session_state.get("new_input_ms")
+        if last is not None:
+            st.caption(f"Last new input: **{last:.1f} ms** (traced forward pass and the open view).")
 
 
 # ------------------------------------------------------------------------------ page
@@ -545,4 +549,8 @@ if tabs[5].open:
     with tabs[5]:
         view_transform(model, model_key, image, res, iterations, clock)
 
+input_key = (hash(image.tobytes()), iterations)
+if st.session_state.get("input_key") != input_key:  # a new input: remember what it cost
+    st.session_state["input_key"] = input_key
+    st.session_state["new_input_ms"] = clock.total
 model_panel(model, device, model_path, model_note, clock)  # last: it reports this run's compute time

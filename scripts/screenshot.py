@@ -25,11 +25,24 @@ from dashboard.browser import (  # noqa: E402
 STROKES = {"one": STROKE_ONE, "seven": STROKE_SEVEN}
 
 
+def trim_bottom(im, keep: int = 40):
+    """Cut the empty rows under the app's last element (the sidebar column is ignored)."""
+    import numpy as np
+
+    a = np.asarray(im)
+    main = a[:, a.shape[1] // 4:]
+    background = main[-1, -1]
+    used = np.flatnonzero((main != background).any(axis=(1, 2)))
+    if used.size == 0:
+        return im
+    return im.crop((0, 0, im.width, min(im.height, int(used[-1]) + keep)))
+
+
 def shrink_png(data: bytes, max_bytes: int) -> bytes:
     """Palette-quantise (and if needed downscale) a PNG until it is under ``max_bytes``."""
     from PIL import Image
 
-    im = Image.open(io.BytesIO(data)).convert("RGB")
+    im = trim_bottom(Image.open(io.BytesIO(data)).convert("RGB"))
     out = io.BytesIO()
     im.save(out, format="PNG", optimize=True)
     if out.tell() <= max_bytes:  # true colour when it fits
