@@ -475,7 +475,7 @@ with col_draw:
     st.subheader("Draw")
     drawn = to_model_image(read_canvas())
     st.caption("Draw a digit with the mouse: it replaces the sample. "
-               "Empty the canvas (bin icon in its toolbar) to return to the sample.")
+               "Empty it with the toolbar's reset button to return to the sample.")
 
 if not SAMPLES.is_file():
     st.info(f"No sample digits found at `{SAMPLES.relative_to(ROOT)}`: run `python scripts/make_samples.py`.")
@@ -512,7 +512,7 @@ pred = res.prediction
 
 with col_pick:
     st.caption(f"**Input now:** {source}. "
-               + ("Draw on the canvas to replace it." if drawn is None else "Clear the canvas to go back to the sample."))
+               + ("Draw on the canvas to replace it." if drawn is None else "Reset the canvas to go back to the sample."))
 
 with col_pred:
     st.subheader("Prediction")

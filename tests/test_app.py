@@ -184,3 +184,27 @@ def test_other_controls_rerun_cleanly(at):
     at.button(key="tf_reset").click().run()
     assert at.slider(key="tf_rotate").value == 0.0
     assert not at.exception and not at.error
+
+
+def test_make_samples_selection():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_samples", ROOT / "scripts" / "make_samples.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 50)
+    predictions = labels.copy()
+    wrong = rng.choice(500, size=80, replace=False)
+    predictions[wrong] = (labels[wrong] + 1) % 10
+    confidence = rng.random(500).astype(np.float32)
+    indices, flags = mod.select(labels, predictions, confidence, per_class=20, max_misclassified=60, seed=0)
+    assert len(set(indices.tolist())) == len(indices)  # no digit twice
+    assert np.bincount(labels[indices[:200]], minlength=10).tolist() == [20] * 10
+    np.testing.assert_array_equal(flags, predictions[indices] != labels[indices])
+    extra = indices[200:]
+    assert (predictions[extra] != labels[extra]).all()
+    # the 60 least confident mistakes are all in, whether drawn per class or added
+    least = wrong[np.argsort(confidence[wrong], kind="stable")][:60]
+    assert set(least.tolist()) <= set(indices.tolist())
+    assert not (set(wrong.tolist()) - set(least.tolist())) & set(extra.tolist())

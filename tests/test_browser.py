@@ -1,6 +1,7 @@
 """The dashboard in a real browser: streamlit run + Debian's chromium through Playwright.
 
-Draws a vertical stroke on the canvas and checks that the page reads it as a "1". Skipped when
+Draws a vertical stroke on the canvas and checks that the page reads it as a "1", then empties
+the canvas and checks that the page is back on the sample; uploads a scan and a broken file. Skipped when
 chromium or Playwright is missing, a failure instead under ``CAPSULES_REQUIRE_BROWSER=1``.
 The "reads as 1" check needs the trained, shipped checkpoint; with an untrained model only the
 page mechanics are checked (the stroke replaces the sample and the page reruns cleanly).
@@ -79,6 +80,14 @@ def test_draw_a_one(browser, app_url):
         if SHIPPED.is_file():
             # needs the trained checkpoint: an untrained CapsNet reads a stroke as anything
             assert value.startswith("1"), f"a vertical stroke was read as {value}"
+
+        # emptying the canvas returns to the sample
+        page.get_by_role("button", name="Reset canvas & history").click()
+        page.wait_for_function("() => document.body.innerText.includes('Input now: test digit')",
+                               timeout=60_000)
+        wait_idle(page)
+        assert metric_value(page, "Prediction") == sample_prediction
+        assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         page.close()
 
