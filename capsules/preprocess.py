@@ -26,7 +26,7 @@ from struct import error as struct_error  # raised by some PIL plugins on bad he
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["MAX_PIXELS", "MIN_CONTRAST", "load_image", "to_mnist"]
+__all__ = ["MAX_PIXELS", "MIN_CONTRAST", "load_image", "to_mnist", "upload_to_mnist"]
 
 #: Largest image :func:`load_image` decodes (50 megapixels); bigger ones are refused.
 MAX_PIXELS = 50_000_000
@@ -325,3 +325,17 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
     elif mode not in ("L", "LA", "RGB", "RGBA"):
         im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX...
     return np.ascontiguousarray(np.asarray(im))
+
+
+def upload_to_mnist(data: bytes, name: str = "the file") -> tuple[np.ndarray | None, str]:
+    """An uploaded file to ``(28x28 image, "")``, or ``(None, message)`` saying in one sentence why
+    there is no image (not an image, too large, no ink). Never raises for any content."""
+    try:
+        image = to_mnist(load_image(data))
+    except (ValueError, TypeError) as exc:
+        return None, f"Could not read `{name}`: {exc}"
+    except MemoryError:
+        return None, f"Could not read `{name}`: it does not fit in memory"
+    if image is None:
+        return None, f"`{name}` shows no digit (no ink found)."
+    return image, ""

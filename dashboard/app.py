@@ -151,14 +151,9 @@ def to_model_image(array) -> np.ndarray | None:
 
 def read_upload(upload) -> tuple[np.ndarray | None, str]:
     """(28x28 image or None, message) for an uploaded file."""
-    try:
-        from capsules.preprocess import load_image
-        image = to_model_image(load_image(upload.getvalue()))
-    except Exception as exc:  # unreadable: say so, never raise
-        return None, f"Could not read `{upload.name}`: {exc}"
-    if image is None:
-        return None, f"`{upload.name}` shows no digit (no ink found)."
-    return image, ""
+    from capsules.preprocess import upload_to_mnist
+
+    return upload_to_mnist(upload.getvalue(), upload.name)
 
 
 def sample_label(samples, k: int) -> str:
