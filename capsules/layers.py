@@ -28,16 +28,15 @@ class Squash(nn.Module):
         self.epsilon = epsilon
 
     def forward(self, s: Tensor) -> Tensor:
-        s2 = (s * s).sum(dim=-1, keepdim=True)  # |s|^2, (..., 1)
-        return (s2 / (1.0 + s2)) * (s / torch.sqrt(s2 + self.epsilon))
+        return squash(s, self.epsilon)
 
     def extra_repr(self) -> str:
         return f"epsilon={self.epsilon}"
 
 
 def squash(s: Tensor, epsilon: float = 1e-8) -> Tensor:
-    """Functional form of :class:`Squash`."""
-    s2 = (s * s).sum(dim=-1, keepdim=True)
+    """Functional form of :class:`Squash`: eq. 1 over the last axis, ``s`` (..., d) -> (..., d)."""
+    s2 = (s * s).sum(dim=-1, keepdim=True)  # |s|^2, (..., 1)
     return (s2 / (1.0 + s2)) * (s / torch.sqrt(s2 + epsilon))
 
 
