@@ -147,3 +147,15 @@ def test_train_cli_documents_every_option():
     for flag in ("--data-dir", "--out", "--epochs", "--batch-size", "--lr", "--iterations", "--seed",
                  "--device", "--train-subset", "--resume", "--precision", "--shift"):
         assert flag in out
+
+
+def test_full_disk_is_reported_before_training(tmp_path, data_dir, monkeypatch):
+    import collections
+
+    import capsules.train as T
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(T.shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 5 * 2**20, 5 * 2**20))
+    with pytest.raises(TrainingError, match="only 5 MiB free"):
+        train(TrainConfig(out=str(tmp_path / "run"), data_dir=str(data_dir)))
+    assert not (tmp_path / "run" / "state.safetensors").exists()
