@@ -33,7 +33,7 @@ from torch import nn
 from .device import DEVICE_HELP, describe, pick_device, resolve_precision
 from .losses import CapsuleLoss
 from .model import CapsNet
-from .train import train_step
+from .train import make_optimizer, train_step
 
 
 def _sync(device: torch.device) -> None:
@@ -114,7 +114,7 @@ def seed_train_step(model, optimizer, margin_loss, images, labels):
 def bench_train(device, batch_size, repeats, warmup, precision):
     torch.manual_seed(0)
     model = CapsNet().to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = make_optimizer(model, 1e-3)
     loss_fn = CapsuleLoss()
     x = torch.rand(batch_size, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (batch_size,), device=device)
