@@ -359,9 +359,10 @@ def train(cfg: TrainConfig, command: str | None = None, given: set[str] | None =
 
 def main(argv: list[str] | None = None) -> int:
     cfg, given = TrainConfig.from_args(argv)
-    command = "python -m capsules.train " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        command = f"torchrun --nproc_per_node {os.environ['WORLD_SIZE']} -m capsules.train " + command.split(" ", 3)[-1]
+    args = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    launcher = f"torchrun --nproc_per_node {world}" if world > 1 else "python"
+    command = f"{launcher} -m capsules.train {args}".rstrip()
     try:
         summary = train(cfg, command, given)
     except (TrainingError, DatasetError, CheckpointError, ValueError) as exc:
