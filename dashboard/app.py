@@ -522,27 +522,19 @@ with col_pred:
     st.caption("Left: the 28×28 image the model classifies. Right: the decoder's reconstruction from "
                "the winning capsule alone, the others masked to zero (§4.1).")
 
-VIEWS = ["Capsule lengths", "Routing step by step", "Evidence map", "Routing iterations",
-         "Pose perturbation", "Transform explorer"]
-tabs = st.tabs(VIEWS, key="view", on_change="rerun")  # only the open tab computes and draws
-if tabs[0].open:
-    with tabs[0]:
-        view_lengths(res, iterations)
-if tabs[1].open:
-    with tabs[1]:
-        view_routing(res, iterations)
-if tabs[2].open:
-    with tabs[2]:
-        view_evidence(res, clock)
-if tabs[3].open:
-    with tabs[3]:
-        view_iterations(res, iterations)
-if tabs[4].open:
-    with tabs[4]:
-        view_pose(model, model_key, res, clock)
-if tabs[5].open:
-    with tabs[5]:
-        view_transform(model, model_key, image, res, iterations, clock)
+VIEWS = {
+    "Capsule lengths": lambda: view_lengths(res, iterations),
+    "Routing step by step": lambda: view_routing(res, iterations),
+    "Evidence map": lambda: view_evidence(res, clock),
+    "Routing iterations": lambda: view_iterations(res, iterations),
+    "Pose perturbation": lambda: view_pose(model, model_key, res, clock),
+    "Transform explorer": lambda: view_transform(model, model_key, image, res, iterations, clock),
+}
+tabs = st.tabs(list(VIEWS), key="view", on_change="rerun")  # only the open tab computes and draws
+for tab, draw in zip(tabs, VIEWS.values()):
+    if tab.open:
+        with tab:
+            draw()
 
 input_key = (hash(image.tobytes()), iterations)
 if st.session_state.get("input_key") != input_key:  # a new input: remember what it cost
