@@ -64,14 +64,23 @@ class PrimaryCapsules(nn.Module):
         return self.squash(u.float())
 
 
-def primary_position(i: int | Tensor, grid: int = 6):
-    """Primary-capsule index -> (type, row, col) on a ``grid x grid`` map."""
+def primary_position(i: int | Tensor, grid: int | None = None):
+    """Primary-capsule index -> (type, row, col) on a ``grid x grid`` map: pass the model's
+    ``config.primary_grid`` (default: the paper's MNIST model's, ``CapsNetConfig().primary_grid``)."""
+    grid = _default_grid() if grid is None else grid
     return i // (grid * grid), (i // grid) % grid, i % grid
 
 
-def primary_index(capsule_type: int, row: int, col: int, grid: int = 6) -> int:
+def primary_index(capsule_type: int, row: int, col: int, grid: int | None = None) -> int:
     """(type, row, col) -> primary-capsule index, the inverse of :func:`primary_position`."""
+    grid = _default_grid() if grid is None else grid
     return capsule_type * grid * grid + row * grid + col
+
+
+def _default_grid() -> int:
+    from .model import CapsNetConfig  # model.py imports this module
+
+    return CapsNetConfig().primary_grid
 
 
 @dataclass
@@ -234,29 +243,47 @@ class DynamicRouting(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_v: Tensor):
-        u_hat, cs, ss, vs = ctx.saved_tensors
+        """The adjoints ``dL/dx`` of Procedure 1, from iteration ``t = r-1`` down to 0. Per example::
+
+            c_t = softmax_j(b_t),  b_0 = 0        s_t[j] = sum_i c_t[j,i] u_hat[j,i]
+            v_t = squash(s_t)                     a_t[j,i] = u_hat[j,i] . v_t[j]
+            b_{t+1} = b_t + a_t                   output v_{r-1}
+
+        ``u_hat`` enters every ``s_t`` and every ``a_t`` (t < r-1); ``b_t`` enters ``c_t`` and ``b_{t+1}``.
+        """
+        u_hat, cs, ss, vs = ctx.saved_tensors  # (B, j, i, m); (r, B, j, i); (r, B, j, m); (r, B, j, m)
         r, eps = ctx.r, ctx.epsilon
-        g_s = [None] * r
-        g_a = [None] * (r - 1)
-        g_b = None  # adjoint of b_{t+1}, flowing backwards
-        for t in reversed(range(r)):
-            gv = grad_v if t == r - 1 else torch.matmul(g_b.unsqueeze(2), u_hat).squeeze(2)  # (B, j, m)
-            if t < r - 1:
-                g_a[t] = g_b  # b_{t+1} = b_t + a_t
-            gs = _squash_backward(ss[t], gv, eps)
-            g_s[t] = gs
-            if t == 0 or (ctx.detach_inner and t == r - 1):
-                if ctx.detach_inner:
-                    break  # c_{r-1} depends on u_hat only through the detached inner iterations
-                continue
-            gc = torch.matmul(u_hat, gs.unsqueeze(-1)).squeeze(-1)  # (B, j, i)
-            c = cs[t]
-            gb = c * (gc - (c * gc).sum(dim=1, keepdim=True))  # softmax over j
-            g_b = gb if g_b is None else g_b + gb
+        # With detach_inner every c_t (and every v_t, t < r-1) is computed from the detached u_hat:
+        # u_hat reaches the output only through s_{r-1} = sum_i c_{r-1} u_hat, so only the last
+        # iteration is differentiated and nothing flows back through the logits.
+        through_logits = not ctx.detach_inner
+        g_s = [None] * r  # g_s[t] = dL/ds_t (B, j, m)
+        g_a = [None] * (r - 1)  # g_a[t] = dL/da_t (B, j, i)
+        g_b = None  # dL/db_{t+1} (B, j, i) on entering iteration t: all that b_{t+1} feeds, accumulated
+        for t in reversed(range(r)) if through_logits else [r - 1]:
+            if t == r - 1:
+                gv = grad_v  # v_{r-1} is the output
+            else:
+                g_a[t] = g_b  # b_{t+1} = b_t + a_t:  dL/da_t = dL/db_{t+1}
+                # a_t[j,i] = u_hat[j,i] . v_t[j]:  dL/dv_t[j] = sum_i dL/da_t[j,i] u_hat[j,i]
+                gv = torch.matmul(g_b.unsqueeze(2), u_hat).squeeze(2)  # (B, j, m)
+            g_s[t] = _squash_backward(ss[t], gv, eps)  # v_t = squash(s_t): dL/ds_t = (dv_t/ds_t)^T dL/dv_t
+            logits_vary = t > 0  # c_0 = softmax(b_0 = 0) = 1/out_caps is a constant
+            if through_logits and logits_vary:
+                # s_t[j] = sum_i c_t[j,i] u_hat[j,i]:  dL/dc_t[j,i] = u_hat[j,i] . dL/ds_t[j]
+                gc = torch.matmul(u_hat, g_s[t].unsqueeze(-1)).squeeze(-1)  # (B, j, i)
+                c = cs[t]
+                # c_t = softmax_j(b_t):  dL/db_t[j,i] = c_t[j,i] (dL/dc_t[j,i] - sum_k c_t[k,i] dL/dc_t[k,i])
+                gb = c * (gc - (c * gc).sum(dim=1, keepdim=True))
+                # b_t feeds c_t and b_{t+1}:  dL/db_t = (the softmax term) + dL/db_{t+1}
+                g_b = gb if g_b is None else g_b + gb
         if ctx.detach_inner:
+            # s_{r-1}[j] = sum_i c_{r-1}[j,i] u_hat[j,i], c_{r-1} constant:
+            # dL/du_hat[j,i] = c_{r-1}[j,i] dL/ds_{r-1}[j]
             grad_u = cs[-1].unsqueeze(-1) * g_s[-1].unsqueeze(2)
             return grad_u, None, None, None
-        # d u_hat[b, j, i, m] = sum_t c_t[b, j, i] g_s_t[b, j, m] + sum_t g_a_t[b, j, i] v_t[b, j, m]
+        # dL/du_hat[b, j, i, m] = sum_t c_t[b, j, i] g_s_t[b, j, m] + sum_{t < r-1} g_a_t[b, j, i] v_t[b, j, m]
+        # (through s_t and a_t), one matmul over the 2r - 1 terms
         left = torch.stack([*cs.unbind(0), *g_a], dim=-1)  # (B, j, i, 2r - 1)
         right = torch.stack([*g_s, *vs[:r - 1].unbind(0)], dim=2)  # (B, j, 2r - 1, m)
         return torch.matmul(left, right), None, None, None
