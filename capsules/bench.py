@@ -41,7 +41,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_seconds(fn, device, repeats: int, warmup: int) -> float:
+def median_seconds(fn, device: torch.device, repeats: int, warmup: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` untimed ones, waiting
+    for the GPU to finish each call (the project's one timing helper)."""
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -119,8 +121,8 @@ def bench_train(device, batch_size, repeats, warmup, precision):
     x = torch.rand(batch_size, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (batch_size,), device=device)
     _reset_peak(device)
-    sec = _median_seconds(lambda: train_step(model, opt, x, y, loss_fn=loss_fn, precision=precision),
-                          device, repeats, warmup)
+    sec = median_seconds(lambda: train_step(model, opt, x, y, loss_fn=loss_fn, precision=precision),
+                         device, repeats, warmup)
     return {"seconds_per_step": sec, "images_per_second": batch_size / sec, "peak_memory_mb": _peak_memory_mb(device)}
 
 
@@ -136,7 +138,7 @@ def bench_seed_train(device, batch_size, repeats, warmup):
     x = torch.rand(batch_size, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (batch_size,), device=device)
     _reset_peak(device)
-    sec = _median_seconds(lambda: seed_train_step(model, opt, loss, x, y), device, repeats, warmup)
+    sec = median_seconds(lambda: seed_train_step(model, opt, loss, x, y), device, repeats, warmup)
     return {"seconds_per_step": sec, "images_per_second": batch_size / sec, "peak_memory_mb": _peak_memory_mb(device)}
 
 
@@ -154,7 +156,7 @@ def bench_interaction(device, repeats, warmup):
         return perturbation_grid(model, out.v[0, digit], digit)
 
     _reset_peak(device)
-    sec = _median_seconds(interaction, device, repeats, warmup)
+    sec = median_seconds(interaction, device, repeats, warmup)
     return {"milliseconds": 1000 * sec, "peak_memory_mb": _peak_memory_mb(device)}
 
 
@@ -171,7 +173,7 @@ def bench_inference(device, batch_size, repeats, warmup, precision):
             return model(x).lengths
 
     _reset_peak(device)
-    sec = _median_seconds(infer, device, repeats, warmup)
+    sec = median_seconds(infer, device, repeats, warmup)
     return {"images_per_second": batch_size / sec, "peak_memory_mb": _peak_memory_mb(device)}
 
 
