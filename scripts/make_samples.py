@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,23 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from capsules import CapsNet, load_model
+from capsules.checkpoint import SHIPPED
+from capsules.data import DatasetError, load_mnist, resolve_data_dir
+from capsules.device import pick_device
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from capsules import CapsNet, load_model  # noqa: E402
-from capsules.checkpoint import SHIPPED  # noqa: E402
-from capsules.data import DatasetError, load_mnist, resolve_data_dir  # noqa: E402
-from capsules.device import pick_device  # noqa: E402
-
 DEFAULT_OUT = ROOT / "dashboard" / "samples.npz"
-
-
-def default_data_dir() -> Path:
-    """$CAPSULES_DATA, else ../shared/data beside the repository when it exists, else the cache."""
-    if os.environ.get("CAPSULES_DATA"):
-        return Path(os.environ["CAPSULES_DATA"])
-    shared = ROOT.parent / "shared" / "data"
-    return shared if shared.is_dir() else resolve_data_dir(None)
 
 
 @torch.inference_mode()
@@ -81,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None,
                    help=f"weights (default: the shipped {SHIPPED.relative_to(ROOT)}; an untrained "
                         "model, with a warning, when it does not exist yet)")
-    p.add_argument("--data-dir", default=None, help="MNIST folder (default: $CAPSULES_DATA, else ../shared/data)")
+    p.add_argument("--data-dir", default=None,
+                   help="MNIST folder (default: $CAPSULES_DATA, else ../shared/data beside the clone, else the cache)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--per-class", type=int, default=20)
     p.add_argument("--max-misclassified", type=int, default=60)
@@ -104,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         model = CapsNet().to(device).eval()
         digest, source = "", "untrained"
 
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    data_dir = resolve_data_dir(args.data_dir, beside_checkout=True)
     try:
         images, labels = load_mnist("test", data_dir)
     except DatasetError as exc:

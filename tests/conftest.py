@@ -1,7 +1,7 @@
 """Shared test fixtures.
 
-MNIST: tests marked ``data`` need the four raw files in ``$CAPSULES_DATA`` (else ../shared/data).
-Without them they skip with the reason, except when ``CAPSULES_REQUIRE_DATA=1`` (``.ci/run`` sets
+MNIST: tests marked ``data`` need the four raw files in ``$CAPSULES_DATA``, else in ../shared/data
+beside the clone, else in the cache folder (``capsules.data.resolve_data_dir``). Without them they skip with the reason, except when ``CAPSULES_REQUIRE_DATA=1`` (``.ci/run`` sets
 it), where a missing dataset is a failure. ``CAPSULES_REQUIRE_BROWSER=1`` does the same for the
 chromium browser tests.
 """
@@ -9,23 +9,12 @@ chromium browser tests.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-
-def _data_dir() -> Path:
-    if os.environ.get("CAPSULES_DATA"):
-        return Path(os.environ["CAPSULES_DATA"])
-    return ROOT.parent / "shared" / "data"
 
 
 def required(var: str) -> bool:
@@ -35,9 +24,9 @@ def required(var: str) -> bool:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The MNIST folder (holding MNIST/raw); skips, or fails under .ci/run, when it is absent."""
-    from capsules.data import DatasetError, check
+    from capsules.data import DatasetError, check, resolve_data_dir
 
-    root = _data_dir()
+    root = resolve_data_dir(beside_checkout=True)
     try:
         check(root)
     except DatasetError as exc:
