@@ -3,12 +3,17 @@
     python -m capsules.train --out runs/mnist [--epochs 50] [--resume] ...
     torchrun --nproc_per_node N -m capsules.train --out runs/mnist ...   # DistributedDataParallel
 
-Recipe (defaults): Adam, lr 1e-3 decayed exponentially (x0.9 per epoch), batch 128, 3 routing iterations, margin loss + 0.0005 x SSE reconstruction with
-the decoder masked by the true label, training images shifted by up to 2 pixels.
+Recipe (defaults): Adam, lr 1e-3 decayed exponentially (x0.9 per epoch), batch 128, 3 routing
+iterations, margin loss + 0.0005 x SSE reconstruction with the decoder masked by the true label,
+training images shifted by up to 2 pixels.
 
 The output folder gets ``last`` and ``best`` checkpoints (safetensors + JSON), ``metrics.jsonl``
 (one JSON line per epoch) and ``state.safetensors``, the resume state (weights, optimizer,
 random generator); ``--resume`` continues from it, losing at most the epoch in progress.
+
+:func:`train` runs three phases, one section each below: :func:`setup` (configuration and resume,
+device and processes, data, model, optimizer and the objective a step minimises),
+:func:`train_epoch` and :func:`end_of_epoch` (evaluate, checkpoints, metrics line, resume state).
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as torch_dist
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .checkpoint import (CheckpointError, atomic_write_bytes, check_state, read_metadata, read_tensors,
@@ -41,27 +48,35 @@ from .model import CapsNet, CapsNetConfig
 STATE_FORMAT = "capsules.train-state"
 
 
+def option(default, help: str, **argparse_kwargs):
+    """A :class:`TrainConfig` field with its ``--help`` text (and any further argparse arguments)."""
+    return field(default=default, metadata={"help": help, "argparse": argparse_kwargs})
+
+
 @dataclass
 class TrainConfig:
     """Training run settings; ``python -m capsules.train --help`` is built from these fields."""
 
-    out: str = "runs/mnist"  # output folder: checkpoints, metrics.jsonl, resume state
-    data_dir: str | None = None  # MNIST folder; default $CAPSULES_DATA, else ~/.cache/capsules/data
-    epochs: int = 50  # passes over the training set
-    batch_size: int = 128  # images per optimisation step (global, across processes)
-    lr: float = 1e-3  # Adam learning rate at step 0
-    lr_decay: float = 0.9  # exponential decay of the lr per epoch, applied smoothly every step
-    iterations: int = 3  # routing iterations r
-    shift: int = 2  # max shift augmentation in pixels (0 = none)
-    reconstruction_weight: float = 0.0005  # scale of the SSE reconstruction loss
-    detach_inner: bool = False  # variant: no gradient through u_hat in inner routing iterations
-    seed: int = 0  # seeds init, shuffling and augmentation
-    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
-    precision: str = "auto"  # auto (bf16 autocast where native, routing in fp32), fp32, bf16
-    train_subset: int = 0  # train on the first N images only (0 = all 60,000)
-    test_subset: int = 0  # evaluate on the first N test images only (0 = all 10,000)
-    eval_batch_size: int = 500  # batch size for evaluation
-    resume: bool = False  # continue the run in --out from its state file
+    out: str = option("runs/mnist", "output folder: checkpoints, metrics.jsonl, resume state")
+    data_dir: str | None = option(None, "MNIST folder; default $CAPSULES_DATA, else ~/.cache/capsules/data")
+    epochs: int = option(50, "passes over the training set")
+    batch_size: int = option(128, "images per optimisation step (global, across processes)")
+    lr: float = option(1e-3, "Adam learning rate at step 0")
+    lr_decay: float = option(0.9, "exponential decay of the lr per epoch, applied smoothly every step")
+    iterations: int = option(3, "routing iterations r")
+    shift: int = option(2, "max shift augmentation in pixels (0 = none)")
+    reconstruction_weight: float = option(0.0005, "scale of the SSE reconstruction loss")
+    detach_inner: bool = option(False, "variant: no gradient through u_hat in inner routing iterations")
+    seed: int = option(0, "seeds init, shuffling and augmentation")
+    device: str = option("auto", DEVICE_HELP)
+    precision: str = option("auto", "auto (bf16 autocast where native, routing in fp32), fp32, bf16",
+                            choices=PRECISIONS)
+    train_subset: int = option(0, "train on the first N images only, every one of them each epoch "
+                                  "(0 = all 60,000, in full batches: the last partial batch is dropped)")
+    test_subset: int = option(0, "evaluate on the first N test images only (0 = all 10,000, or with "
+                                 "--train-subset one test image per 6 training images, MNIST's ratio)")
+    eval_batch_size: int = option(500, "batch size for evaluation")
+    resume: bool = option(False, "continue the run in --out from its state file")
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> tuple["TrainConfig", set[str]]:
@@ -69,33 +84,18 @@ class TrainConfig:
         parser = argparse.ArgumentParser(
             prog="python -m capsules.train", description=__doc__.split("\n\n")[0],
             epilog="Every default reproduces the paper's recipe.")
-        comments = _field_comments()
         for f in dataclasses.fields(cls):
             flag = "--" + f.name.replace("_", "-")
-            helptext = comments.get(f.name, "")
-            if f.name == "device":
-                helptext = DEVICE_HELP
+            helptext, extra = f.metadata["help"], f.metadata["argparse"]
             if f.type in ("bool", bool):
-                parser.add_argument(flag, action="store_true", default=None, help=helptext)
+                parser.add_argument(flag, action="store_true", default=None, help=helptext, **extra)
             else:
                 typ = {"int": int, "float": float}.get(str(f.type), str)
-                kw = {"choices": PRECISIONS} if f.name == "precision" else {}
-                parser.add_argument(flag, type=typ, default=None, help=f"{helptext} (default: {f.default})", **kw)
+                parser.add_argument(flag, type=typ, default=None, help=f"{helptext} (default: {f.default})",
+                                    **extra)
         ns = vars(parser.parse_args(argv))
         given = {k for k, v in ns.items() if v is not None}
         return cls(**{k: v for k, v in ns.items() if v is not None}), given
-
-
-def _field_comments() -> dict[str, str]:
-    """The comment beside each TrainConfig field, used as its --help text."""
-    import inspect
-
-    out = {}
-    for line in inspect.getsource(TrainConfig).splitlines():
-        line = line.strip()
-        if ":" in line and "#" in line and not line.startswith(("#", '"')):
-            out[line.split(":", 1)[0].strip()] = line.split("#", 1)[1].strip()
-    return out
 
 
 class TrainingError(RuntimeError):
@@ -104,33 +104,48 @@ class TrainingError(RuntimeError):
 
 # ----------------------------------------------------------------------------------- one step
 
+Objective = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]
+"""What a step minimises, chosen once at setup: ``objective(model, images, labels) -> (loss, number
+correct)``, the forward pass included. Another kind of model, or a data set with other labels,
+brings its own; the step and the epoch stay as they are."""
 
-def _train_step(model, optimizer, images, labels, *, loss_fn=None, precision="auto"):
+
+def capsnet_objective(loss_fn: CapsuleLoss, precision: str) -> Objective:
+    """The paper's: the forward pass under ``precision`` autocast with the decoder masked by the true
+    labels, then margin + 0.0005 x SSE reconstruction loss (in fp32); correct when the longest
+    digit capsule is the label's."""
+
+    def objective(model, images, labels):
+        with autocast(images.device, precision):
+            out = model(images, labels)  # decoder masked by the true labels
+        loss = loss_fn(out.v, out.reconstruction, images, labels)
+        return loss, (out.lengths.detach().argmax(-1) == labels).sum()
+
+    return objective
+
+
+def _train_step(model, optimizer, images, labels, objective: Objective):
     """The step the loop runs: returns (loss, number correct) as 0-dim tensors."""
-    module = model.module if hasattr(model, "module") else model
-    device = images.device
-    precision = resolve_precision(precision, device)
-    if loss_fn is None:
-        loss_fn = CapsuleLoss(n_labels=module.config.n_classes)
     model.train()
-    with autocast(device, precision):
-        out = model(images, labels)  # decoder masked by the true labels
-    loss = loss_fn(out.v, out.reconstruction, images, labels)
+    loss, correct = objective(model, images, labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    correct = (out.lengths.detach().argmax(-1) == labels).sum()
     return loss.detach(), correct
 
 
-def train_step(model, optimizer, images, labels, *, loss_fn=None, precision: str = "auto") -> torch.Tensor:
+def train_step(model, optimizer, images, labels, *, loss_fn=None, precision: str = "auto") -> Tensor:
     """One optimisation step exactly as the training loop runs it by default: forward in train
     mode with the decoder masked by the true labels, margin + 0.0005 x SSE loss, backward, Adam.
 
     ``images`` (B, 1, 28, 28) float in [0, 1] (already augmented), ``labels`` (B,).
     Returns the loss as a detached 0-dim tensor.
     """
-    return _train_step(model, optimizer, images, labels, loss_fn=loss_fn, precision=precision)[0]
+    if loss_fn is None:
+        module = model.module if hasattr(model, "module") else model
+        loss_fn = CapsuleLoss(n_labels=module.config.n_classes)
+    objective = capsnet_objective(loss_fn, resolve_precision(precision, images.device))
+    return _train_step(model, optimizer, images, labels, objective)[0]
 
 
 def make_optimizer(model: torch.nn.Module, lr: float = 1e-3) -> torch.optim.Adam:
@@ -182,7 +197,7 @@ def load_state(path: Path, model, optimizer, generator: torch.Generator, device)
     return meta
 
 
-# ------------------------------------------------------------------------------------ the loop
+# ---------------------------------------------------------------------------- the loop's helpers
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -225,23 +240,107 @@ def _append_line(path: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def train(cfg: TrainConfig, command: str | None = None, given: set[str] | None = None) -> dict:
-    """Run (or resume) training; returns the final summary. Raises TrainingError / DatasetError."""
-    rank, world, local_rank = _dist_info()
-    distributed = world > 1
-    out = Path(cfg.out)
-    state_path = out / "state.safetensors"
+# ---------------------------------------------------------------------------- phase 1: setup
 
-    if cfg.resume:
-        if not state_path.exists():
-            raise TrainingError(f"--resume: no training state in {out} (expected {state_path})")
-        _, header, _ = read_tensors(state_path)
-        saved = json.loads(json.loads(header["meta"])["config"])
-        keep = {"out", "data_dir", "epochs", "device", "eval_batch_size", "resume"} & (given or set())
-        cfg = TrainConfig(**{**saved, **{k: getattr(cfg, k) for k in keep}, "resume": True})
+# Options a resumed run takes from its new command line; everything else comes from its state file.
+RESUME_OVERRIDES = frozenset({"out", "data_dir", "epochs", "device", "eval_batch_size"})
 
+
+def resumed_config(cfg: TrainConfig, given: set[str]) -> TrainConfig:
+    """The saved configuration of the run in ``cfg.out``, with the options of :data:`RESUME_OVERRIDES`
+    that were named on this command line (defaults never override a saved value).
+
+    A resumed run continues the same trajectory, bit-identical to a run that never stopped, so
+    everything that shapes the weights comes from the state file: the recipe (lr and its decay,
+    batch size, routing, loss weights, shift, precision), the seed, and the data (both subsets: the
+    best checkpoint is chosen on the test subset). The overrides do not touch the weights: ``out``
+    (the folder may have moved; it is where the state was read), ``data_dir`` (where MNIST lives on
+    this machine), ``device`` (to continue on other hardware; bit-identical only on the same kind),
+    ``eval_batch_size`` (evaluation memory only) and ``epochs`` (to extend or shorten the run: the
+    learning rate follows the step, not the planned number of epochs).
+    """
+    state_path = Path(cfg.out) / "state.safetensors"
+    if not state_path.exists():
+        raise TrainingError(f"--resume: no training state in {cfg.out} (expected {state_path})")
+    _, header, _ = read_tensors(state_path)
+    saved = json.loads(json.loads(header["meta"])["config"])
+    keep = RESUME_OVERRIDES & ({"out"} | given)
+    return TrainConfig(**{**saved, **{k: getattr(cfg, k) for k in keep}, "resume": True})
+
+
+def epoch_batches(n: int, batch_size: int, *, drop_last: bool, world: int = 1) -> list[int]:
+    """Sizes of one epoch's global batches over ``n`` shuffled images: full batches, then the
+    remainder ``n % batch_size`` as a smaller last batch, so that every image is trained on.
+
+    ``drop_last`` keeps only the full batches (a set smaller than one batch is one batch): the
+    full training set is trained that way (468 batches of 128 and a different 96 images left out
+    each epoch), as the shipped run was, so that resuming a run keeps its step count and learning
+    rate schedule. A remainder smaller than the number of processes is dropped too: each process
+    needs at least one image of every batch.
+    """
+    sizes = [batch_size] * (n // batch_size)
+    rest = n % batch_size
+    if rest and (not sizes or (not drop_last and rest >= world)):
+        sizes.append(rest)
+    return sizes
+
+
+def eval_size(cfg: TrainConfig, n_train: int, n_test: int) -> int:
+    """How many test images to evaluate after each epoch: ``--test-subset``; else, with
+    ``--train-subset``, as many as the data set's test:train ratio gives (MNIST: one per 6 training
+    images, rounded up), so that a quick run is quick; else all of them."""
+    if cfg.test_subset:
+        return min(cfg.test_subset, n_test)
+    if cfg.train_subset:
+        return min(-(-min(cfg.train_subset, n_train) * n_test // n_train), n_test)
+    return n_test
+
+
+@dataclass
+class Run:
+    """What :func:`setup` builds and the epochs share; ``step``, ``train_seconds`` and
+    ``best_accuracy`` advance as the run goes."""
+
+    cfg: TrainConfig
+    out: Path
+    rank: int
+    world: int
+    device: torch.device
+    precision: str  # resolved: fp32 or bf16
+    train_x: Tensor  # uint8 (N, H, W), on the device: batched by indexing
+    train_y: Tensor
+    test_x: Tensor  # on the CPU; evaluate() moves each batch
+    test_y: Tensor
+    batches: list[int]  # sizes of one epoch's global batches (epoch_batches)
+    model: nn.Module  # the model itself: saved and evaluated
+    step_model: nn.Module  # what a step calls: the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # shuffling and augmentation, on the CPU; part of the resume state
+    objective: Objective
+    commands: list[str]  # every command that ran this run, the first one started it
+    hardware: str
+    start_epoch: int = 0
+    step: int = 0
+    train_seconds: float = 0.0
+    best_accuracy: float = -1.0
+
+    @property
+    def main_process(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.batches)
+
+
+def _start_processes(cfg: TrainConfig, world: int, local_rank: int) -> torch.device:
+    """The device, and under torchrun the process group (NCCL on GPUs, gloo on CPUs)."""
     device = pick_device(cfg.device)
-    if distributed:
+    if world > 1:
         if device.type == "cuda":
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
@@ -249,110 +348,203 @@ def train(cfg: TrainConfig, command: str | None = None, given: set[str] | None =
             torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if cfg.batch_size % world:
         raise TrainingError(f"--batch-size {cfg.batch_size} is not divisible by {world} processes")
+    return device
+
+
+def _load_data(cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Training and test images (uint8) and labels, cut to the subsets (:func:`eval_size`)."""
+    train_x, train_y = load_mnist("train", cfg.data_dir)
+    test_x, test_y = load_mnist("test", cfg.data_dir)
+    n_test = eval_size(cfg, train_x.shape[0], test_x.shape[0])
+    if cfg.train_subset:
+        train_x, train_y = train_x[:cfg.train_subset], train_y[:cfg.train_subset]
+    return train_x, train_y, test_x[:n_test], test_y[:n_test]
+
+
+def _build(cfg: TrainConfig, device: torch.device, precision: str):
+    """The model (seeded), its optimizer, the random generator for shuffling and augmentation (on
+    the CPU) and the objective a step minimises."""
+    torch.manual_seed(cfg.seed)
+    model = CapsNet(CapsNetConfig(routing_iterations=cfg.iterations, detach_inner=cfg.detach_inner)).to(device)
+    optimizer = make_optimizer(model, cfg.lr)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    loss_fn = CapsuleLoss(n_labels=model.config.n_classes, reconstruction_weight=cfg.reconstruction_weight)
+    return model, optimizer, generator, capsnet_objective(loss_fn, precision)
+
+
+def setup(cfg: TrainConfig, command: str | None = None, given: set[str] | None = None) -> Run:
+    """Phase 1: the configuration (the saved one on ``--resume``), the device and processes, the
+    output folder, the data, the model, optimizer, random generator and objective, and on
+    ``--resume`` their saved state."""
+    rank, world, local_rank = _dist_info()
+    out = Path(cfg.out)
+    if cfg.resume:
+        cfg = resumed_config(cfg, given or set())
+    device = _start_processes(cfg, world, local_rank)
     precision = resolve_precision(cfg.precision, device)
-    main_proc = rank == 0
-    if main_proc:
+    if rank == 0:
         _preflight(out)
         for stale in out.glob(".*.tmp"):  # left by a process killed while writing
             stale.unlink(missing_ok=True)
 
-    train_x, train_y = load_mnist("train", cfg.data_dir)
-    test_x, test_y = load_mnist("test", cfg.data_dir)
-    if cfg.train_subset:
-        train_x, train_y = train_x[:cfg.train_subset], train_y[:cfg.train_subset]
-    if cfg.test_subset:
-        test_x, test_y = test_x[:cfg.test_subset], test_y[:cfg.test_subset]
-    train_x, train_y = train_x.to(device), train_y.to(device)
-
-    torch.manual_seed(cfg.seed)
-    model = CapsNet(CapsNetConfig(routing_iterations=cfg.iterations, detach_inner=cfg.detach_inner)).to(device)
-    optimizer = make_optimizer(model, cfg.lr)
-    generator = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation, CPU
-    loss_fn = CapsuleLoss(n_labels=model.config.n_classes, reconstruction_weight=cfg.reconstruction_weight)
+    train_x, train_y, test_x, test_y = _load_data(cfg)
+    batches = epoch_batches(train_x.shape[0], cfg.batch_size, drop_last=not cfg.train_subset, world=world)
+    if not batches or batches[-1] < world:
+        raise TrainingError(f"{train_x.shape[0]} training images cannot be shared by {world} processes")
+    model, optimizer, generator, objective = _build(cfg, device, precision)
 
     start_epoch, step, train_seconds, history = 0, 0, 0.0, {}
     if cfg.resume:
-        meta = load_state(state_path, model, optimizer, generator, device)
+        meta = load_state(out / "state.safetensors", model, optimizer, generator, device)
         start_epoch, step, train_seconds = meta["epoch"], meta["step"], meta["train_seconds"]
         history = meta.get("history", {})
-        if main_proc:
+        if rank == 0:
             _truncate_metrics(out / "metrics.jsonl", start_epoch)
             print(f"resuming {out} after epoch {start_epoch} (step {step})", flush=True)
-    elif main_proc:
+    elif rank == 0:
         (out / "metrics.jsonl").unlink(missing_ok=True)
-    commands = history.get("commands", []) + [command or "python -m capsules.train"]
-    best_acc = float(read_metadata(out / "best.safetensors").get("test_accuracy", -1.0)) \
-        if cfg.resume and (out / "best.safetensors").exists() else -1.0
+    best = out / "best.safetensors"
+    best_accuracy = float(read_metadata(best).get("test_accuracy", -1.0)) if cfg.resume and best.exists() else -1.0
 
     step_model = model
-    if distributed:
+    if world > 1:
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         step_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    n = train_x.shape[0]
-    per_rank = cfg.batch_size // world
-    steps_per_epoch = n // cfg.batch_size if n >= cfg.batch_size else 1
-    hardware = describe(device) + (f" x {world} processes" if distributed else "")
+    run = Run(cfg=cfg, out=out, rank=rank, world=world, device=device, precision=precision,
+              train_x=train_x.to(device), train_y=train_y.to(device), test_x=test_x, test_y=test_y,
+              batches=batches, model=model, step_model=step_model, optimizer=optimizer, generator=generator,
+              objective=objective,
+              commands=history.get("commands", []) + [command or "python -m capsules.train"],
+              hardware=describe(device) + (f" x {world} processes" if world > 1 else ""),
+              start_epoch=start_epoch, step=step, train_seconds=train_seconds, best_accuracy=best_accuracy)
+    if run.main_process:
+        print(_data_line(run), flush=True)
+    return run
+
+
+def _data_line(run: Run) -> str:
+    """What the run trains and evaluates on, said once at the start."""
+    n, used, size = run.train_x.shape[0], sum(run.batches), run.cfg.batch_size
+    train = f"{used:,} training images an epoch ({run.steps_per_epoch} steps of {size}"
+    if used < n:
+        train += f"; {n - used} of the {n:,}, different ones each epoch, left out to keep the batches full)"
+    elif run.batches[-1] < size:
+        train += f", the last one {run.batches[-1]})"
+    else:
+        train += ")"
+    test = f"{run.test_x.shape[0]:,} test images"
+    if run.cfg.train_subset and not run.cfg.test_subset:
+        test += " (in proportion to --train-subset; --test-subset sets it)"
+    return f"data: {train}, {test}"
+
+
+# ------------------------------------------------------------------------ phase 2: one epoch
+
+
+@dataclass
+class EpochStats:
+    loss: float  # mean training loss over this process's images
+    accuracy: float  # percent of this process's training images classified correctly
+    images: int  # training images of the epoch, all processes together
+    started: float  # time.perf_counter() at the start of the epoch
+
+
+def _shard(idx: Tensor, rank: int, world: int) -> Tensor:
+    """This process's part of a global batch: contiguous and as even as can be (the same size for
+    every process when the batch divides evenly, as every full batch does)."""
+    return idx[rank * len(idx) // world:(rank + 1) * len(idx) // world]
+
+
+def train_epoch(run: Run, epoch: int) -> EpochStats:
+    """Phase 2: one pass over the shuffled training images. Per step: this process's shard of the
+    global batch, shift augmentation, the learning rate for the step, the objective, Adam.
+    A loss that stops being finite raises TrainingError (the last epoch's checkpoints stay)."""
+    cfg = run.cfg
+    started = time.perf_counter()
+    perm = torch.randperm(run.train_x.shape[0], generator=run.generator)
+    loss_sum, correct_sum, seen = torch.zeros((), device=run.device), torch.zeros((), device=run.device), 0
+    bar = tqdm(range(run.steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", disable=not run.main_process,
+               dynamic_ncols=True, mininterval=1.0)
+    for k in bar:
+        idx = perm[k * cfg.batch_size:k * cfg.batch_size + run.batches[k]]  # the global batch
+        idx = _shard(idx, run.rank, run.world).to(run.device)
+        x = shift_augment(to_float(run.train_x[idx]), cfg.shift, run.generator)
+        y = run.train_y[idx]
+        for group in run.optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, run.step, run.steps_per_epoch)
+        loss, correct = _train_step(run.step_model, run.optimizer, x, y, run.objective)
+        run.step += 1
+        loss_sum += loss * y.shape[0]
+        correct_sum += correct
+        seen += y.shape[0]
+        if k % 20 == 0 or k == run.steps_per_epoch - 1:
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"the loss became {float(loss)} at epoch {epoch}, step {run.step}; training stopped. "
+                    f"The last good checkpoints in {run.out} are kept; try a lower --lr.")
+            bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{100 * float(correct_sum) / seen:.2f}%",
+                            lr=f"{learning_rate(cfg, run.step, run.steps_per_epoch):.2e}")
+    run.train_seconds += time.perf_counter() - started
+    if not torch.isfinite(loss_sum):
+        raise TrainingError(f"the loss became non-finite in epoch {epoch}; training stopped. "
+                            f"The last good checkpoints in {run.out} are kept; try a lower --lr.")
+    return EpochStats(loss=float(loss_sum) / seen, accuracy=100 * float(correct_sum) / seen,
+                      images=sum(run.batches), started=started)
+
+
+# --------------------------------------------------------------------- phase 3: end of epoch
+
+
+def end_of_epoch(run: Run, epoch: int, stats: EpochStats) -> dict:
+    """Phase 3, main process only, after every process finished the epoch: evaluate on the test
+    images, save the ``last`` (and, when better, the ``best``) checkpoint, append the metrics line,
+    then save the resume state. Each file is written atomically and the resume state comes last:
+    it is the commit point, so a kill at any moment before it loses only this epoch (the resumed
+    run drops the metrics lines of the epochs it redoes). Returns the summary the checkpoints carry."""
+    cfg = run.cfg
+    result = evaluate(run.model, run.test_x, run.test_y, batch_size=cfg.eval_batch_size)
+    lr = learning_rate(cfg, run.step, run.steps_per_epoch)
+    now = time.perf_counter()
+    record = {"epoch": epoch, "step": run.step, "lr": lr,
+              "train_loss": stats.loss, "train_accuracy": stats.accuracy,
+              "test_loss": result.loss, "test_accuracy": result.accuracy,
+              "epoch_seconds": now - stats.started, "train_seconds": run.train_seconds,
+              "images_per_second": stats.images / (now - stats.started - result.seconds)}
+    print(f"epoch {epoch}: train loss {record['train_loss']:.4f}, train acc {record['train_accuracy']:.2f}%, "
+          f"test {result.line()}, {record['epoch_seconds']:.0f} s", flush=True)
+    summary = {
+        "test_accuracy": round(result.accuracy, 4), "test_correct": result.correct, "test_total": result.total,
+        "test_loss": result.loss, "epoch": epoch, "epochs": cfg.epochs, "steps": run.step,
+        "train_seconds": round(run.train_seconds, 1), "hardware": run.hardware, "precision": run.precision,
+        "train_images": run.train_x.shape[0], "train_config": dataclasses.asdict(cfg),
+        "command": run.commands[0], "commands": run.commands,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
+    }
+    save_model(run.model, run.out / "last.safetensors", summary)
+    if result.accuracy > run.best_accuracy:
+        run.best_accuracy = result.accuracy
+        save_model(run.model, run.out / "best.safetensors", summary)
+    _append_line(run.out / "metrics.jsonl", record)
+    meta = {"epoch": epoch, "step": run.step, "train_seconds": run.train_seconds,
+            "config": json.dumps(dataclasses.asdict(cfg)), "history": {"commands": run.commands}}
+    save_state(run.out / "state.safetensors", run.model, run.optimizer, run.generator, meta)  # the commit point
+    return summary
+
+
+def train(cfg: TrainConfig, command: str | None = None, given: set[str] | None = None) -> dict:
+    """Run (or resume) training; returns the last epoch's summary ({} on processes other than the
+    first, and when no epoch was left to run). Raises TrainingError / DatasetError."""
+    run = setup(cfg, command, given)
     summary: dict = {}
-    for epoch in range(start_epoch + 1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=generator)
-        run_loss, run_correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", disable=not main_proc,
-                   dynamic_ncols=True, mininterval=1.0)
-        for k in bar:
-            idx = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
-            idx = idx[rank * per_rank:(rank + 1) * per_rank].to(device)  # this process's shard
-            x = shift_augment(to_float(train_x[idx]), cfg.shift, generator)
-            y = train_y[idx]
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, step, steps_per_epoch)
-            loss, correct = _train_step(step_model, optimizer, x, y, loss_fn=loss_fn, precision=precision)
-            step += 1
-            run_loss += loss * y.shape[0]
-            run_correct += correct
-            seen += y.shape[0]
-            if k % 20 == 0 or k == steps_per_epoch - 1:
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"the loss became {float(loss)} at epoch {epoch}, step {step}; training stopped. "
-                        f"The last good checkpoints in {out} are kept; try a lower --lr.")
-                bar.set_postfix(loss=f"{float(run_loss) / seen:.4f}", acc=f"{100 * float(run_correct) / seen:.2f}%",
-                                lr=f"{learning_rate(cfg, step, steps_per_epoch):.2e}")
-        train_seconds += time.perf_counter() - t0
-        if not torch.isfinite(run_loss):
-            raise TrainingError(f"the loss became non-finite in epoch {epoch}; training stopped. "
-                                f"The last good checkpoints in {out} are kept; try a lower --lr.")
-        if distributed:
+    for epoch in range(run.start_epoch + 1, run.cfg.epochs + 1):
+        stats = train_epoch(run, epoch)
+        if run.distributed:
             torch_dist.barrier()
-        if not main_proc:
-            continue
-        result = evaluate(model, test_x, test_y, batch_size=cfg.eval_batch_size)
-        record = {"epoch": epoch, "step": step, "lr": learning_rate(cfg, step, steps_per_epoch),
-                  "train_loss": float(run_loss) / seen, "train_accuracy": 100 * float(run_correct) / seen,
-                  "test_loss": result.loss, "test_accuracy": result.accuracy,
-                  "epoch_seconds": time.perf_counter() - t0, "train_seconds": train_seconds,
-                  "images_per_second": seen * world / (time.perf_counter() - t0 - result.seconds)}
-        print(f"epoch {epoch}: train loss {record['train_loss']:.4f}, train acc {record['train_accuracy']:.2f}%, "
-              f"test {result.line()}, {record['epoch_seconds']:.0f} s", flush=True)
-        summary = {
-            "test_accuracy": round(result.accuracy, 4), "test_correct": result.correct, "test_total": result.total,
-            "test_loss": result.loss, "epoch": epoch, "epochs": cfg.epochs, "steps": step,
-            "train_seconds": round(train_seconds, 1), "hardware": hardware, "precision": precision,
-            "train_images": n, "train_config": dataclasses.asdict(cfg), "command": commands[0],
-            "commands": commands, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "torch": torch.__version__,
-        }
-        save_model(model, out / "last.safetensors", summary)
-        if result.accuracy > best_acc:
-            best_acc = result.accuracy
-            save_model(model, out / "best.safetensors", summary)
-        _append_line(out / "metrics.jsonl", record)
-        meta = {"epoch": epoch, "step": step, "train_seconds": train_seconds,
-                "config": json.dumps(dataclasses.asdict(cfg)), "history": {"commands": commands}}
-        save_state(state_path, model, optimizer, generator, meta)  # the commit point of an epoch
-    if distributed:
+        if run.main_process:
+            summary = end_of_epoch(run, epoch, stats)
+    if run.distributed:
         torch_dist.barrier()
     return summary
 

@@ -1,5 +1,6 @@
 """Training: the step, augmentation, schedule, the loop's resume, and its error messages."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -9,7 +10,8 @@ import torch
 
 from capsules import CapsNet
 from capsules.data import DatasetError, load_mnist, shift_augment
-from capsules.train import TrainConfig, TrainingError, learning_rate, train, train_step
+from capsules.train import (TrainConfig, TrainingError, _shard, epoch_batches, learning_rate, eval_size, train,
+                            train_step)
 
 
 def test_shift_augment_shifts_each_image_by_at_most_two_pixels():
@@ -64,6 +66,7 @@ def test_smoke_training_lowers_loss_and_resume_matches_an_uninterrupted_run(data
     full = train(TrainConfig(out=str(tmp_path / "full"), epochs=2, **common))
     log = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]
+    assert [r["step"] for r in log] == [6, 12]
     assert log[1]["train_loss"] < log[0]["train_loss"]
     assert full["test_accuracy"] > 20  # from 10% at random
 
@@ -80,6 +83,43 @@ def test_smoke_training_lowers_loss_and_resume_matches_an_uninterrupted_run(data
     assert [json.loads(line)["epoch"] for line in cut_log] == [1, 2]
     meta = json.loads((tmp_path / "cut" / "last.json").read_text())
     assert len(meta["commands"]) == 2 and meta["epoch"] == 2
+
+
+def test_a_subset_is_trained_on_every_image_and_the_full_set_in_full_batches():
+    assert epoch_batches(500, 128, drop_last=False) == [128, 128, 128, 116]
+    assert epoch_batches(384, 128, drop_last=False) == [128, 128, 128]
+    assert epoch_batches(60000, 128, drop_last=True) == [128] * 468  # as the shipped run was trained
+    assert epoch_batches(100, 128, drop_last=True) == epoch_batches(100, 128, drop_last=False) == [100]
+    # under torchrun every process needs an image of every batch
+    assert epoch_batches(130, 128, drop_last=False, world=2) == [128, 2]
+    assert epoch_batches(129, 128, drop_last=False, world=2) == [128]
+
+
+@pytest.mark.parametrize("size, world", [(128, 2), (116, 2), (7, 3), (5, 1)])
+def test_shards_split_a_batch_evenly_and_completely(size, world):
+    idx = torch.randperm(size)
+    shards = [_shard(idx, rank, world) for rank in range(world)]
+    assert torch.equal(torch.cat(shards), idx)
+    assert max(len(s) for s in shards) - min(len(s) for s in shards) <= 1
+
+
+def test_a_quick_run_evaluates_a_proportionate_test_subset():
+    assert eval_size(TrainConfig(train_subset=500), 60000, 10000) == 84  # 500 / 6, rounded up
+    assert eval_size(TrainConfig(train_subset=500, test_subset=1000), 60000, 10000) == 1000
+    assert eval_size(TrainConfig(test_subset=20000), 60000, 10000) == 10000
+    assert eval_size(TrainConfig(), 60000, 10000) == 10000
+    assert eval_size(TrainConfig(train_subset=90000), 60000, 10000) == 10000
+
+
+@pytest.mark.slow
+def test_quick_run_trains_on_every_subset_image_and_says_what_it_used(data_dir, tmp_path, capsys):
+    summary = train(TrainConfig(out=str(tmp_path / "run"), data_dir=str(data_dir), train_subset=100, batch_size=64,
+                                epochs=1, precision="fp32"))
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert record["step"] == 2, "64 + 36 images: the partial batch is trained on"
+    assert summary["train_images"] == 100 and summary["test_total"] == 17  # 100 / 6, rounded up
+    out = capsys.readouterr().out
+    assert "data: 100 training images an epoch (2 steps of 64, the last one 36), 17 test images" in out
 
 
 def load_model_cpu(path):
@@ -103,6 +143,22 @@ def test_unwritable_output_is_reported_before_training(tmp_path, data_dir):
 def test_missing_dataset_names_the_fetch_command(tmp_path):
     with pytest.raises(DatasetError, match="capsules.data fetch"):
         load_mnist("train", tmp_path)
+
+
+def test_one_data_folder_lookup_explicit_then_environment_then_beside_the_clone_then_cache(tmp_path, monkeypatch):
+    import capsules.data as D
+
+    shared, cache = tmp_path / "shared" / "data", tmp_path / "cache"
+    monkeypatch.setattr(D, "BESIDE_CHECKOUT", shared)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.delenv("CAPSULES_DATA", raising=False)
+    assert D.resolve_data_dir(beside_checkout=True) == cache / "capsules" / "data"  # no shared/data
+    shared.mkdir(parents=True)
+    assert D.resolve_data_dir(beside_checkout=True) == shared
+    assert D.resolve_data_dir() == cache / "capsules" / "data", "the library's own default is the cache"
+    monkeypatch.setenv("CAPSULES_DATA", str(tmp_path / "env"))
+    assert D.resolve_data_dir(beside_checkout=True) == tmp_path / "env"
+    assert D.resolve_data_dir(tmp_path / "given", beside_checkout=True) == tmp_path / "given"
 
 
 def test_corrupt_dataset_file_is_named_with_md5(tmp_path, data_dir):
@@ -147,6 +203,11 @@ def test_train_cli_documents_every_option():
     for flag in ("--data-dir", "--out", "--epochs", "--batch-size", "--lr", "--iterations", "--seed",
                  "--device", "--train-subset", "--resume", "--precision", "--shift"):
         assert flag in out
+    text = " ".join(out.split())  # argparse wraps the help texts
+    for f in dataclasses.fields(TrainConfig):
+        assert f"--{f.name.replace('_', '-')}" in text
+        shown = " ".join(f.metadata["help"].split())
+        assert (shown if f.type == "bool" else f"{shown} (default: {f.default})") in text, f.name
 
 
 def test_full_disk_is_reported_before_training(tmp_path, data_dir, monkeypatch):
