@@ -5,14 +5,10 @@
 The weights are checked by loading them (sha256, tensors, config) before anything is copied.
 """
 
-import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from capsules.checkpoint import SHIPPED, atomic_write_bytes, atomic_write_json, load_model, sidecar  # noqa: E402
+from capsules.checkpoint import SHIPPED, atomic_write_bytes, atomic_write_json, load_model, sidecar
 
 
 def main(argv: list[str]) -> int:
