@@ -1,4 +1,5 @@
-"""Checkpoints: save, load, identical outputs; everything unsafe or broken is refused clearly."""
+"""Checkpoints of every model kind: save, load, identical outputs, half precision; everything unsafe or
+broken is refused clearly."""
 
 import json
 import os
@@ -9,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save as st_save
 
-from capsules import CapsNet, CapsNetConfig, CheckpointError, load_model, save_model
-from capsules.checkpoint import sidecar
+from capsules import BaselineCNN, BaselineCNNConfig, CapsNet, CapsNetConfig, CheckpointError, load_model, save_model
+from capsules.checkpoint import read_tensors, sidecar
 
 
 @pytest.fixture()
@@ -143,9 +144,6 @@ def test_bad_device_names(saved):
 
 
 # ----------------------------------------------------------------- every model kind, half precision
-
-from capsules import BaselineCNN, BaselineCNNConfig
-from capsules.checkpoint import read_tensors
 
 SMALL_CNN = BaselineCNNConfig(conv_channels=(8, 8, 4), fc_hidden=(32, 16))
 

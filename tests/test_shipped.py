@@ -46,3 +46,17 @@ def test_shipped_checkpoint_loads_as_a_capsnet():
     assert model.metadata["sha256"] == json.loads(sidecar(SHIPPED).read_text())["sha256"]
     out = model(torch.zeros(2, 1, 28, 28))
     assert out.prediction.shape == (2,)
+
+
+@pytest.mark.slow
+def test_shipped_checkpoint_in_fp16_scores_the_same(mnist_test, tmp_path):
+    """Half-precision storage (fp16, chosen over bf16: 10 mantissa bits against 7) keeps the
+    shipped model's test accuracy: what lets checkpoints/ store fp16 weights."""
+    from capsules import save_model
+
+    model = load_model(device="cpu")
+    path = tmp_path / "fp16.safetensors"
+    save_model(model, path, dict(model.metadata), weights_dtype="fp16")
+    images, labels = mnist_test
+    result = evaluate(load_model(path, "cpu"), images, labels)
+    assert result.accuracy == pytest.approx(model.metadata["test_accuracy"], abs=0.01)
