@@ -22,11 +22,11 @@ the 28x28 grid, and then
     FC 192 -> 10:    192*10 + 10        =      1,930
                                           35,445,522  (the paper: 35.4M)
 
-whereas 'valid' padding without pooling gives 13.3M, and one 2x2 pooling anywhere 10.8M or less. Dropout sits between the 192 units and the 10-way layer, as the paper says; its rate
-is not given and is 0.5 here (the usual choice). Weights start from PyTorch's default
-initialisation: the official code's truncated normals (sigma 0.05 for convolutions, 0.1 for fully
-connected layers) were chosen for its 4,096-input FC layer and would saturate this one's 100,352
-inputs.
+whereas 'valid' padding without pooling gives 13.3M, and one 2x2 pooling anywhere 10.8M or less.
+Dropout sits between the 192 units and the 10-way layer, as the paper says; its rate is not given
+and is 0.5 here (the usual choice). Weights start from PyTorch's default initialisation: the paper
+gives none, and the official code's truncated normals (sigma 0.05 for convolutions, 0.1 for fully
+connected layers) belong to its other network.
 """
 
 from __future__ import annotations
