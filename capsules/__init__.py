@@ -1,13 +1,14 @@
 """capsules: Capsule Networks with dynamic routing (Sabour, Frosst & Hinton, 2017) in PyTorch."""
 
+from .baseline import BaselineCNN, BaselineCNNConfig, BaselineCNNOutput
 from .checkpoint import CheckpointError, load_model, save_model
 from .layers import PrimaryCapsules, Router, RoutingTrace, Squash, squash
 from .losses import CapsuleLoss, MarginLoss, reconstruction_loss
-from .model import CapsNet, CapsNetConfig, CapsNetOutput
+from .model import CapsNet, CapsNetConfig, CapsNetOutput, Model
 
 __version__ = "0.1.0"
 __all__ = [
-    "CapsNet", "CapsNetConfig", "CapsNetOutput", "CapsuleLoss", "CheckpointError", "MarginLoss",
-    "PrimaryCapsules", "Router", "RoutingTrace", "Squash", "load_model", "reconstruction_loss",
-    "save_model", "squash",
+    "BaselineCNN", "BaselineCNNConfig", "BaselineCNNOutput", "CapsNet", "CapsNetConfig", "CapsNetOutput",
+    "CapsuleLoss", "CheckpointError", "MarginLoss", "Model", "PrimaryCapsules", "Router", "RoutingTrace",
+    "Squash", "load_model", "reconstruction_loss", "save_model", "squash",
 ]

@@ -3,23 +3,96 @@
 Conv1 (256, 9x9, ReLU) -> PrimaryCaps (32 types x 6 x 6 capsules of 8D) -> DigitCaps (10 x 16D,
 dynamic routing) -> decoder (mask all but one digit capsule; FC 512 -> 1024 -> 784, sigmoid).
 8,215,568 parameters with the default :class:`CapsNetConfig`.
+
+Every model kind of the package (this CapsNet, :class:`capsules.baseline.BaselineCNN`) is a
+:class:`Model`, so that loading, training and the dashboard treat them alike:
+
+- ``model.config``: a frozen dataclass with ``to_dict`` / ``from_dict``, saved in the checkpoint;
+- ``model.metadata`` (dict, ``{}`` until :func:`capsules.load_model` fills it with the JSON sidecar)
+  and ``model.checkpoint_path`` (``Path`` or None), set from construction;
+- ``model(images).prediction``: (B,) predicted classes;
+- the training hook ``loss, out = model.training_loss(images, labels, **options)``: one forward
+  pass as training runs it, ``model(images, labels)``, and the loss training minimises,
+  ``model.loss(out, images, labels, **options)`` (CapsNet: margin + 0.0005 x SSE with the decoder
+  masked by the true labels; the CNN: cross-entropy, dropout active in train mode). Call it under
+  the autocast context the loop uses; the loss itself is always computed in float32 with autocast
+  off. ``options`` are the names in ``model.LOSS_OPTIONS`` (CapsNet: ``reconstruction_weight``;
+  the CNN: none), so a loop passes ``{k: getattr(cfg, k) for k in model.LOSS_OPTIONS}``. Under
+  DistributedDataParallel the forward must go through the wrapper: ``out = ddp(images, labels)``,
+  then ``ddp.module.loss(out, images, labels, **options)``; every kind takes ``labels`` in forward.
+  Evaluation uses ``model.loss`` on eval-mode outputs (CapsNet's decoder then sees the prediction).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layers import PrimaryCapsules, Router, RoutingTrace
-from .losses import capsule_lengths
+from .losses import CapsuleLoss, capsule_lengths
+
+
+class ConfigDict:
+    """``to_dict`` / ``from_dict`` for a frozen config dataclass: JSON-ready, unknown keys refused.
+
+    Tuple fields are written as lists and read back as tuples of ints.
+    """
+
+    NAME: ClassVar[str]  # names the model kind in error messages
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown {cls.NAME} config keys: {', '.join(unknown)}")
+        d = {k: tuple(int(x) for x in v) if isinstance(fields[k].default, tuple) else v for k, v in d.items()}
+        return cls(**d)
+
+
+def check_images(images: Tensor, in_channels: int, image_size: int, *, name: str, training: bool) -> None:
+    """Refuse, with one line, images that are not float (B, C, H, W) of the model's geometry, and
+    (at inference only: no device sync in training) images with NaN or infinite values."""
+    expected = (in_channels, image_size, image_size)
+    if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+        raise ValueError(f"{name} expects images of shape (batch, {', '.join(map(str, expected))}), "
+                         f"got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"{name} expects float images in [0, 1], got dtype {images.dtype}")
+    if not training and not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{name} got images with NaN or infinite values")
+
+
+class Model(nn.Module):
+    """What every model kind shares (see the module docstring): checkpoint format, config class,
+    ``.metadata`` and ``.checkpoint_path`` from construction, ``.device``."""
+
+    FORMAT: ClassVar[str]  # the checkpoint's "format" header entry, which load_model dispatches on
+    CONFIG: ClassVar[type]  # the config dataclass saved in the checkpoint
+    LOSS_OPTIONS: ClassVar[tuple[str, ...]] = ()  # keyword options of loss() and training_loss()
+
+    def __init__(self):
+        super().__init__()
+        self.metadata: dict = {}  # the checkpoint's JSON sidecar once loaded
+        self.checkpoint_path: Path | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
 
 
 @dataclass(frozen=True)
-class CapsNetConfig:
+class CapsNetConfig(ConfigDict):
     """Architecture of a CapsNet; saved inside every checkpoint. Defaults are the paper's MNIST model."""
 
     image_size: int = 28  # input side, pixels
@@ -37,6 +110,8 @@ class CapsNetConfig:
     detach_inner: bool = False  # variant: no gradient through u_hat in inner iterations
     decoder_hidden: tuple[int, ...] = (512, 1024)  # FC layers of the decoder (ReLU)
 
+    NAME: ClassVar[str] = "CapsNet"
+
     @property
     def primary_grid(self) -> int:
         conv1 = self.image_size - self.conv1_kernel + 1
@@ -45,22 +120,6 @@ class CapsNetConfig:
     @property
     def primary_caps(self) -> int:
         return self.primary_types * self.primary_grid**2
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["decoder_hidden"] = list(self.decoder_hidden)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CapsNetConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown CapsNet config keys: {', '.join(unknown)}")
-        d = dict(d)
-        if "decoder_hidden" in d:
-            d["decoder_hidden"] = tuple(int(x) for x in d["decoder_hidden"])
-        return cls(**d)
 
 
 @dataclass
@@ -75,11 +134,16 @@ class CapsNetOutput:
 
     @property
     def prediction(self) -> Tensor:
+        """(B,) the predicted classes: the longest digit capsules."""
         return self.lengths.argmax(dim=-1)
 
 
-class CapsNet(nn.Module):
+class CapsNet(Model):
     """The paper's CapsNet. ``CapsNet()`` is the MNIST model with 8,215,568 parameters."""
+
+    FORMAT = "capsules.capsnet"
+    CONFIG = CapsNetConfig
+    LOSS_OPTIONS = ("reconstruction_weight",)
 
     def __init__(self, config: CapsNetConfig | None = None):
         super().__init__()
@@ -105,21 +169,10 @@ class CapsNet(nn.Module):
         layers += [nn.Linear(widths[-1], pixels), nn.Sigmoid()]
         self.decoder = nn.Sequential(*layers)
 
-    @property
-    def device(self) -> torch.device:
-        return self.conv1.weight.device
-
     def primary_capsules(self, images: Tensor) -> Tensor:
         """(B, 1, 28, 28) in [0, 1] -> primary capsules u (B, 1152, 8), float32."""
         cfg = self.config
-        expected = (cfg.in_channels, cfg.image_size, cfg.image_size)
-        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(f"CapsNet expects images of shape (batch, {', '.join(map(str, expected))}), "
-                             f"got {tuple(images.shape)}")
-        if not images.is_floating_point():
-            raise TypeError(f"CapsNet expects float images in [0, 1], got dtype {images.dtype}")
-        if not self.training and not bool(torch.isfinite(images).all()):  # (no device sync in training)
-            raise ValueError("CapsNet got images with NaN or infinite values")
+        check_images(images, cfg.in_channels, cfg.image_size, name="CapsNet", training=self.training)
         return self.primary(F.relu(self.conv1(images)))
 
     def decode(self, poses: Tensor, digits: Tensor) -> Tensor:
@@ -155,6 +208,26 @@ class CapsNet(nn.Module):
         poses = v[torch.arange(v.shape[0], device=v.device), target]  # (B, m)
         reconstruction = self.decode(poses, target)
         return CapsNetOutput(v=v, lengths=lengths, reconstruction=reconstruction, u=u, routing=routing)
+
+    def loss(self, out: CapsNetOutput, images: Tensor, labels: Tensor, *,
+             reconstruction_weight: float = 0.0005) -> Tensor:
+        """Eq. 4's margin loss plus ``reconstruction_weight`` x the SSE of ``out.reconstruction``
+        (:class:`capsules.losses.CapsuleLoss`), batch mean, in float32 with autocast off."""
+        loss_fn = CapsuleLoss(n_labels=self.config.n_classes, reconstruction_weight=reconstruction_weight)
+        with torch.autocast(images.device.type, enabled=False):
+            return loss_fn(out.v, out.reconstruction, images, labels)
+
+    def training_loss(self, images: Tensor, labels: Tensor, *,
+                      reconstruction_weight: float = 0.0005) -> tuple[Tensor, CapsNetOutput]:
+        """The training hook: ``(loss, out)`` for one batch as training computes it.
+
+        The forward pass runs in the caller's mode and autocast context with the decoder masked
+        by the true ``labels`` (the paper's training masking); the loss is :meth:`loss`:
+        ``sum_k L_k`` (eq. 4) + ``reconstruction_weight`` x ``sum (x - x_hat)^2``, averaged over
+        the batch. ``reconstruction_weight=0`` trains without reconstruction (Table 1).
+        """
+        out = self(images, labels)
+        return self.loss(out, images, labels, reconstruction_weight=reconstruction_weight), out
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,4 +1,5 @@
-"""Checkpoints: save, load, identical outputs; everything unsafe or broken is refused clearly."""
+"""Checkpoints of every model kind: save, load, identical outputs, half precision; everything unsafe or
+broken is refused clearly."""
 
 import json
 import os
@@ -9,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save as st_save
 
-from capsules import CapsNet, CapsNetConfig, CheckpointError, load_model, save_model
-from capsules.checkpoint import sidecar
+from capsules import BaselineCNN, BaselineCNNConfig, CapsNet, CapsNetConfig, CheckpointError, load_model, save_model
+from capsules.checkpoint import read_tensors, sidecar
 
 
 @pytest.fixture()
@@ -140,3 +141,104 @@ def test_bad_device_names(saved):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA"):
             load_model(path, device="cuda")
+
+
+# ----------------------------------------------------------------- every model kind, half precision
+
+SMALL_CNN = BaselineCNNConfig(conv_channels=(8, 8, 4), fc_hidden=(32, 16))
+
+
+def _models():
+    torch.manual_seed(0)
+    return {"capsnet": CapsNet(CapsNetConfig(routing_iterations=2)), "cnn": BaselineCNN(SMALL_CNN)}
+
+
+@pytest.mark.parametrize("kind", ["capsnet", "cnn"])
+def test_every_kind_round_trips(tmp_path, kind):
+    model = _models()[kind].eval()
+    path = tmp_path / f"{kind}.safetensors"
+    save_model(model, path, {"test_accuracy": 50.0})
+    loaded = load_model(path, "cpu")
+    assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training
+    assert loaded.metadata["test_accuracy"] == 50.0 and loaded.metadata["format"] == model.FORMAT
+    assert loaded.metadata["weights_dtype"] == "fp32" and loaded.checkpoint_path == path
+    x = torch.rand(5, 1, 28, 28)
+    a, b = model(x), loaded(x)
+    assert b.prediction.shape == (5,) and torch.equal(a.prediction, b.prediction)
+    for k, t in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], t)
+
+
+@pytest.mark.parametrize("weights_dtype", ["fp16", "bf16"])
+@pytest.mark.parametrize("kind", ["capsnet", "cnn"])
+def test_half_precision_round_trip(tmp_path, kind, weights_dtype):
+    model = _models()[kind].eval()
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    save_model(model, full)
+    info = save_model(model, half, weights_dtype=weights_dtype)
+    assert info["weights_dtype"] == weights_dtype
+    assert json.loads(sidecar(half).read_text())["weights_dtype"] == weights_dtype
+    tensors, meta, _ = read_tensors(half)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[weights_dtype]
+    assert meta["weights_dtype"] == weights_dtype and {t.dtype for t in tensors.values()} == {dtype}
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    loaded = load_model(half, "cpu")
+    for k, t in model.state_dict().items():  # float32 again, each weight rounded once
+        assert loaded.state_dict()[k].dtype == torch.float32
+        assert torch.equal(loaded.state_dict()[k], t.to(dtype).float())
+    x = torch.rand(3, 1, 28, 28)
+    a, b = model(x), loaded(x)
+    scores = (lambda o: o.lengths) if kind == "capsnet" else (lambda o: o.probabilities)
+    torch.testing.assert_close(scores(b), scores(a), atol=2e-2, rtol=0)
+
+
+def test_bad_weights_dtype(tmp_path, tiny_model):
+    with pytest.raises(ValueError, match="weights_dtype"):
+        save_model(tiny_model, tmp_path / "x.safetensors", weights_dtype="int8")
+    state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    meta = {"format": "capsules.capsnet", "config": json.dumps(tiny_model.config.to_dict())}
+    path = tmp_path / "x.safetensors"
+    path.write_bytes(st_save(state, metadata={**meta, "weights_dtype": "fp8"}))
+    with pytest.raises(CheckpointError, match="weights_dtype 'fp8'"):
+        load_model(path, "cpu")
+    path.write_bytes(st_save(state, metadata={**meta, "weights_dtype": "fp16"}))  # says fp16, holds fp32
+    with pytest.raises(CheckpointError, match="dtype torch.float32, its header records torch.float16"):
+        load_model(path, "cpu")
+    path.write_bytes(st_save({k: v.half() for k, v in state.items()}, metadata=meta))  # fp16, not recorded
+    with pytest.raises(CheckpointError, match="dtype torch.float16, its header records torch.float32"):
+        load_model(path, "cpu")
+
+
+def test_kinds_are_not_confused(tmp_path):
+    """A CNN's tensors under the CapsNet format (or the reverse), or a CNN config with unknown
+    keys, are refused; so is a model that is no capsules kind."""
+    models = _models()
+    cnn_state = {k: v.contiguous() for k, v in models["cnn"].state_dict().items()}
+    path = tmp_path / "x.safetensors"
+    _write(path, cnn_state, models["capsnet"].config.to_dict())
+    with pytest.raises(CheckpointError, match="lacks"):
+        load_model(path, "cpu")
+    path.write_bytes(st_save(cnn_state, metadata={"format": "capsules.baseline-cnn",
+                                                  "config": json.dumps(models["capsnet"].config.to_dict())}))
+    with pytest.raises(CheckpointError, match="invalid config.*unknown baseline CNN config keys"):
+        load_model(path, "cpu")
+    path.write_bytes(st_save(cnn_state, metadata={"format": "capsules.baseline-cnn",
+                                                  "config": json.dumps({**SMALL_CNN.to_dict(), "pool": 2})}))
+    with pytest.raises(CheckpointError, match="unknown baseline CNN config keys: pool"):
+        load_model(path, "cpu")
+    path.write_bytes(st_save(cnn_state, metadata={"format": "capsules.resnet", "config": "{}"}))
+    with pytest.raises(CheckpointError, match="not a capsules checkpoint.*capsules.resnet"):
+        load_model(path, "cpu")
+    with pytest.raises(TypeError, match="not a capsules model"):
+        save_model(torch.nn.Linear(2, 2), tmp_path / "linear.safetensors")
+
+
+def test_damaged_cnn_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "cnn.safetensors"
+    save_model(_models()["cnn"], path, weights_dtype="fp16")
+    data = bytearray(path.read_bytes())
+    (n,) = struct.unpack("<Q", data[:8])
+    data[8 + n + 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_model(path, "cpu")

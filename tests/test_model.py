@@ -138,3 +138,53 @@ def test_non_finite_images_are_refused_in_eval(bad):
     x[1, 0, 3, 3] = bad
     with pytest.raises(ValueError, match="NaN or infinite"):
         _eval_model()(x)
+
+
+def test_prediction_is_the_longest_capsule(tiny_model):
+    out = tiny_model.eval()(torch.rand(4, 1, 28, 28))
+    assert out.prediction.shape == (4,) and torch.equal(out.prediction, out.lengths.argmax(-1))
+
+
+def test_metadata_and_checkpoint_path_from_construction():
+    model = CapsNet(CapsNetConfig(routing_iterations=1))
+    assert model.metadata == {} and model.checkpoint_path is None and model.device.type == "cpu"
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_training_hook_is_the_loop_s_loss_exactly(bf16):
+    """training_loss = forward masked by the true labels, then CapsuleLoss outside autocast, as
+    the training loop computed it: same loss and same gradients, bit for bit."""
+    from capsules.losses import CapsuleLoss
+
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([3, 1, 4, 1])
+
+    def run(hook: bool):
+        torch.manual_seed(0)
+        model = CapsNet().train()
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+        with ctx:
+            if hook:
+                loss, out = model.training_loss(x, y)
+            else:
+                out = model(x, y)
+        if not hook:
+            loss = CapsuleLoss(n_labels=10)(out.v, out.reconstruction, x, y)
+        loss.backward()
+        return loss, [p.grad for p in model.parameters()]
+
+    (a, grads_a), (b, grads_b) = run(True), run(False)
+    assert a.dtype == torch.float32 and torch.equal(a, b)
+    assert all(torch.equal(g, h) for g, h in zip(grads_a, grads_b))
+
+
+def test_training_hook_reconstruction_weight(tiny_model):
+    from capsules.losses import MarginLoss, reconstruction_loss
+
+    x, y = torch.rand(3, 1, 28, 28), torch.tensor([0, 5, 9])
+    torch.manual_seed(1)
+    loss, out = tiny_model.train().training_loss(x, y)
+    margin = MarginLoss(n_labels=10)(out.v, y)
+    torch.testing.assert_close(loss, margin + reconstruction_loss(out.reconstruction, x, 0.0005))
+    assert torch.equal(tiny_model.loss(out, x, y, reconstruction_weight=0), margin)
+    # the decoder saw the true labels' capsules
+    torch.testing.assert_close(out.reconstruction, tiny_model.decode(out.v[torch.arange(3), y], y))

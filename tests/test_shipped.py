@@ -5,8 +5,10 @@ import json
 
 import pytest
 
-from capsules import load_model
-from capsules.checkpoint import SHIPPED, sidecar
+import torch
+
+from capsules import CapsNet, load_model
+from capsules.checkpoint import SHIPPED, read_tensors, sidecar
 from capsules.evaluate import evaluate
 
 REQUIRED = ("config", "test_accuracy", "test_correct", "test_total", "epoch", "epochs", "train_seconds",
@@ -30,4 +32,31 @@ def test_shipped_checkpoint_scores_what_its_json_records(mnist_test):
     images, labels = mnist_test
     result = evaluate(model, images, labels)
     assert result.total == 10000
+    assert result.accuracy == pytest.approx(model.metadata["test_accuracy"], abs=0.01)
+
+
+def test_shipped_checkpoint_loads_as_a_capsnet():
+    """Written before kinds and half precision: its header names the CapsNet format and no
+    weights_dtype, so float32; it loads as before, with its path and JSON attached."""
+    tensors, meta, _ = read_tensors(SHIPPED)
+    assert meta["format"] == "capsules.capsnet" and "weights_dtype" not in meta
+    assert {t.dtype for t in tensors.values()} == {torch.float32}
+    model = load_model(SHIPPED, "cpu")
+    assert type(model) is CapsNet and model.checkpoint_path == SHIPPED
+    assert model.metadata["sha256"] == json.loads(sidecar(SHIPPED).read_text())["sha256"]
+    out = model(torch.zeros(2, 1, 28, 28))
+    assert out.prediction.shape == (2,)
+
+
+@pytest.mark.slow
+def test_shipped_checkpoint_in_fp16_scores_the_same(mnist_test, tmp_path):
+    """Half-precision storage (fp16, chosen over bf16: 10 mantissa bits against 7) keeps the
+    shipped model's test accuracy: what lets checkpoints/ store fp16 weights."""
+    from capsules import save_model
+
+    model = load_model(device="cpu")
+    path = tmp_path / "fp16.safetensors"
+    save_model(model, path, dict(model.metadata), weights_dtype="fp16")
+    images, labels = mnist_test
+    result = evaluate(load_model(path, "cpu"), images, labels)
     assert result.accuracy == pytest.approx(model.metadata["test_accuracy"], abs=0.01)
