@@ -60,7 +60,7 @@ from .model import CapsNet
 __all__ = [
     "FORMAT", "ROBUSTNESS", "Ablation", "RoutingPass", "affine", "checkpoint_sha256",
     "confusion_matrix", "coupling_ablations", "load_results", "misclassified", "predict",
-    "random_logits", "results_path", "robustness", "robustness_subset", "route_fixed",
+    "random_logits", "results_path", "robustness", "robustness_results", "robustness_subset", "route_fixed",
     "routing_pass", "run_experiments", "save_results", "wilson_interval",
 ]
 
@@ -361,6 +361,17 @@ def robustness(model, images: Tensor, labels: Tensor, *, values: dict[str, list[
     return curves
 
 
+def robustness_results(model, images: Tensor, labels: Tensor, *, size: int = 500, seed: int = 0,
+                       batch_size: int = 500, progress: Progress | None = None) -> dict:
+    """:func:`robustness` of any model on the seeded subset :func:`robustness_subset` of the test
+    images, as the ``robustness*`` keys of the results file, so that models compared on one
+    page share the subset."""
+    subset = robustness_subset(images.shape[0], size, seed)
+    curves = robustness(model, images[subset], labels[subset].cpu(), batch_size=batch_size, progress=progress)
+    return {"robustness": curves, "robustness_subset": len(subset), "robustness_seed": seed,
+            "robustness_units": UNITS}
+
+
 # --------------------------------------------------------------------------------------------
 # errors
 
@@ -398,11 +409,10 @@ def run_experiments(model, images: Tensor, labels: Tensor, *, iterations: int = 
     """
     if not isinstance(model, CapsNet):
         raise ValueError(f"the routing experiments need a CapsNet, got {type(model).__name__} "
-                         "(robustness() works for any model)")
+                         "(robustness_results() works for any model)")
     start, cpu_start = time.perf_counter(), time.process_time()
     n = images.shape[0]
-    subset = robustness_subset(n, robustness_size, seed)
-    n_robust = sum(len(v) for v in ROBUSTNESS.values()) * len(subset)
+    n_robust = sum(len(v) for v in ROBUSTNESS.values()) * min(robustness_size, n)
     cost = [1.5 * n, 0.15 * n, 1.0 * n_robust]  # rough relative cost per image of each phase
     edges = [sum(cost[:k]) / sum(cost) for k in range(4)]
 
@@ -412,8 +422,8 @@ def run_experiments(model, images: Tensor, labels: Tensor, *, iterations: int = 
     ablations = coupling_ablations(model, rp, seed=seed, batch_size=2 * batch_size,
                                    progress=_span(progress, edges[1], edges[2]))
     t_robust = time.perf_counter()
-    curves = robustness(model, images[subset], labels[subset].cpu(), batch_size=2 * batch_size,
-                        progress=_span(progress, edges[2], edges[3]))
+    robust = robustness_results(model, images, labels, size=robustness_size, seed=seed,
+                                batch_size=2 * batch_size, progress=_span(progress, edges[2], edges[3]))
     t_end = time.perf_counter()
     _report(progress, 1.0, "done")
 
@@ -441,11 +451,14 @@ def run_experiments(model, images: Tensor, labels: Tensor, *, iterations: int = 
             "random_logit_std": rp.logit_std,
             "class_counts": rp.class_counts.tolist(),
             "fixed_coupling": "v_j = squash(sum_i c_ij u_hat_j|i), c fixed, no routing iterations",
+            "uniform": "c_ij = 1/10",
+            "random": "c_i = softmax_j(z_i), z_ij ~ N(0, random_logit_std^2) drawn per image; random_logit_std: "
+                      "spread over j of the model's final routing logits",
+            "class_mean": "c_ij = mean of the final c_ij over the test images predicted as j (own routing); "
+                          "one matrix for all images",
+            "routing": f"the model's own {rp.model_iterations} routing iterations",
         },
-        "robustness": curves,
-        "robustness_subset": len(subset),
-        "robustness_seed": seed,
-        "robustness_units": UNITS,
+        **robust,
         "confusion": confusion_matrix(rp.labels, own.argmax(-1), own.shape[-1]),
         "errors": misclassified(rp.labels, own),
         "seconds": t_end - start,
