@@ -1,0 +1,273 @@
+"""Test-set experiments (capsules.experiments): each computed figure against an independent way of
+computing it, on a few test images or an untrained model."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from capsules import load_model
+from capsules.checkpoint import SHIPPED, atomic_write_json
+from capsules.data import to_float
+from capsules.experiments import (
+    FORMAT, IDENTITY, VERSION, affine, checkpoint_sha256, confusion_matrix, coupling_ablations,
+    load_results, main, misclassified, random_logits, results_path, robustness, robustness_subset,
+    route_fixed, routing_pass, run_experiments, wilson_interval,
+)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_model(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def subset(mnist_test):
+    """The first 48 test images and labels (uint8, int64)."""
+    images, labels = mnist_test
+    return images[:48], labels[:48]
+
+
+def random_images(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8), torch.randint(0, 10, (n,), generator=g)
+
+
+def test_wilson_interval_closed_forms():
+    z2 = 1.959963984540054**2
+    lo, hi = wilson_interval(0, 10)  # k = 0: [0, z^2 / (n + z^2)]
+    assert lo == 0.0 and hi == pytest.approx(100 * z2 / (10 + z2))
+    lo, hi = wilson_interval(50, 50)  # k = n: [n / (n + z^2), 1]
+    assert lo == pytest.approx(100 * 50 / (50 + z2)) and hi == pytest.approx(100.0)
+    lo, hi = wilson_interval(9956, 10000)
+    assert lo < 99.56 < hi and hi - lo < 0.3
+    width = lambda k, n: wilson_interval(k, n)[1] - wilson_interval(k, n)[0]  # noqa: E731
+    assert width(5, 10) > width(500, 1000) > width(5000, 10000)
+
+
+@pytest.mark.data
+def test_iterations_equal_a_plain_loop_of_the_model(shipped, subset):
+    images, labels = subset
+    rp = routing_pass(shipped, images, labels, iterations=10, batch_size=20)  # batches of 20, 20, 8
+    x = to_float(images)
+    first = None
+    with torch.inference_mode():
+        for k in range(1, 11):
+            out = shipped(x, iterations=k)
+            torch.testing.assert_close(rp.lengths[k - 1], out.lengths, rtol=1e-5, atol=1e-6)
+            assert torch.equal(rp.predictions[k - 1], out.prediction)
+            assert rp.correct[k - 1] == int((out.prediction == labels).sum())
+            top2 = out.lengths.topk(2, dim=-1).values
+            assert rp.margins[k - 1] == pytest.approx(float((top2[:, 0] - top2[:, 1]).mean()), abs=1e-6)
+            first = out.prediction if first is None else first
+            assert rp.changed[k - 1] == pytest.approx(100 * float((out.prediction != first).double().mean()))
+
+
+def test_dynamics_match_the_models_trace(tiny_model):
+    images, labels = random_images(12)
+    rp = routing_pass(tiny_model, images, labels, iterations=5, batch_size=5)
+    with torch.inference_mode():
+        tr = tiny_model(to_float(images), trace=True, iterations=5).routing
+    torch.testing.assert_close(rp.logit_change, tr.agreement.abs().mean(dim=(1, 2, 3)), rtol=1e-4, atol=1e-7)
+    c = tr.c.double()
+    entropy = -(c * c.log()).sum(-1).mean(dim=(1, 2))
+    torch.testing.assert_close(rp.entropy.double(), entropy, rtol=1e-5, atol=1e-6)
+    assert rp.entropy[0] == pytest.approx(math.log(10), abs=1e-5)  # iteration 1 is uniform
+    b = tr.b[tiny_model.config.routing_iterations - 1]  # the logits of the model's own last iteration
+    assert rp.logit_std == pytest.approx(math.sqrt(float(b.var(dim=-1).mean())), rel=1e-4)
+
+
+def test_class_coupling_is_the_mean_own_coupling_per_predicted_class(tiny_model):
+    images, labels = random_images(16, seed=1)
+    rp = routing_pass(tiny_model, images, labels, iterations=4, batch_size=6)
+    r = tiny_model.config.routing_iterations
+    with torch.inference_mode():
+        out = tiny_model(to_float(images), trace=True, iterations=r)
+    c, pred = out.routing.c[-1], out.prediction  # (B, i, j), (B,)
+    for j in range(10):
+        mine = pred == j
+        assert int(rp.class_counts[j]) == int(mine.sum())
+        expected = c[mine, :, j].mean(0) if mine.any() else torch.full((c.shape[1],), 0.1)
+        torch.testing.assert_close(rp.class_coupling[:, j], expected, rtol=1e-5, atol=1e-7)
+    assert (rp.class_counts == 0).any() and (rp.class_counts > 0).any(), "both branches exercised"
+
+
+def test_fixed_coupling_with_each_images_own_c_reproduces_the_model(tiny_model):
+    x = to_float(random_images(6, seed=2)[0])
+    with torch.inference_mode():
+        out = tiny_model(x, trace=True)
+        u_hat = tiny_model.digits.predictions(out.u)
+        own = route_fixed(u_hat, out.routing.c[-1])
+        uniform = route_fixed(u_hat, torch.full((u_hat.shape[2], 10), 0.1))
+    torch.testing.assert_close(own, out.v, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(uniform, out.v, rtol=1e-5, atol=1e-6), "routing moved c: the test can tell"
+    with pytest.raises(ValueError, match="coupling must be"):
+        route_fixed(u_hat, torch.full((10, u_hat.shape[2]), 0.1))
+
+
+@pytest.mark.data
+def test_uniform_coupling_equals_one_iteration_and_class_mean_route(shipped, subset):
+    images, labels = subset
+    rp = routing_pass(shipped, images, labels, iterations=3)
+    ab = coupling_ablations(shipped, rp, batch_size=13)
+    assert torch.equal(ab["uniform"].predictions, rp.predictions[0])
+    assert ab["uniform"].correct == rp.correct[0]
+    assert ab["routing"].correct == rp.correct[2] and torch.equal(ab["routing"].predictions, rp.predictions[2])
+    with torch.inference_mode():
+        u_hat = shipped.digits.predictions(rp.u)
+        one = shipped(to_float(images), iterations=1).lengths
+        v = route_fixed(u_hat, rp.class_coupling)
+    torch.testing.assert_close(route_fixed(u_hat, torch.full((u_hat.shape[2], 10), 0.1)).norm(dim=-1), one,
+                               rtol=1e-5, atol=1e-6)
+    assert torch.equal(ab["class_mean"].predictions, v.norm(dim=-1).argmax(-1))
+    for a in ab.values():
+        lo, hi = a.interval
+        assert lo <= a.accuracy <= hi and a.total == 48
+
+
+def test_random_coupling_is_seeded_and_independent_of_the_batch_size(tiny_model):
+    images, labels = random_images(10, seed=3)
+    rp = routing_pass(tiny_model, images, labels, iterations=3)
+    rp.logit_std = 3.0  # large enough that the draw decides predictions
+    a = coupling_ablations(tiny_model, rp, seed=5, batch_size=3)["random"].predictions
+    b = coupling_ablations(tiny_model, rp, seed=5, batch_size=10)["random"].predictions
+    c = coupling_ablations(tiny_model, rp, seed=6, batch_size=10)["random"].predictions
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    z = random_logits(200, 50, 10, 0.25, torch.Generator().manual_seed(0))
+    assert z.shape == (200, 50, 10) and float(z.std()) == pytest.approx(0.25, rel=0.03)
+
+
+def test_affine_directions():
+    x = torch.zeros(1, 1, 28, 28)
+    x[..., 13:15, 6:22] = 1.0  # a horizontal bar through the centre
+    assert torch.allclose(affine(x, "rotate", 0.0), x, atol=1e-5)
+    cols = torch.arange(28.0)
+    centre_x = lambda im: float((im[0, 0].sum(0) * cols).sum() / im.sum())  # noqa: E731
+    assert centre_x(affine(x, "shift_x", 4.0)) == pytest.approx(centre_x(x) + 4.0, abs=1e-4)
+    vertical = affine(x, "rotate", 90.0)[0, 0]
+    assert vertical[:, 13:15].sum() > 0.8 * x.sum() and vertical[13:15, :6].sum() == 0
+    assert affine(x, "scale", 0.5).sum() == pytest.approx(float(x.sum()) / 4, rel=0.1)
+    assert not torch.allclose(affine(x, "shear", 30.0), x, atol=1e-3)
+    with pytest.raises(ValueError, match="unknown transform"):
+        affine(x, "flip", 1.0)
+
+
+@pytest.mark.data
+def test_zero_transform_leaves_accuracy_unchanged(shipped, mnist_test):
+    images, labels = mnist_test
+    idx = robustness_subset(images.shape[0], 60, seed=0)
+    x, y = images[idx], labels[idx]
+    with torch.inference_mode():
+        plain = 100 * float((shipped(to_float(x)).prediction == y).double().mean())
+    curves = robustness(shipped, x, y, values={k: [v, 60.0 if k == "rotate" else v] for k, v in IDENTITY.items()},
+                        batch_size=25)
+    for kind, points in curves.items():
+        assert points[0] == [IDENTITY[kind], pytest.approx(plain)]
+    assert curves["rotate"][1][1] < plain - 5, "a 60-degree rotation does change the answers"
+
+
+def test_robustness_subset_is_seeded_and_sorted():
+    a, b = robustness_subset(10000, 500, seed=0), robustness_subset(10000, 500, seed=0)
+    assert torch.equal(a, b) and len(set(a.tolist())) == 500 and torch.all(a[1:] > a[:-1])
+    assert not torch.equal(a, robustness_subset(10000, 500, seed=1))
+    assert torch.equal(robustness_subset(20, 500), torch.arange(20))
+
+
+def test_confusion_and_errors_agree():
+    labels = torch.tensor([0, 1, 2, 2, 9])
+    lengths = torch.full((5, 10), 0.1)
+    lengths[torch.arange(5), torch.tensor([0, 7, 2, 3, 9])] = 0.9
+    m = confusion_matrix(labels, lengths.argmax(-1))
+    assert m[1][7] == 1 and m[2][3] == 1 and m[2][2] == 1 and sum(map(sum, m)) == 5
+    errors = misclassified(labels, lengths)
+    assert [(e["index"], e["label"], e["prediction"]) for e in errors] == [(1, 1, 7), (3, 2, 3)]
+    assert errors[0]["lengths"][7] == 0.9
+
+
+def check_schema(results: dict, n: int, iterations: int = 10) -> None:
+    keys = [str(k) for k in range(1, iterations + 1)]
+    assert results["format"] == FORMAT and results["version"] == VERSION
+    assert results["test_images"] == n
+    assert list(results["iterations"]) == keys and list(results["margins"]) == keys
+    assert all(0 <= a <= 100 for a in results["iterations"].values())
+    for key in ("logit_change", "entropy", "changed_from_k1"):
+        assert len(results["dynamics"][key]) == iterations
+    assert set(results["ablations"]) == {"routing", "uniform", "random", "class_mean"}
+    for a in results["ablations"].values():
+        assert a["total"] == n and a["interval"][0] <= a["accuracy"] <= a["interval"][1]
+    assert results["ablations"]["uniform"]["accuracy"] == results["iterations"]["1"]
+    assert results["ablations"]["routing"]["accuracy"] == results["iterations"][str(results["model_iterations"])]
+    curves = results["robustness"]
+    assert set(curves) == {"rotate", "scale", "shear", "shift_x"}
+    assert curves["rotate"][0][0] <= -60 and curves["rotate"][-1][0] >= 60
+    assert curves["scale"][0][0] <= 0.5 and curves["scale"][-1][0] >= 1.5
+    assert curves["shift_x"][0][0] <= -8 and curves["shift_x"][-1][0] >= 8
+    assert all(len(p) == 2 and 0 <= p[1] <= 100 for c in curves.values() for p in c)
+    assert 0 < results["robustness_subset"] <= n and isinstance(results["robustness_seed"], int)
+    confusion = results["confusion"]
+    assert len(confusion) == 10 and sum(map(sum, confusion)) == n
+    wrong = n - sum(confusion[k][k] for k in range(10))
+    assert len(results["errors"]) == wrong
+    assert results["seconds"] > 0 and results["torch"] == torch.__version__ and results["device"]
+
+
+@pytest.mark.data
+def test_command_line_writes_the_json(tmp_path, data_dir):
+    out = tmp_path / "r.json"
+    assert main(["--data-dir", str(data_dir), "--limit", "30", "--robustness-size", "8",
+                 "--json", str(out), "--device", "cpu"]) == 0
+    results = json.loads(out.read_text())
+    check_schema(results, 30)
+    assert results["robustness_subset"] == 8
+    assert results["checkpoint_sha256"] == checkpoint_sha256(SHIPPED)
+
+
+def test_run_experiments_reports_progress_and_refuses_other_models(tiny_model):
+    tiny_model.checkpoint_path = None  # an untrained model has no file
+    images, labels = random_images(20, seed=4)
+    seen = []
+    results = run_experiments(tiny_model, images, labels, iterations=4, robustness_size=3, batch_size=8,
+                              progress=lambda f, msg: seen.append((f, msg)))
+    check_schema(json.loads(json.dumps(results)), 20, iterations=4)
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and 0 <= fractions[0] < 0.5
+    assert results["checkpoint_sha256"] is None
+    with pytest.raises(ValueError, match="need a CapsNet"):
+        run_experiments(nn.Linear(2, 2), images, labels)
+    with pytest.raises(ValueError, match="at least the model's 3"):
+        routing_pass(tiny_model, images, labels, iterations=2)
+
+
+def test_shipped_results_belong_to_the_shipped_checkpoint():
+    results = load_results(SHIPPED)
+    assert results is not None, (f"{results_path(SHIPPED)} is missing or was computed for other weights: "
+                                 "run python -m capsules.experiments")
+    check_schema(results, 10000)
+    info = json.loads(SHIPPED.with_suffix(".json").read_text())
+    assert results["iterations_correct"][str(results["model_iterations"])] == info["test_correct"]
+
+
+def test_load_results_refuses_a_sha256_mismatch(tmp_path):
+    ckpt = tmp_path / "m.safetensors"
+    ckpt.write_bytes(b"weights one")
+    assert load_results(ckpt) is None  # no results file
+    good = {"format": FORMAT, "version": VERSION, "checkpoint_sha256": checkpoint_sha256(ckpt), "x": 1}
+    atomic_write_json(results_path(ckpt), good)
+    assert results_path(ckpt).name == "m.experiments.json"
+    assert load_results(ckpt) == good
+    ckpt.write_bytes(b"weights two")
+    assert load_results(ckpt) is None
+    ckpt.write_bytes(b"weights one")
+    atomic_write_json(results_path(ckpt), {**good, "version": VERSION + 1})
+    assert load_results(ckpt) is None
+    results_path(ckpt).write_text("{not json")
+    assert load_results(ckpt) is None
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+    assert main(["--checkpoint", str(tmp_path / "missing.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "not found" in err and err.count("\n") == 1
+    assert main(["--robustness-size", "0"]) == 2
