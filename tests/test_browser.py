@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from dashboard.browser import (
+from browser import (
     CHROMIUM_ARGS, STROKE_ONE, draw, find_canvas, find_chromium, metric_value, streamlit_server,
     wait_idle,
 )
