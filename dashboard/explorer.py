@@ -134,16 +134,24 @@ def forget_offsets_of_old_input(inp: Input) -> None:
 # ------------------------------------------------------------------------------ top row
 
 
-def reading_notes(res: A.Analysis, inp: Input) -> list[str]:
+def reading_notes(res: A.Analysis, inp: Input, trained: int | None) -> list[str]:
     """What the lengths (and the size of a drawn mark) say about this input, in sentences."""
     rd, notes = res.reading, []
-    if rd.nothing:
+
+    def listed(digits, lengths):
+        return ", ".join(f"{j} ({lengths[j]:.2f})" for j in digits) or "none"
+
+    if rd.several and trained and res.iterations > trained:
+        notes.append(f"Several capsules are long: {listed(rd.long, res.lengths)}. Routing with r = "
+                     f"{res.iterations}, more iterations than training's r = {trained}, drives capsules "
+                     f"towards length 1 (see Routing iterations); with r = {trained} the long ones are "
+                     f"{listed(res.sweep.long(trained, A.LONG), res.sweep.lengths[trained - 1])}.")
+    elif rd.several:
+        notes.append(f"Several capsules are long: {listed(rd.long, res.lengths)}. Two digits, or a shape "
+                     "between them; this model never saw overlapping digits in training.")
+    elif rd.nothing:
         notes.append(f"No capsule is longer than {A.LONG}: the model recognises no digit here "
                      f"(the longest, {rd.prediction}, has length {rd.length:.2f}).")
-    elif rd.several:
-        listed = ", ".join(f"{j} ({res.lengths[j]:.2f})" for j in rd.long)
-        notes.append(f"Several capsules are long: {listed}. Two digits, or a shape between them; "
-                     "this model never saw overlapping digits in training.")
     elif not rd.confident:
         notes.append(f"No capsule reaches m⁺ = {A.M_PLUS}: {rd.prediction} at {rd.length:.2f} is a "
                      "hesitant answer.")
@@ -154,7 +162,7 @@ def reading_notes(res: A.Analysis, inp: Input) -> list[str]:
     return notes
 
 
-def prediction_panel(res: A.Analysis, inp: Input) -> None:
+def prediction_panel(res: A.Analysis, inp: Input, trained: int | None) -> None:
     st.subheader("Prediction")
     m1, m2 = st.columns(2)
     m1.metric("Prediction", f"{res.prediction} ({res.confidence:.2f})",
@@ -162,7 +170,7 @@ def prediction_panel(res: A.Analysis, inp: Input) -> None:
     m2.metric("Runner-up", f"{res.runner_up} ({res.lengths[res.runner_up]:.2f})")
     if inp.label is not None:
         st.caption(f"True label: **{inp.label}** " + ("✓" if inp.label == res.prediction else "✗ (misclassified)"))
-    for note in reading_notes(res, inp):
+    for note in reading_notes(res, inp, trained):
         st.info(note)
     chart(F.image_pair_figure(res.image, res.reconstruction, res.prediction, height=260), "fig_pair")
     st.caption("Left: the 28×28 image the model classifies. Right: the decoder's reconstruction from "
@@ -447,7 +455,7 @@ def main() -> None:
         st.caption(f"**Input now:** {inp.source}. " + ("Reset the canvas to go back to the sample." if inp.drawn
                                                        else "Draw on the canvas to replace it."))
     with pred_col:
-        prediction_panel(res, inp)
+        prediction_panel(res, inp, trained)
     views = {
         "Capsule lengths": lambda: view_lengths(res),
         "Routing step by step": lambda: view_routing(res),

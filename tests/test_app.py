@@ -260,23 +260,41 @@ def test_reading_notes():
     from capsules.preprocess import Converted
     from dashboard.explorer import Input, reading_notes
 
-    class Lengths:  # what reading_notes reads of an analysis
+    class Lengths:  # what reading_notes reads of an analysis: r = 3, the lengths
+        iterations, sweep = 3, None
+
         def __init__(self, lengths):
             self.lengths = np.asarray(lengths)
             self.reading = A.reading(self.lengths)
 
     blank = np.zeros((28, 28), np.float32)
     sample = Input(blank, "test digit", 7, None, drawn=False)
-    assert reading_notes(Lengths([0, 0, 0, 0, 0, 0, 0, 0.95, 0, 0]), sample) == []
-    smiley = reading_notes(Lengths([0.47, 0.2, 0, 0, 0, 0, 0, 0, 0, 0.1]), sample)
+    assert reading_notes(Lengths([0, 0, 0, 0, 0, 0, 0, 0.95, 0, 0]), sample, 3) == []
+    smiley = reading_notes(Lengths([0.47, 0.2, 0, 0, 0, 0, 0, 0, 0, 0.1]), sample, 3)
     assert len(smiley) == 1 and "No capsule is longer than 0.5" in smiley[0] and "0.47" in smiley[0]
-    hash_ = reading_notes(Lengths([0, 0, 0, 0, 0.88, 0, 0, 0.67, 0, 0]), sample)
+    hash_ = reading_notes(Lengths([0, 0, 0, 0, 0.88, 0, 0, 0.67, 0, 0]), sample, 3)
     assert len(hash_) == 1 and "4 (0.88), 7 (0.67)" in hash_[0] and "overlapping" in hash_[0]
-    hesitant = reading_notes(Lengths([0, 0, 0, 0, 0.7, 0, 0, 0.1, 0, 0]), sample)
+    hesitant = reading_notes(Lengths([0, 0, 0, 0, 0.7, 0, 0, 0.1, 0, 0]), sample, 3)
     assert len(hesitant) == 1 and "m⁺ = 0.9" in hesitant[0]
     dot = Input(blank, "your drawing", None, Converted(blank, extent=0.05), drawn=True)
-    notes = reading_notes(Lengths([0.97, 0, 0, 0, 0, 0, 0, 0, 0, 0]), dot)
+    notes = reading_notes(Lengths([0.97, 0, 0, 0, 0, 0, 0, 0, 0, 0]), dot, 3)
     assert len(notes) == 1 and "5% of the canvas" in notes[0] and "14×" in notes[0]
+
+
+def test_long_capsules_at_r_10_are_put_down_to_r(app_model, samples):
+    """At r = 10 several capsules of an ordinary digit are long; the note says it is routing
+    longer than training did, and which capsules are long at training's r."""
+    from capsules import analysis as A
+    from dashboard.explorer import Input, reading_notes
+
+    k = int(np.flatnonzero(samples["labels"] == 7)[0])
+    image = samples["images"][k]
+    res = A.analyse(app_model, image, iterations=10)
+    assert res.reading.several  # the shipped model: 7 (1.00), 3 (0.95), 9 (0.89), ...
+    notes = reading_notes(res, Input(A.as_image(image), "test digit", 7, None, drawn=False), 3)
+    assert len(notes) == 1 and "more iterations than training's r = 3" in notes[0]
+    assert f"with r = 3 the long ones are {res.prediction} (" in notes[0]
+    assert "overlapping" not in notes[0]
 
 
 def test_an_unreadable_drawing_shows_its_reason(monkeypatch):
