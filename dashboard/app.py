@@ -7,8 +7,10 @@ sample digits, the input widgets, the sidebar's model panel) is in :mod:`dashboa
 page is one more module and one more ``st.Page`` in :func:`pages`.
 
 The model is the shipped checkpoint, or ``$CAPSULES_CHECKPOINT``, on
-``pick_device($CAPSULES_DEVICE)`` (the GPU when there is one); ``$CAPSULES_THREADS`` sets the
-torch CPU threads of the server.
+``pick_device($CAPSULES_DEVICE)`` (the GPU when there is one). The server's torch work is one
+image at a time, where more CPU threads cost more in start-up and contention (with each other,
+other sessions and the browser) than they gain: it runs on ``$CAPSULES_THREADS`` threads, 1 by
+default.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ def pages() -> list:
 
 def main() -> None:
     st.set_page_config(page_title="CapsNet explorer", page_icon=ICON, layout="wide")
-    if os.environ.get("CAPSULES_THREADS"):  # e.g. 1 on a small machine that is busy with training
-        torch.set_num_threads(max(1, int(os.environ["CAPSULES_THREADS"])))
+    threads = max(1, int(os.environ.get("CAPSULES_THREADS") or 1))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     st.navigation(pages()).run()
 
 

@@ -7,6 +7,7 @@ Pages import these instead of copying them. Nothing here computes: the arithmeti
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from capsules import CapsNet
 from capsules.checkpoint import SHIPPED, CheckpointError, load_model
 from capsules.device import describe, pick_device
 from capsules.preprocess import Converted, ImageError, convert, convert_upload
+from dashboard import figures as F
 
 SAMPLES = Path(__file__).with_name("samples.npz")
 CANVAS_SIDE = 240  # pixels; fits the input column of a 1280-pixel window
@@ -119,6 +121,18 @@ def chart(fig, key: str) -> None:
     st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG)
 
 
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _figure(name: str, args: tuple, kwargs: tuple):
+    return getattr(F, name)(*args, **dict(kwargs))
+
+
+def figure(name: str, *args, **kwargs):
+    """``dashboard.figures.<name>(*args, **kwargs)``, built once per distinct arguments (hashed by
+    content) and shared by all sessions: a rerun that shows the same numbers again does not
+    rebuild the figure. Figures are only read afterwards (``st.plotly_chart`` copies them)."""
+    return _figure(name, args, tuple(sorted(kwargs.items())))
+
+
 def digit_picker(label: str, key: str, prediction: int) -> int:
     """A digit-capsule selectbox whose default follows the prediction."""
     choice = st.selectbox(label, [None, *range(10)], key=key,
@@ -170,9 +184,9 @@ def sample_label(samples: dict[str, np.ndarray], k: int) -> str:
 # ------------------------------------------------------------------------------ sidebar
 
 
-def model_panel(loaded: Loaded, clock: Clock) -> None:
-    """Device, checkpoint metadata and this run's time, in the sidebar. Call it last: it
-    reports the whole rerun up to here."""
+def model_panel(loaded: Loaded):
+    """Device and checkpoint metadata in the sidebar; returns the slot where :func:`report_time`
+    puts the time of the run, once the run is over."""
     model, meta = loaded.model, loaded.model.metadata
     with st.sidebar:
         st.header("Model")
@@ -194,12 +208,34 @@ def model_panel(loaded: Loaded, clock: Clock) -> None:
             st.markdown("\n".join(rows))
         else:
             st.caption("untrained weights (no checkpoint yet)")
+        return st.empty()
+
+
+def report_time(slot, clock: Clock) -> None:
+    """The time of this whole script run, in the slot :func:`model_panel` left. Call it last."""
+    with slot.container():
         st.metric("Compute, this rerun", f"{clock.total:.0f} ms",
                   help="Wall time of this whole script run on the server: reading the widgets, the "
                        "model work, building the figures and sending them (the browser's drawing "
-                       "is not included). Results already computed for this input come from a cache.")
+                       "is not included). Results and figures already made for these numbers come "
+                       "from a cache. A control inside a view reruns only that view (below).")
         if clock.steps:
             st.caption("model work: " + " · ".join(f"{k_} {v_:.1f} ms" for k_, v_ in clock.steps.items()))
         last = st.session_state.get("new_input_ms")
         if last is not None:
             st.caption(f"Last new input: **{last:.0f} ms** for the whole rerun.")
+
+
+def view(draw):
+    """A view of a page as a fragment: its own controls rerun only it, not the page. ``draw``
+    takes its arguments and a :class:`Clock` (last); the view's time goes to the sidebar."""
+
+    @functools.wraps(draw)
+    def run(*args):
+        clock = Clock()
+        draw(*args, clock)
+        with st.sidebar:
+            work = " · ".join(f"{k_} {v_:.1f} ms" for k_, v_ in clock.steps.items())
+            st.caption(f"Open view, last rerun: **{clock.total:.0f} ms**" + (f" (model work: {work})" if work else ""))
+
+    return st.fragment(run)

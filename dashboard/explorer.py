@@ -3,7 +3,9 @@
 A page of ``streamlit run dashboard/app.py``. :func:`main` reads the widgets, calls
 :mod:`capsules.analysis` for every number and :mod:`dashboard.figures` for every figure, and lays
 the page out; the functions below each read their widgets and return what they read, or draw
-one view.
+one view. Each view is a fragment (:func:`dashboard.common.view`): its own controls rerun only
+the view; the input, r and the tabs rerun the page. Figures are cached by their numbers
+(:func:`dashboard.common.figure`), so a rerun redraws only what changed.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ import streamlit as st
 
 from capsules import analysis as A
 from capsules.preprocess import Converted
-from dashboard import figures as F
 from dashboard.common import (
-    Clock, Loaded, chart, digit_picker, get_model, get_samples, model_panel, read_drawing,
-    read_upload, sample_label,
+    Clock, Loaded, chart, digit_picker, figure, get_model, get_samples, model_panel, read_drawing,
+    read_upload, report_time, sample_label, view,
 )
 
 MAX_ITERATIONS = 10
@@ -172,7 +173,7 @@ def prediction_panel(res: A.Analysis, inp: Input, trained: int | None) -> None:
         st.caption(f"True label: **{inp.label}** " + ("✓" if inp.label == res.prediction else "✗ (misclassified)"))
     for note in reading_notes(res, inp, trained):
         st.info(note)
-    chart(F.image_pair_figure(res.image, res.reconstruction, res.prediction, height=260), "fig_pair")
+    chart(figure("image_pair_figure", res.image, res.reconstruction, res.prediction, height=260), "fig_pair")
     st.caption("Left: the 28×28 image the model classifies. Right: the decoder's reconstruction from "
                "the winning capsule alone, the others masked to zero (§4.1).")
 
@@ -180,18 +181,19 @@ def prediction_panel(res: A.Analysis, inp: Input, trained: int | None) -> None:
 # ------------------------------------------------------------------------------ views
 
 
-def view_lengths(res: A.Analysis) -> None:
+@view
+def view_lengths(res: A.Analysis, clock: Clock) -> None:
     left, right = st.columns(2, gap="large")
     with left:
-        chart(F.lengths_figure(res.lengths, res.prediction), "fig_lengths")
+        chart(figure("lengths_figure", res.lengths, res.prediction), "fig_lengths")
         st.caption(f"The length of digit capsule j is the probability that digit j is present "
                    f"(squash, eq. 1). The margin loss (eq. 4) pushes the true digit above m⁺ = {A.M_PLUS} "
                    f"and every other below m⁻ = {A.M_MINUS}.")
     with right:
         title = f"|v<sub>j</sub>| after each of the r = {res.iterations} iterations"
-        chart(F.lengths_per_iteration_figure(res.lengths_per_iteration, title=title), "fig_lengths_iter")
+        chart(figure("lengths_per_iteration_figure", res.lengths_per_iteration, title=title), "fig_lengths_iter")
         if res.iterations > 1:
-            chart(F.length_change_figure(res.length_change), "fig_length_change")
+            chart(figure("length_change_figure", res.length_change), "fig_length_change")
             st.caption("Change of every capsule's length from one routing iteration to the next: "
                        "routing moves the lengths only through the coupling coefficients c (eq. 2).")
 
@@ -223,7 +225,8 @@ def routing_metrics(step: A.RoutingStep) -> None:
                   help="The primary capsule (type, row, col) with the largest c to this digit.")
 
 
-def view_routing(res: A.Analysis) -> None:
+@view
+def view_routing(res: A.Analysis, clock: Clock) -> None:
     c1, c2, c3 = st.columns([1.2, 1.0, 2.2])
     with c1:
         if res.iterations > 1:
@@ -235,8 +238,8 @@ def view_routing(res: A.Analysis) -> None:
     with c2:
         j = digit_picker("Digit capsule", "routing_digit", res.prediction)
     with c3:
-        view = COUPLING_VIEWS[st.radio("Show", list(COUPLING_VIEWS), key="routing_view", horizontal=True)]
-    cv = res.coupling(j, view)
+        shown = COUPLING_VIEWS[st.radio("Show", list(COUPLING_VIEWS), key="routing_view", horizontal=True)]
+    cv = res.coupling(j, shown)
     titles = {
         "deviation": f"Coupling to digit {j} at iteration {t}: c<sub>i{j}</sub> − 1/10",
         "step": (f"Coupling to digit {j}: change from iteration {t - 1} to {t}" if t > 1 else
@@ -246,8 +249,8 @@ def view_routing(res: A.Analysis) -> None:
     routing_metrics(res.routing_step(t, j))
     left, right = st.columns(2, gap="large")
     with left:
-        chart(F.coupling_figure(cv.values[t - 1], j, title=titles[view], zmax=cv.spread, centre=cv.centre,
-                                colorbar_title=COUPLING_BARS[view], geometry=res.geometry), "fig_coupling")
+        chart(figure("coupling_figure", cv.values[t - 1], j, title=titles[shown], zmax=cv.spread, centre=cv.centre,
+                     colorbar_title=COUPLING_BARS[shown], geometry=res.geometry), "fig_coupling")
         g = res.geometry
         st.caption(f"Each tile is one of the {g.types} primary-capsule types over its {g.grid}×{g.grid} grid "
                    f"positions (i = type·{g.grid ** 2} + row·{g.grid} + col). Iteration 1 always uses "
@@ -256,20 +259,21 @@ def view_routing(res: A.Analysis) -> None:
                    "10⁻³ to 10⁻² (the mean routing entropy stays within 10⁻³ of ln 10), hence the scale "
                    "of the colour bar, the same for every iteration.")
     with right:
-        chart(F.coupling_figure(res.agreement[t - 1, :, j], j, colorbar_title="û·v", geometry=res.geometry,
-                                title=f"Agreement û<sub>{j}|i</sub> · v<sub>{j}</sub> after iteration {t}"),
+        chart(figure("coupling_figure", res.agreement[t - 1, :, j], j, colorbar_title="û·v", geometry=res.geometry,
+                     title=f"Agreement û<sub>{j}|i</sub> · v<sub>{j}</sub> after iteration {t}"),
               "fig_agreement_tiles")
         st.caption(f"What iteration {t} adds to each logit bᵢ{j} (Procedure 1, line 7): red primaries "
                    f"predict a pose that agrees with v{j} and gain coupling in the next iteration.")
-    chart(F.routing_mass_figure(res.mass, res.vote_mass), "fig_mass")
+    chart(figure("routing_mass_figure", res.mass, res.vote_mass), "fig_mass")
     st.caption("Share of the coupling (left: Σᵢ cᵢⱼ) and of the vote length flowing into sⱼ "
                "(right: Σᵢ cᵢⱼ|ûⱼ|ᵢ|, eq. 2) that each digit receives over the iterations; 10 % is uniform.")
     with st.expander("Agreement of every primary with every digit capsule"):
-        chart(F.agreement_figure(res.agreement[t - 1], t, geometry=res.geometry), "fig_agreement")
+        chart(figure("agreement_figure", res.agreement[t - 1], t, geometry=res.geometry), "fig_agreement")
         st.caption(f"ûⱼ|ᵢ · vⱼ after iteration {t} for every pair; columns are primaries "
                    f"i = type·{g.grid ** 2} + row·{g.grid} + col.")
 
 
+@view
 def view_evidence(res: A.Analysis, clock: Clock) -> None:
     c1, c2, c3 = st.columns([1, 1.6, 1.2])
     with c1:
@@ -291,8 +295,8 @@ def view_evidence(res: A.Analysis, clock: Clock) -> None:
     }
     left, right = st.columns([1.2, 1], gap="large")
     with left:
-        chart(F.evidence_figure(res.image, maps, j, title=titles[mode], diverging=mode != "votes",
-                                outline=spread != "ink", colorbar_title=EVIDENCE_BARS[mode]), "fig_evidence")
+        chart(figure("evidence_figure", res.image, maps, j, title=titles[mode], diverging=mode != "votes",
+                     outline=spread != "ink", colorbar_title=EVIDENCE_BARS[mode]), "fig_evidence")
     with right:
         st.markdown("**How to read it**")
         g = res.geometry
@@ -312,12 +316,13 @@ def view_evidence(res: A.Analysis, clock: Clock) -> None:
                    "iteration 1** shows where routing moved votes towards (red) or away from (blue) digit j.")
 
 
-def view_iterations(res: A.Analysis, trained: int | None) -> None:
+@view
+def view_iterations(res: A.Analysis, trained: int | None, clock: Clock) -> None:
     sweep, last = res.sweep, len(res.sweep.predictions)
     left, right = st.columns([1.2, 1], gap="large")
     with left:
-        chart(F.lengths_per_iteration_figure(sweep.lengths, highlight=res.iterations,
-                                             title=f"Capsule lengths when routing with k = 1 … {last} iterations"),
+        chart(figure("lengths_per_iteration_figure", sweep.lengths, highlight=res.iterations,
+                     title=f"Capsule lengths when routing with k = 1 … {last} iterations"),
               "fig_sweep_lengths")
     with right:
         st.markdown("**Prediction by number of iterations:** "
@@ -339,7 +344,7 @@ def view_iterations(res: A.Analysis, trained: int | None) -> None:
                    "its primaries agree with, and several capsules can approach length 1.")
         st.caption(f"Routing with k iterations equals the first k iterations of a longer routing, so one "
                    f"trace gives all ten. The sidebar's r = {res.iterations} (dotted line) is used by every view.")
-    chart(F.iteration_strip_figure(sweep.reconstructions, sweep.predictions), "fig_sweep_strip")
+    chart(figure("iteration_strip_figure", sweep.reconstructions, sweep.predictions), "fig_sweep_strip")
 
 
 def pose_offsets(pose: np.ndarray) -> np.ndarray:
@@ -353,6 +358,7 @@ def pose_offsets(pose: np.ndarray) -> np.ndarray:
     return offsets
 
 
+@view
 def view_pose(loaded: Loaded, res: A.Analysis, clock: Clock) -> None:
     model = loaded.model
     left, right = st.columns([1.15, 1], gap="large")
@@ -371,14 +377,14 @@ def view_pose(loaded: Loaded, res: A.Analysis, clock: Clock) -> None:
         plain = res.reconstruction if jp == res.prediction else A.reconstruct(model, pose, jp)
         a, b = st.columns(2)
         with a:
-            chart(F.image_figure(plain, f"Decoded from v<sub>{jp}</sub>", height=250), "fig_pose_plain")
+            chart(figure("image_figure", plain, f"Decoded from v<sub>{jp}</sub>", height=250), "fig_pose_plain")
         with b:
-            chart(F.image_figure(recon, f"Decoded from v<sub>{jp}</sub> + offsets", height=250),
+            chart(figure("image_figure", recon, f"Decoded from v<sub>{jp}</sub> + offsets", height=250),
                   "fig_pose_live")
-        chart(F.pose_figure(pose, jp, moved if np.any(offsets) else None, height=290), "fig_pose_vector")
+        chart(figure("pose_figure", pose, jp, moved if np.any(offsets) else None, height=290), "fig_pose_vector")
     with right:
         grid = clock("Fig. 4 grid (176 decodes)", cached_grid, model, loaded.key, np.ascontiguousarray(pose), jp)
-        chart(F.perturbation_figure(grid, A.perturbation_deltas(), jp, height=760), "fig_perturbation")
+        chart(figure("perturbation_figure", grid, A.perturbation_deltas(), jp, height=760), "fig_perturbation")
         st.caption(f"As the paper's Fig. 4: row d adds −0.25 … +0.25 (steps of 0.05) to dimension d of "
                    f"v{jp}, all other dimensions kept, and decodes. Some dimensions change stroke width, "
                    "skew or local parts of the digit.")
@@ -399,6 +405,7 @@ def transform_params() -> tuple[dict[str, float], str]:
     return params, kind
 
 
+@view
 def view_transform(loaded: Loaded, inp: Input, res: A.Analysis, clock: Clock) -> None:
     model, pred = loaded.model, res.prediction
     st.caption("Transform the input and watch the capsules respond: the paper argues the pose vector "
@@ -413,20 +420,20 @@ def view_transform(loaded: Loaded, inp: Input, res: A.Analysis, clock: Clock) ->
                      np.ascontiguousarray(moved), res.iterations)
     left, mid, right = st.columns([1.1, 1, 1.3], gap="medium")
     with left:
-        chart(F.image_pair_figure(tres.image, tres.reconstruction, tres.prediction, height=250,
-                                  first="Transformed"), "fig_tf_pair")
+        chart(figure("image_pair_figure", tres.image, tres.reconstruction, tres.prediction, height=250,
+                     first="Transformed"), "fig_tf_pair")
         st.metric("Prediction (transformed)", f"{tres.prediction} ({tres.confidence:.2f})")
     with mid:
-        chart(F.lengths_figure(tres.lengths, tres.prediction, title="Lengths |v<sub>j</sub>|", height=300,
-                               values=False), "fig_tf_lengths")
+        chart(figure("lengths_figure", tres.lengths, tres.prediction, title="Lengths |v<sub>j</sub>|", height=300,
+                     values=False), "fig_tf_lengths")
     with right:
-        chart(F.pose_figure(res.v[pred], pred, tres.v[pred], height=300, names=("original", "transformed"),
-                            title=f"Pose v<sub>{pred}</sub>"), "fig_tf_pose")
+        chart(figure("pose_figure", res.v[pred], pred, tres.v[pred], height=300, names=("original", "transformed"),
+                     title=f"Pose v<sub>{pred}</sub>"), "fig_tf_pose")
     base = tuple(sorted((k_, v_) for k_, v_ in params.items() if k_ != kind))
     sweep = clock("transform sweep (21 images)", cached_sweep, model, loaded.key, inp.image, kind, base, pred,
                   res.iterations)
-    chart(F.transform_figure(sweep.values, sweep.poses, sweep.lengths, kind, pred, current=params[kind],
-                             unit=A.TRANSFORMS[kind][3]), "fig_tf_sweep")
+    chart(figure("transform_figure", sweep.values, sweep.poses, sweep.lengths, kind, pred, current=params[kind],
+                 unit=A.TRANSFORMS[kind][3]), "fig_tf_sweep")
     st.caption(f"Each line is one of the 16 dimensions of capsule {pred} (the prediction for the "
                f"untransformed input) as {TRANSFORM_LABELS[kind].lower()} sweeps its range, "
                "the other transforms held at their slider values; below, all ten lengths.")
@@ -446,6 +453,7 @@ def main() -> None:
                f"→ {cfg.n_classes} digit capsules ({cfg.digit_dim}D) → decoder. Draw a digit or pick one, "
                "then explore the tabs.")
     iterations = routing_iterations(loaded.model, trained)
+    time_slot = model_panel(loaded)
     samples = get_samples()
     draw_col, pick_col, pred_col = st.columns([1.1, 1.0, 1.3], gap="medium")
     inp = choose_input(samples, draw_col, pick_col)
@@ -456,13 +464,13 @@ def main() -> None:
                                                        else "Draw on the canvas to replace it."))
     with pred_col:
         prediction_panel(res, inp, trained)
-    views = {
+    views = {  # each a fragment: its controls rerun only the view
         "Capsule lengths": lambda: view_lengths(res),
         "Routing step by step": lambda: view_routing(res),
-        "Evidence map": lambda: view_evidence(res, clock),
+        "Evidence map": lambda: view_evidence(res),
         "Routing iterations": lambda: view_iterations(res, trained),
-        "Pose perturbation": lambda: view_pose(loaded, res, clock),
-        "Transform explorer": lambda: view_transform(loaded, inp, res, clock),
+        "Pose perturbation": lambda: view_pose(loaded, res),
+        "Transform explorer": lambda: view_transform(loaded, inp, res),
     }
     tabs = st.tabs(list(views), key="view", on_change="rerun")  # only the open tab computes and draws
     for tab, draw in zip(tabs, views.values()):
@@ -472,4 +480,4 @@ def main() -> None:
     if st.session_state.get("input_key") != (inp.key, iterations):  # a new input: remember its cost
         st.session_state["input_key"] = (inp.key, iterations)
         st.session_state["new_input_ms"] = clock.total
-    model_panel(loaded, clock)  # last: it reports this run's time
+    report_time(time_slot, clock)  # last: the whole run

@@ -40,7 +40,10 @@ def samples():
 
 @pytest.fixture()
 def at(monkeypatch):
+    import torch
+
     monkeypatch.setenv("CAPSULES_DEVICE", "cpu")
+    monkeypatch.setenv("CAPSULES_THREADS", str(torch.get_num_threads()))  # keep the tests' own
     monkeypatch.delenv("CAPSULES_CHECKPOINT", raising=False)
     app = AppTest.from_file(str(APP), default_timeout=60)
     app.run()
@@ -324,6 +327,45 @@ def test_an_unreadable_drawing_shows_its_reason(monkeypatch):
     monkeypatch.setattr(common, "convert", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         common.read_drawing()
+
+
+def test_the_server_works_on_one_thread_unless_told(monkeypatch):
+    """Each script run is a thread of its own; torch's thread count set in one is what later
+    threads start with."""
+    import threading
+
+    import torch
+
+    def threads_of_a_new_thread() -> int:
+        seen = []
+        worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        worker.start()
+        worker.join()
+        return seen[0]
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("CAPSULES_DEVICE", "cpu")
+    monkeypatch.delenv("CAPSULES_THREADS", raising=False)
+    try:
+        AppTest.from_file(str(APP), default_timeout=60).run()
+        assert threads_of_a_new_thread() == 1
+        monkeypatch.setenv("CAPSULES_THREADS", "2")
+        AppTest.from_file(str(APP), default_timeout=60).run()
+        assert threads_of_a_new_thread() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_figures_are_built_once_per_numbers():
+    from dashboard.common import figure
+
+    lengths = np.linspace(0, 0.9, 10)
+    first = figure("lengths_figure", lengths, 9, height=300)
+    assert figure("lengths_figure", lengths.copy(), 9, height=300) is first  # same numbers: same figure
+    assert figure("lengths_figure", lengths, 8, height=300) is not first
+    changed = lengths.copy()
+    changed[0] = 0.5
+    assert figure("lengths_figure", changed, 9, height=300) is not first
 
 
 def test_make_samples_selection():

@@ -227,3 +227,24 @@ def test_routing_metrics_show_no_arrows(browser, app_url):
         assert "all equal" in page.inner_text('[data-testid="stMain"]')
     finally:
         page.close()
+
+
+def test_a_control_in_a_view_reruns_only_that_view(browser, app_url):
+    """A pose slider reruns the Pose view (a fragment): its picture changes and the view reports a
+    new time, while the page's own rerun time in the sidebar stays as it was."""
+    page, _ = _open(browser, app_url, 1400)
+    try:
+        open_tab(page, "Pose perturbation")
+        page_time = metric_value(page, "Compute, this rerun")
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        before = sidebar.inner_text()
+        assert page_time and "Open view, last rerun" in before and "v + offsets" not in page.inner_text("body")
+        page.locator('input[type="range"][aria-label^="dim 4 "]').focus()  # "dim 4 (-0.36)"
+        page.keyboard.press("End")
+        page.wait_for_function("() => document.body.innerText.includes('v + offsets')", timeout=60_000)
+        wait_idle(page)
+        assert metric_value(page, "Compute, this rerun") == page_time  # the page did not rerun
+        assert sidebar.inner_text() != before  # the view did, and said so
+        assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        page.close()
