@@ -18,10 +18,17 @@ Quantities (all per image):
   uniform).
 - evidence maps: ``c[t, i, j] * |u_hat_{j|i}|`` of each primary capsule spread over its 17x17
   receptive field in the 28x28 input (see :func:`evidence_maps`).
+
+Sizes (the 6x6 grid of 32 types, the 17x17 fields, the 28x28 input) come from the model's
+:class:`~capsules.model.CapsNetConfig` through :class:`Geometry`; the numbers above are the
+paper's MNIST model.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import json
 import math
 from dataclasses import dataclass
 
@@ -30,18 +37,54 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .layers import primary_position
+from .model import CapsNetConfig
+
 __all__ = [
-    "Analysis", "IterationSweep", "TRANSFORMS", "TransformSweep", "analyse", "coverage",
-    "evidence_map", "evidence_maps", "perturbation_deltas", "perturbation_grid", "prepare",
-    "receptive_field", "reconstruct", "transform_image", "transform_images", "transform_sweep",
-    "transform_values",
+    "Analysis", "COUPLING_VIEWS", "CouplingView", "EVIDENCE_MODES", "EVIDENCE_SPREADS", "Geometry",
+    "IterationSweep", "LONG", "M_MINUS", "M_PLUS", "MNIST", "Reading", "RoutingStep", "TRANSFORMS",
+    "TransformSweep", "analyse", "as_image", "coverage", "evidence_map", "evidence_maps", "field_ink",
+    "is_identity", "offset_pose", "perturbation_deltas", "perturbation_grid", "prepare", "reading",
+    "receptive_field", "reconstruct", "training_iterations", "transform_image", "transform_images",
+    "transform_sweep", "transform_values",
 ]
 
-SIDE = 28  # MNIST input side, pixels
-GRID = 6  # primary-capsule grid side
-TYPES = 32  # primary capsule types
-FIELD = 17  # receptive-field side of a primary capsule: conv1 9x9 s1, then 9x9 s2 -> 9 + 8 = 17
-STRIDE = 2  # the field moves 2 input pixels per primary-grid step
+M_PLUS, M_MINUS = 0.9, 0.1  # the margin loss's thresholds (eq. 4; capsules.losses.MarginLoss)
+LONG = 0.5  # a capsule longer than this gives its digit a probability above one half
+TIE = 1e-7  # coupling coefficients closer than this are equal (float32 rounding of 1/10)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the primary capsules sit on the input, from a model's :class:`CapsNetConfig`.
+
+    Conv1 (stride 1) followed by PrimaryCaps (kernel ``k``, stride ``s``): a primary capsule sees
+    a ``conv1_kernel + k - 1`` pixel square of the input (9 + 9 - 1 = 17 for the paper's model),
+    and moving one step on the primary grid moves that window by ``s`` pixels.
+    """
+
+    side: int  # input side, pixels (28)
+    grid: int  # primary-capsule grid side (6)
+    types: int  # primary-capsule types (32)
+    field: int  # receptive-field side of a primary capsule, pixels (17)
+    stride: int  # input pixels per grid step (2)
+
+    @classmethod
+    def of(cls, config: CapsNetConfig) -> "Geometry":
+        return cls(side=config.image_size, grid=config.primary_grid, types=config.primary_types,
+                   field=config.conv1_kernel + config.primary_kernel - 1, stride=config.primary_stride)
+
+    @property
+    def caps(self) -> int:
+        """Number of primary capsules, ``types * grid**2`` (1152)."""
+        return self.types * self.grid * self.grid
+
+    def position(self, i: int) -> tuple[int, int, int]:
+        """Primary capsule ``i`` -> (type, row, col) on the grid."""
+        return tuple(int(v) for v in primary_position(int(i), self.grid))
+
+
+MNIST = Geometry.of(CapsNetConfig())  # the paper's model: 28x28 input, 32 types on a 6x6 grid
 
 # Transform parameters of :func:`transform_image`: (minimum, maximum, identity value, unit).
 TRANSFORMS: dict[str, tuple[float, float, float, str]] = {
@@ -57,21 +100,28 @@ TRANSFORMS: dict[str, tuple[float, float, float, str]] = {
 # inputs
 
 
-def prepare(image, device: torch.device | str | None = None) -> Tensor:
-    """One image as the model's input: (1, 1, 28, 28) float32 in [0, 1].
+def prepare(image, device: torch.device | str | None = None, side: int | None = None) -> Tensor:
+    """One image as the model's input: (1, 1, side, side) float32 in [0, 1].
 
-    ``image`` is a (28, 28) (or (1, 28, 28) / (1, 1, 28, 28)) numpy array or tensor; integer
-    arrays are read as 0..255 grey levels, floats as 0..1.
+    ``image`` is a (side, side) (or (1, side, side) / (1, 1, side, side)) numpy array or tensor;
+    integer arrays are read as 0..255 grey levels, floats as 0..1. ``side`` None accepts any
+    square image.
     """
     x = torch.as_tensor(np.asarray(image) if not isinstance(image, Tensor) else image)
     if x.dim() == 4 and x.shape[:2] == (1, 1):
         x = x[0, 0]
     elif x.dim() == 3 and x.shape[0] == 1:
         x = x[0]
-    if tuple(x.shape) != (SIDE, SIDE):
-        raise ValueError(f"expected one {SIDE}x{SIDE} image, got shape {tuple(x.shape)}")
+    if x.dim() != 2 or x.shape[0] != x.shape[1] or (side is not None and x.shape[0] != side):
+        want = f"{side}x{side}" if side is not None else "square"
+        raise ValueError(f"expected one {want} image, got shape {tuple(x.shape)}")
     x = x.float() / 255.0 if not x.is_floating_point() else x.float()
-    return x.clamp(0.0, 1.0).reshape(1, 1, SIDE, SIDE).to(device or "cpu")
+    return x.clamp(0.0, 1.0)[None, None].to(device or "cpu")
+
+
+def as_image(image) -> np.ndarray:
+    """:func:`prepare`'s image as a (side, side) float32 numpy array in [0, 1]."""
+    return _np(prepare(image)[0, 0])
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -94,6 +144,98 @@ class IterationSweep:
     def iterations(self) -> np.ndarray:
         return np.arange(1, self.lengths.shape[0] + 1)
 
+    @property
+    def changes(self) -> list[int]:
+        """The iteration counts ``k`` whose prediction differs from that of ``k - 1``."""
+        p = self.predictions
+        return [int(k) + 1 for k in np.flatnonzero(p[1:] != p[:-1]) + 1]
+
+    def long(self, k: int, threshold: float = M_PLUS) -> list[int]:
+        """Digits whose capsule is longer than ``threshold`` when routing with ``k`` iterations,
+        longest first."""
+        row = self.lengths[k - 1]
+        return [int(j) for j in np.argsort(-row, kind="stable") if row[j] > threshold]
+
+
+@dataclass
+class Reading:
+    """What the lengths say about an input, against the margin loss's lines (eq. 4): trained
+    digits come out above ``m+ = 0.9``, absent ones below ``m- = 0.1``."""
+
+    prediction: int  # the longest capsule
+    length: float  # its length
+    long: list[int]  # digits longer than LONG (0.5), longest first
+    confident: bool  # the longest reaches m+ = 0.9
+
+    @property
+    def nothing(self) -> bool:
+        """No capsule is long: the model gives no digit a probability above one half."""
+        return not self.long
+
+    @property
+    def several(self) -> bool:
+        """Two or more long capsules: two digits, or one shape that reads as both."""
+        return len(self.long) > 1
+
+
+def reading(lengths, long: float = LONG, m_plus: float = M_PLUS) -> Reading:
+    """:class:`Reading` of the 10 capsule lengths of one input."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    order = np.argsort(-lengths, kind="stable")
+    top = int(order[0])
+    return Reading(prediction=top, length=float(lengths[top]),
+                   long=[int(j) for j in order if lengths[j] > long],
+                   confident=bool(lengths[top] >= m_plus))
+
+
+@dataclass
+class RoutingStep:
+    """Summary numbers of one routing iteration ``t`` (1-based) for digit capsule ``digit``."""
+
+    iteration: int
+    digit: int
+    entropy: float  # mean over primaries of -sum_j c_ij ln c_ij, nats
+    uniform_entropy: float  # ln(number of digits): the entropy of uniform coupling
+    max_deviation: float  # max over i, j of |c_ij - 1/10|
+    mass: float  # sum_i c_ij, in float64
+    primaries: int  # number of primary capsules (1152)
+    digits: int  # number of digit capsules (10)
+    top: tuple[int, int, int] | None  # (type, row, col) of the largest c_ij; None when all are equal
+    top_c: float  # that c_ij (the common value when all are equal)
+
+    @property
+    def uniform_mass(self) -> float:
+        """primaries / digits: the mass of uniform coupling (115.2)."""
+        return self.primaries / self.digits
+
+    @property
+    def entropy_gap(self) -> float:
+        return self.entropy - self.uniform_entropy
+
+    @property
+    def mass_gap(self) -> float:
+        return self.mass - self.uniform_mass
+
+
+# Coupling maps of "Routing step by step": c - 1/10, c[t] - c[t-1], or c itself.
+COUPLING_VIEWS = ("deviation", "step", "raw")
+
+
+@dataclass
+class CouplingView:
+    """One digit's coupling coefficients of every iteration as drawn: ``values`` (r, 1152) around
+    ``centre`` (0, or 1/10 for raw c), with ``spread`` the largest |value - centre| over all
+    iterations, so that every iteration is drawn on the same scale."""
+
+    values: np.ndarray
+    centre: float
+    spread: float
+
+
+# Evidence maps: what each primary capsule sends digit j (see :func:`evidence_maps`).
+EVIDENCE_MODES = ("votes", "projected", "change")  # c|u_hat|, c u_hat . v/|v|, c|u_hat| - iteration 1
+EVIDENCE_SPREADS = ("ink", "mean", "sum")
+
 
 @dataclass
 class Analysis:
@@ -112,10 +254,20 @@ class Analysis:
     agreement: np.ndarray  # (r, 1152, 10) u_hat_{j|i} . v_j after each iteration
     v_per_iteration: np.ndarray  # (r, 10, 16) v_j after each iteration
     sweep: IterationSweep  # the same input with 1 .. max(r, sweep_iterations) iterations
+    geometry: Geometry = MNIST  # where the primary capsules sit on the input
 
     @property
     def confidence(self) -> float:
         return float(self.lengths[self.prediction])
+
+    @property
+    def runner_up(self) -> int:
+        """The second-longest digit capsule."""
+        return int(np.argsort(-self.lengths, kind="stable")[1])
+
+    @property
+    def reading(self) -> Reading:
+        return reading(self.lengths)
 
     @property
     def lengths_per_iteration(self) -> np.ndarray:
@@ -151,19 +303,60 @@ class Analysis:
 
     @property
     def mass(self) -> np.ndarray:
-        """(r, 10): sum_i c_ij, the number of primaries' worth of coupling each digit receives."""
-        return self.c.sum(axis=1)
+        """(r, 10): sum_i c_ij, the number of primaries' worth of coupling each digit receives
+        (summed in float64: 1152 float32 tenths add up to 115.2 to within 1e-5)."""
+        return self.c.astype(np.float64).sum(axis=1)
 
     @property
     def vote_mass(self) -> np.ndarray:
         """(r, 10): sum_i c_ij |u_hat_{j|i}|, the vote length flowing into s_j (eq. 2)."""
         return (self.c * self.u_hat_norm[None]).sum(axis=1)
 
-    def evidence(self, normalize: bool = True, projected: bool = False) -> np.ndarray:
+    def routing_step(self, t: int, digit: int) -> RoutingStep:
+        """:class:`RoutingStep` of iteration ``t`` (1-based) for capsule ``digit``. At iteration 1
+        every c_ij is 1/10 (b = 0, eq. 3): no primary is the most coupled, ``top`` is None."""
+        c = self.c[t - 1, :, digit]
+        n_caps, n_digits = self.c.shape[1:]
+        i = int(np.argmax(c))
+        return RoutingStep(
+            iteration=int(t), digit=int(digit), entropy=float(self.entropy[t - 1]),
+            uniform_entropy=math.log(n_digits),
+            max_deviation=float(np.abs(self.c_deviation[t - 1]).max()),
+            mass=float(self.mass[t - 1, digit]), primaries=int(n_caps), digits=int(n_digits),
+            top=None if float(np.ptp(c)) <= TIE else self.geometry.position(i), top_c=float(c[i]),
+        )
+
+    def coupling(self, digit: int, view: str = "deviation") -> CouplingView:
+        """:class:`CouplingView` of capsule ``digit``: ``view`` one of :data:`COUPLING_VIEWS`."""
+        if view not in COUPLING_VIEWS:
+            raise ValueError(f"unknown coupling view {view!r}; one of {', '.join(COUPLING_VIEWS)}")
+        values = {"deviation": self.c_deviation, "step": self.c_step, "raw": self.c}[view][:, :, digit]
+        centre = 1.0 / self.c.shape[-1] if view == "raw" else 0.0
+        return CouplingView(values=values, centre=centre, spread=float(np.abs(values - centre).max()))
+
+    def evidence(self, spread: str = "mean", projected: bool = False) -> np.ndarray:
         """(r, 10, 28, 28): :func:`evidence_maps` of every iteration and digit; ``projected``
         projects the votes on each iteration's own output ``v``, decomposing ``|s_j|``."""
         along = self.v_per_iteration if projected else None
-        return evidence_maps(self.c, self.u_hat, normalize=normalize, along=along)
+        return evidence_maps(self.c, self.u_hat, self.geometry, spread=spread, image=self.image,
+                             along=along)
+
+    def evidence_for(self, digit: int, mode: str = "votes", spread: str = "ink") -> np.ndarray:
+        """(r, 28, 28): the evidence map of capsule ``digit`` after each iteration, as the page
+        shows it, NaN on the pixels no receptive field reaches.
+
+        ``mode``: ``"votes"`` c_ij |u_hat_{j|i}| (>= 0), ``"projected"`` c_ij u_hat_{j|i} . v_j/|v_j|
+        (signed, decomposes |s_j|), ``"change"`` the votes minus those of iteration 1 (signed).
+        ``spread``: see :func:`evidence_maps`. Only this digit's maps are computed.
+        """
+        if mode not in EVIDENCE_MODES:
+            raise ValueError(f"unknown evidence mode {mode!r}; one of {', '.join(EVIDENCE_MODES)}")
+        along = self.v_per_iteration[:, digit:digit + 1] if mode == "projected" else None
+        maps = evidence_maps(self.c[:, :, digit:digit + 1], self.u_hat[:, digit:digit + 1],
+                             self.geometry, spread=spread, image=self.image, along=along)[:, 0]
+        if mode == "change":
+            maps = maps - maps[:1]
+        return np.where(coverage(self.geometry) > 0, maps, np.nan).astype(np.float32)
 
 
 @torch.inference_mode()
@@ -179,7 +372,7 @@ def analyse(model, image, iterations: int | None = None, sweep_iterations: int =
     if r < 1:
         raise ValueError(f"routing needs at least 1 iteration, got {r}")
     n = max(r, int(sweep_iterations))
-    x = prepare(image, model.device)
+    x = prepare(image, model.device, side=model.config.image_size)
     u = model.primary_capsules(x)  # (1, 1152, 8)
     u_hat = model.digits.predictions(u)  # (1, 10, 1152, 16)
     _, tr = model.digits.route(u_hat, n, trace=True)
@@ -203,37 +396,81 @@ def analyse(model, image, iterations: int | None = None, sweep_iterations: int =
         agreement=_np(tr.agreement[:r, 0]),
         v_per_iteration=_np(vs[:r]),
         sweep=sweep,
+        geometry=Geometry.of(model.config),
     )
+
+
+def training_iterations(metadata: dict) -> int | None:
+    """The routing iterations r the checkpoint was trained with, from its ``train_config``
+    (a dict, or its JSON or Python-literal text as the sidecar stores it); None when not recorded."""
+    cfg = metadata.get("train_config")
+    if isinstance(cfg, str):
+        try:
+            cfg = json.loads(cfg)
+        except ValueError:
+            try:
+                cfg = ast.literal_eval(cfg)
+            except (ValueError, SyntaxError):
+                return None
+    if not isinstance(cfg, dict) or cfg.get("iterations") is None:
+        return None
+    return int(cfg["iterations"])
 
 
 # --------------------------------------------------------------------------------------------
 # evidence maps
 
 
-def receptive_field(row: int, col: int) -> tuple[slice, slice]:
-    """Input pixels seen by the primary capsules at grid position (row, col): a 17x17 window.
+def receptive_field(row: int, col: int, geometry: Geometry = MNIST) -> tuple[slice, slice]:
+    """Input pixels seen by the primary capsules at grid position (row, col).
 
     Conv1 (9x9, stride 1) maps 28 -> 20 and PrimaryCaps (9x9, stride 2) maps 20 -> 6, so the
     capsule at (row, col) sees rows 2*row .. 2*row + 16 and cols 2*col .. 2*col + 16.
     (Row and column 27 of the input are in no receptive field at all.)
     """
-    return slice(STRIDE * row, STRIDE * row + FIELD), slice(STRIDE * col, STRIDE * col + FIELD)
+    g = geometry
+    return slice(g.stride * row, g.stride * row + g.field), slice(g.stride * col, g.stride * col + g.field)
 
 
-def _spread(grid: Tensor) -> Tensor:
-    """(N, 6, 6) values per primary-grid position -> (N, 28, 28): each added over its 17x17 field."""
-    ones = grid.new_ones(1, 1, FIELD, FIELD)
-    out = F.conv_transpose2d(grid[:, None], ones, stride=STRIDE)  # (N, 1, 27, 27)
-    pad = SIDE - out.shape[-1]
-    return F.pad(out, (0, pad, 0, pad))[:, 0]
+@functools.lru_cache(maxsize=8)
+def _fields(geometry: Geometry) -> np.ndarray:
+    """(side * side, grid * grid) float32: 1 where a pixel lies in a grid position's field.
+
+    Spreading values over the fields is a product with this matrix, which for one image is far
+    cheaper in numpy than a transposed convolution in torch (no thread start-up per call).
+    """
+    g = geometry
+    member = np.zeros((g.side, g.side, g.grid, g.grid), np.float32)
+    for row in range(g.grid):
+        for col in range(g.grid):
+            rows, cols = receptive_field(row, col, g)
+            member[rows, cols, row, col] = 1.0
+    member.flags.writeable = False
+    return member.reshape(g.side * g.side, g.grid * g.grid)
 
 
-def coverage() -> np.ndarray:
-    """(28, 28): how many of the 6x6 receptive fields contain each input pixel (0 .. 36)."""
-    return _np(_spread(torch.ones(1, GRID, GRID)))[0]
+def _spread(values: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """(N, grid, grid) values per grid position -> (N, side, side): each added over its field."""
+    n = values.shape[0]
+    flat = values.reshape(n, -1) @ _fields(geometry).T
+    return flat.reshape(n, geometry.side, geometry.side)
 
 
-def evidence_maps(c, u_hat, normalize: bool = True, along=None) -> np.ndarray:
+def coverage(geometry: Geometry = MNIST) -> np.ndarray:
+    """(side, side): how many of the grid's receptive fields contain each input pixel (0 .. 36)."""
+    return _fields(geometry).sum(axis=1).reshape(geometry.side, geometry.side)
+
+
+def field_ink(image, geometry: Geometry = MNIST) -> np.ndarray:
+    """(grid, grid): the total ink (sum of the image) inside each grid position's field."""
+    x = as_image(image).reshape(-1)
+    if x.size != geometry.side * geometry.side:
+        raise ValueError(f"expected one {geometry.side}x{geometry.side} image, got {x.size} pixels")
+    return (x @ _fields(geometry)).reshape(geometry.grid, geometry.grid)
+
+
+def evidence_maps(c, u_hat, geometry: Geometry = MNIST, spread: str = "mean", image=None,
+                  along=None) -> np.ndarray:
     """Project the primary capsules' votes back onto the input.
 
     ``c`` (..., 1152, 10) coupling coefficients (any leading axes, e.g. iterations) and ``u_hat``
@@ -244,40 +481,61 @@ def evidence_maps(c, u_hat, normalize: bool = True, along=None) -> np.ndarray:
     ``|s_j|`` exactly (``v_j`` is parallel to ``s_j``), so the map decomposes the capsule's
     length over the input; negative values push ``s_j`` backwards.
 
-    The votes of the 32 types at one grid position are summed and spread uniformly over that
-    position's 17x17 receptive field. ``normalize=True`` divides each pixel by the number of
-    receptive fields covering it (1 at the corners up to 36 in the middle), giving the mean vote
-    of the capsules that see the pixel; without it the sum is returned, which favours the
-    centre. Pixels in no field (row and column 27) are 0. Returns (..., 10, 28, 28) float32,
+    The votes of the 32 types at one grid position are summed, then ``spread`` over that
+    position's 17x17 receptive field:
+
+    - ``"ink"``: shared among the field's pixels in proportion to their ink (``image``, needed),
+      so the map lies on the strokes and adds up to the votes of all fields that hold ink (a
+      field without ink has no pixel to give its vote to). A field that holds only the tip of a
+      stroke puts its whole vote on that tip: stroke ends can look strong.
+    - ``"mean"``: each pixel gets the mean vote of the fields covering it (1 at the corners up
+      to 36 in the middle); the border, seen by few fields, shows single fields' votes.
+    - ``"sum"``: each pixel gets the sum of the votes of the fields covering it (favours the
+      centre); the map totals 289 times the votes.
+
+    Pixels in no field (row and column 27) are 0. Returns (..., 10, 28, 28) float32,
     non-negative unless ``along`` is given.
     """
-    c = torch.as_tensor(np.asarray(c), dtype=torch.float32)
-    u_hat = torch.as_tensor(np.asarray(u_hat), dtype=torch.float32)
+    if spread not in EVIDENCE_SPREADS:
+        raise ValueError(f"unknown spread {spread!r}; one of {', '.join(EVIDENCE_SPREADS)}")
+    if spread == "ink" and image is None:
+        raise ValueError("spread='ink' needs the input image")
+    g = geometry
+    c = np.asarray(c, dtype=np.float32)
+    u_hat = np.asarray(u_hat, dtype=np.float32)
     lead = c.shape[:-2]
     n_caps, n_digits = c.shape[-2:]
     if along is None:
-        votes = c * torch.linalg.vector_norm(u_hat, dim=-1)  # (..., 1152, 10)
+        votes = c * np.linalg.norm(u_hat, axis=-1)  # (..., 1152, 10)
     else:
-        v = torch.as_tensor(np.asarray(along), dtype=torch.float32)  # (..., 10, 16)
-        unit = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp(min=1e-12)
-        votes = c * torch.einsum("ijm,...jm->...ij", u_hat, unit)
-    per_pos = votes.reshape(-1, n_caps // (GRID * GRID), GRID, GRID, n_digits).sum(1)  # (N, 6, 6, 10)
-    per_pos = per_pos.permute(0, 3, 1, 2).reshape(-1, GRID, GRID)  # (N * 10, 6, 6)
-    maps = _spread(per_pos)
-    if normalize:
-        cov = _spread(torch.ones(1, GRID, GRID))
-        maps = torch.where(cov > 0, maps / cov.clamp(min=1), torch.zeros_like(maps))
-    return _np(maps.reshape(*lead, n_digits, SIDE, SIDE))
+        v = np.asarray(along, dtype=np.float32)  # (..., 10, 16)
+        unit = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+        votes = c * np.einsum("ijm,...jm->...ij", u_hat, unit)
+    per_pos = votes.reshape(-1, n_caps // (g.grid * g.grid), g.grid, g.grid, n_digits).sum(1)
+    per_pos = per_pos.transpose(0, 3, 1, 2).reshape(-1, g.grid, g.grid)  # (N * 10, grid, grid)
+    if spread == "ink":
+        # pixel p of field f gets vote_f * x_p / ink_f: summed over the fields covering p
+        x = as_image(image)
+        ink = field_ink(x, g)
+        share = np.where(ink > 0, per_pos / np.maximum(ink, 1e-12), 0.0)
+        maps = _spread(share, g) * x
+    else:
+        maps = _spread(per_pos, g)
+        if spread == "mean":
+            cov = coverage(g)
+            maps = np.where(cov > 0, maps / np.maximum(cov, 1), 0.0)
+    return maps.reshape(*lead, n_digits, g.side, g.side).astype(np.float32)
 
 
-def evidence_map(c, u_hat, digit: int, normalize: bool = True) -> np.ndarray:
+def evidence_map(c, u_hat, digit: int, geometry: Geometry = MNIST, spread: str = "mean",
+                 image=None) -> np.ndarray:
     """(28, 28) evidence map of one ``digit`` for one iteration's ``c`` (1152, 10); see
     :func:`evidence_maps`."""
     c = np.asarray(c)
     if c.ndim != 2:
         raise ValueError(f"evidence_map takes one iteration's c of shape (1152, 10), got {c.shape}")
-    return evidence_maps(c[:, digit:digit + 1], np.asarray(u_hat)[:, digit:digit + 1],
-                         normalize=normalize)[0]
+    return evidence_maps(c[:, digit:digit + 1], np.asarray(u_hat)[:, digit:digit + 1], geometry,
+                         spread=spread, image=image)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,6 +558,12 @@ def reconstruct(model, poses, digit: int) -> np.ndarray:
     return out[0] if single else out
 
 
+def offset_pose(model, pose, offsets, digit: int) -> tuple[np.ndarray, np.ndarray]:
+    """``pose + offsets`` (16,) and its decode as digit ``digit`` (28, 28): the pose sliders."""
+    moved = np.asarray(pose, dtype=np.float32) + np.asarray(offsets, dtype=np.float32)
+    return moved, reconstruct(model, moved, digit)
+
+
 @torch.inference_mode()
 def perturbation_grid(model, pose, digit: int, deltas=None) -> np.ndarray:
     """Fig. 4: each of the 16 pose dimensions tweaked by each offset in ``deltas``, decoded.
@@ -314,17 +578,19 @@ def perturbation_grid(model, pose, digit: int, deltas=None) -> np.ndarray:
     dims, k = pose.shape[0], deltas.shape[0]
     poses = np.broadcast_to(pose, (dims, k, dims)).copy()  # (dim, delta, 16)
     poses[np.arange(dims), :, np.arange(dims)] += deltas[None, :]
-    return reconstruct(model, poses.reshape(dims * k, dims), digit).reshape(dims, k, SIDE, SIDE)
+    images = reconstruct(model, poses.reshape(dims * k, dims), digit)
+    return images.reshape(dims, k, *images.shape[-2:])
 
 
 # --------------------------------------------------------------------------------------------
 # input transforms
 
 
-def _theta(rotate: float = 0.0, scale: float = 1.0, shift_x: float = 0.0, shift_y: float = 0.0,
-           shear: float = 0.0) -> Tensor:
+def _theta(side: int, rotate: float = 0.0, scale: float = 1.0, shift_x: float = 0.0,
+           shift_y: float = 0.0, shear: float = 0.0) -> Tensor:
     """The (2, 3) ``affine_grid`` matrix (output -> input, normalised coordinates) of the forward
-    map ``p_out = R(rotate) Sh(shear) S(scale) p_in + shift`` about the image centre."""
+    map ``p_out = R(rotate) Sh(shear) S(scale) p_in + shift`` about the centre of a
+    ``side x side`` image (shifts in pixels)."""
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
     a = math.radians(rotate)
@@ -332,7 +598,7 @@ def _theta(rotate: float = 0.0, scale: float = 1.0, shift_x: float = 0.0, shift_
     rot = torch.tensor([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]], dtype=torch.float64)
     sh = torch.tensor([[1.0, shear], [0.0, 1.0]], dtype=torch.float64)
     m = rot @ sh * scale
-    t = torch.tensor([shift_x, shift_y], dtype=torch.float64) * (2.0 / SIDE)  # pixels -> [-1, 1]
+    t = torch.tensor([shift_x, shift_y], dtype=torch.float64) * (2.0 / side)  # pixels -> [-1, 1]
     inv = torch.linalg.inv(m)
     return torch.cat([inv, (-inv @ t)[:, None]], dim=1).float()
 
@@ -341,11 +607,12 @@ def transform_images(image, params: list[dict]) -> Tensor:
     """One image (28, 28) under several transforms: (N, 28, 28) float32 tensor, bilinear, zeros
     outside. Each dict in ``params`` holds keyword arguments of :func:`transform_image`."""
     x = prepare(image)  # (1, 1, 28, 28)
+    side = x.shape[-1]
     unknown = {k for p in params for k in p} - set(TRANSFORMS)
     if unknown:
         raise ValueError(f"unknown transform parameters: {', '.join(sorted(unknown))}")
-    theta = torch.stack([_theta(**p) for p in params])  # (N, 2, 3)
-    grid = F.affine_grid(theta, [len(params), 1, SIDE, SIDE], align_corners=False)
+    theta = torch.stack([_theta(side, **p) for p in params])  # (N, 2, 3)
+    grid = F.affine_grid(theta, [len(params), 1, side, side], align_corners=False)
     return F.grid_sample(x.expand(len(params), -1, -1, -1), grid, mode="bilinear",
                          padding_mode="zeros", align_corners=False)[:, 0]
 
@@ -370,6 +637,12 @@ def transform_values(kind: str, n: int = 21) -> np.ndarray:
         raise ValueError(f"unknown transform {kind!r}; one of {', '.join(TRANSFORMS)}")
     lo, hi, _, _ = TRANSFORMS[kind]
     return np.linspace(lo, hi, n).astype(np.float32)
+
+
+def is_identity(params: dict) -> bool:
+    """Whether the transform parameters ``params`` (keyword arguments of :func:`transform_image`)
+    leave the image as it is."""
+    return all(float(v) == TRANSFORMS[k][2] for k, v in params.items())
 
 
 @dataclass

@@ -13,6 +13,8 @@ mean centre of mass of the MNIST test set is (13.99, 14.01)); ink is white (1.0)
 * uploaded photos and scans (see :func:`load_image`): grey, RGB or RGBA, dark ink on light paper
   or light ink on a dark background.
 
+Anything that is no usable image raises :class:`ImageError` (a ``ValueError``) with one line
+saying why; :func:`convert` also reports how large the ink was (a tiny mark is enlarged a lot).
 Pure numpy + PIL; no torch. Everything returned is float32, C-contiguous, in [0, 1].
 """
 
@@ -20,13 +22,16 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
+from dataclasses import dataclass
 from struct import error as struct_error  # raised by some PIL plugins on bad headers
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["MAX_PIXELS", "MIN_CONTRAST", "load_image", "to_mnist", "upload_to_mnist"]
+__all__ = ["Converted", "ImageError", "MAX_PIXELS", "MIN_CONTRAST", "TINY", "convert", "convert_upload",
+           "load_image", "to_mnist", "upload_to_mnist"]
 
 #: Largest image :func:`load_image` decodes (50 megapixels); bigger ones are refused.
 MAX_PIXELS = 50_000_000
@@ -42,27 +47,56 @@ _CENTRE = 14.0
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's "L"
 _CHUNK_ELEMENTS = 1 << 22  # elements converted to float at a time when block-averaging
 
+#: Ink whose bounding box spans less than this fraction of the input's side is a tiny mark.
+TINY = 0.125
+
 _EXPECTED = ("expected a 2-D (H, W) or 3-D (H, W, C) image with C in 1..4 "
              "(gray, gray+alpha, RGB, RGBA) of bool, integer or float dtype")
+
+
+
+
+class ImageError(ValueError):
+    """The input is no usable image (wrong shape or type, not an image file, too large); the
+    message is one line saying why."""
+
+
+@dataclass
+class Converted:
+    """A drawing or photo as the model's input, and how large its ink was."""
+
+    image: np.ndarray  # (28, 28) float32 in [0, 1], MNIST-style
+    extent: float  # the ink's bounding box, longer side, as a fraction of the input's longer side
+
+    @property
+    def tiny(self) -> bool:
+        """The ink spans less than :data:`TINY` of the input: it was enlarged to fill MNIST's box."""
+        return self.extent < TINY
+
+    @property
+    def zoom(self) -> float:
+        """How much larger the ink is drawn than it was, relative to the input's frame: MNIST's
+        digits span BOX / FRAME (20/28) of theirs."""
+        return (BOX / FRAME) / self.extent
 
 
 # ----------------------------------------------------------------------------- input checking
 
 def _as_image(image) -> np.ndarray:
-    """Validate ``image`` and return it as a (H, W, C) view, C in 1..4; raise ValueError."""
+    """Validate ``image`` and return it as a (H, W, C) view, C in 1..4; raise ImageError."""
     try:
         arr = np.asarray(image)
     except Exception as exc:  # ragged sequences and the like
-        raise ValueError(f"not an image array ({exc}); {_EXPECTED}") from None
+        raise ImageError(f"not an image array ({exc}); {_EXPECTED}") from None
     kind = arr.dtype.kind
     if kind not in "biuf":
-        raise ValueError(f"unsupported dtype {arr.dtype}; {_EXPECTED}")
+        raise ImageError(f"unsupported dtype {arr.dtype}; {_EXPECTED}")
     if arr.ndim == 2:
         arr = arr[:, :, None]
     elif arr.ndim != 3 or not 1 <= arr.shape[2] <= 4:
-        raise ValueError(f"unsupported shape {arr.shape}; {_EXPECTED}")
+        raise ImageError(f"unsupported shape {arr.shape}; {_EXPECTED}")
     if arr.size == 0:
-        raise ValueError(f"empty image of shape {arr.shape}; {_EXPECTED}")
+        raise ImageError(f"empty image of shape {arr.shape}; {_EXPECTED}")
     return arr
 
 
@@ -79,7 +113,7 @@ def _to_unit(chunk: np.ndarray) -> np.ndarray:
         return out.astype(np.float32, copy=False)
     # floats: assumed in [0, 1]
     if not np.isfinite(chunk).all():
-        raise ValueError("image contains NaN or infinite values; expected finite floats in [0, 1]")
+        raise ImageError("image contains NaN or infinite values; expected finite floats in [0, 1]")
     return np.clip(chunk, 0.0, 1.0).astype(np.float32)  # clip first: no overflow to inf
 
 
@@ -215,13 +249,14 @@ def _fit_and_centre(ink: np.ndarray) -> np.ndarray | None:
 
 
 def to_mnist(image) -> np.ndarray | None:
-    """A drawing or photo of a digit as an MNIST-style float32 (28, 28) image in [0, 1], or None.
+    """A drawing or photo of a digit as an MNIST-style float32 (28, 28) image in [0, 1], or None;
+    :func:`convert`'s image.
 
     Input: a numpy array (or anything ``np.asarray`` takes) of shape (H, W), (H, W, 1) gray,
     (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA; dtype bool, any integer (scaled by the
     dtype's maximum, negatives clipped to 0) or float (assumed in [0, 1], clipped; NaN or inf is a
     ValueError). Anything else (other ndim, more than 4 channels, zero size, complex, object,
-    strings) raises ``ValueError`` with a one-line message saying what was expected.
+    strings) raises :class:`ImageError` with a one-line message saying what was expected.
 
     Steps:
 
@@ -243,6 +278,13 @@ def to_mnist(image) -> np.ndarray | None:
        so the longer side is 20 pixels, paste into a black 28x28 frame so that the centre of mass
        lands on pixel (14, 14) (to the nearest pixel), and scale so the brightest pixel is 1.0.
     """
+    converted = convert(image)
+    return None if converted is None else converted.image
+
+
+def convert(image) -> Converted | None:
+    """:func:`to_mnist` with the size of the ink: a :class:`Converted`, or None when there is
+    no ink. Raises :class:`ImageError` as :func:`to_mnist` does."""
     arr = _as_image(image)
     ink = _ink(arr)
     peak = float(ink.max())
@@ -250,20 +292,31 @@ def to_mnist(image) -> np.ndarray | None:
         return None
     ink = ink / peak
     ink[ink < NOISE_FLOOR] = 0.0
-    return _fit_and_centre(ink)
+    out = _fit_and_centre(ink)
+    if out is None:
+        return None
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    extent = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) / max(ink.shape)
+    return Converted(image=out, extent=float(extent))
 
 
 # ----------------------------------------------------------------------------- uploads
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message without Python object reprs such as ``<_io.BytesIO object at 0x...>``."""
+    text = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(exc)).strip()
+    return text or type(exc).__name__
+
 
 def load_image(data: bytes) -> np.ndarray:
     """Decode an uploaded image file (PNG, JPEG, GIF, BMP, TIFF, WebP...) into an array for
     :func:`to_mnist`.
 
-    * Refuses images over ``MAX_PIXELS`` (50 megapixels) with a ValueError, from the header alone
-      (PIL's decompression-bomb warning and error become that ValueError too; the global
+    * Refuses images over ``MAX_PIXELS`` (50 megapixels) with an :class:`ImageError`, from the
+      header alone (PIL's decompression-bomb warning and error become that error too; the global
       ``Image.MAX_IMAGE_PIXELS`` is left alone, the warning is caught with
       ``warnings.catch_warnings`` around the decode).
-    * Bytes that are not a readable image raise ``ValueError("not an image ...")``.
+    * Bytes that are not a readable image raise ``ImageError("not an image ...")``.
     * The EXIF orientation is applied (a phone photo comes out upright).
     * The first frame of an animation is used.
     * Modes: 1/L -> (H, W) uint8; LA/La -> (H, W, 2); P/PA with transparency -> RGBA, else RGB;
@@ -274,26 +327,27 @@ def load_image(data: bytes) -> np.ndarray:
         raise TypeError(f"load_image expects the file's bytes, got {type(data).__name__}")
     data = bytes(data)
     if not data:
-        raise ValueError("not an image: the upload is empty")
+        raise ImageError("not an image: the upload is empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
             width, height = im.size
             if width * height > MAX_PIXELS:
-                raise ValueError(f"image too large: {width}x{height} = {width * height:,} pixels, "
+                raise ImageError(f"image too large: {width}x{height} = {width * height:,} pixels, "
                                  f"the limit is {MAX_PIXELS // 1_000_000} megapixels")
             im.load()
-    except ValueError as exc:
-        if str(exc).startswith("image too large"):
-            raise
-        raise ValueError(f"not an image (or a corrupt one): {exc}") from None
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("not an image: no image format PIL reads (PNG, JPEG, GIF, BMP, TIFF, "
+                         "WebP...)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ValueError(f"image too large (decompression-bomb guard, limit "
-                         f"{MAX_PIXELS // 1_000_000} megapixels): {exc}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, EOFError, TypeError,
-            KeyError, IndexError, struct_error) as exc:
-        raise ValueError(f"not an image (or a corrupt one): {exc}") from None
+        raise ImageError(f"image too large (decompression-bomb guard, limit "
+                         f"{MAX_PIXELS // 1_000_000} megapixels): {_reason(exc)}") from None
+    except (ValueError, OSError, SyntaxError, EOFError, TypeError, KeyError, IndexError,
+            struct_error) as exc:
+        raise ImageError(f"not an image (or a corrupt one): {_reason(exc)}") from None
     try:
         im = ImageOps.exif_transpose(im)
     except Exception:  # a broken EXIF block must not stop the upload; keep it as stored
@@ -327,15 +381,21 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im))
 
 
-def upload_to_mnist(data: bytes, name: str = "the file") -> tuple[np.ndarray | None, str]:
-    """An uploaded file to ``(28x28 image, "")``, or ``(None, message)`` saying in one sentence why
+def convert_upload(data: bytes, name: str = "the file") -> tuple[Converted | None, str]:
+    """An uploaded file to ``(Converted, "")``, or ``(None, message)`` saying in one sentence why
     there is no image (not an image, too large, no ink). Never raises for any content."""
     try:
-        image = to_mnist(load_image(data))
-    except (ValueError, TypeError) as exc:
-        return None, f"Could not read `{name}`: {exc}"
+        converted = convert(load_image(data))
+    except (ImageError, TypeError) as exc:
+        return None, f"Could not read `{name}`: {_reason(exc)}"
     except MemoryError:
         return None, f"Could not read `{name}`: it does not fit in memory"
-    if image is None:
+    if converted is None:
         return None, f"`{name}` shows no digit (no ink found)."
-    return image, ""
+    return converted, ""
+
+
+def upload_to_mnist(data: bytes, name: str = "the file") -> tuple[np.ndarray | None, str]:
+    """:func:`convert_upload` with the 28x28 image only: ``(image, "")`` or ``(None, message)``."""
+    converted, message = convert_upload(data, name)
+    return (None if converted is None else converted.image), message

@@ -16,6 +16,8 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from capsules.analysis import M_MINUS, M_PLUS, MNIST, Geometry
+
 # One colour per digit 0..9 (d3 category10), used by every figure.
 DIGIT_COLORS = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -23,16 +25,15 @@ DIGIT_COLORS = (
 )
 # One colour per pose dimension 1..16, from a sequential scale (so never confused with digits).
 DIM_COLORS = tuple(sample_colorscale("Plasma", list(np.linspace(0.0, 0.88, 16))))
-M_PLUS, M_MINUS = 0.9, 0.1  # margin-loss thresholds (eq. 4)
-GRID = "rgba(128,128,128,0.22)"
+GRIDLINE = "rgba(128,128,128,0.22)"  # colour of the axes' grid lines
 ZERO = "rgba(128,128,128,0.55)"
-DIVERGING = "RdBu_r"  # negative blue, zero white, positive red
+DIVERGING = "RdBu_r"  # signed values: negative blue, zero white, positive red
+SEQUENTIAL = "Viridis"  # magnitudes: dark (0) to yellow, monotonic in lightness
 GREY = [[0.0, "#000000"], [1.0, "#ffffff"]]  # MNIST: white ink on black
-TYPES, CELLS = 32, 6  # primary capsules: 32 types on a 6x6 grid
-TILE_COLS = 8  # coupling layout: 4 rows x 8 columns of 6x6 tiles
+TILE_COLS = 8  # coupling layout: the 32 primary types as 4 rows x 8 columns of grid tiles
 
 __all__ = [
-    "DIGIT_COLORS", "DIM_COLORS", "M_MINUS", "M_PLUS", "agreement_figure", "coupling_figure",
+    "DIGIT_COLORS", "DIM_COLORS", "agreement_figure", "coupling_figure",
     "coupling_tiles", "evidence_figure", "image_figure", "image_pair_figure", "iteration_strip_figure",
     "length_change_figure", "lengths_figure", "lengths_per_iteration_figure", "mosaic",
     "perturbation_figure", "pose_figure", "routing_mass_figure", "transform_figure",
@@ -58,11 +59,12 @@ def _style(fig: go.Figure, title: str, height: int, **layout) -> go.Figure:
         hoverlabel=dict(namelength=-1),
     )
     legends = sum(1 for tr in fig.data if getattr(tr, "showlegend", False) is not False and tr.name)
-    if legends > 1 and "margin" not in layout:
-        base["margin"] = dict(l=60, r=20, t=56, b=92)  # room for the legend under the x axis
+    if legends > 1:
+        base["margin"]["b"] = 92  # room for the legend under the x axis
+    base["margin"].update(layout.pop("margin", {}))  # a caller's margins replace single sides
     fig.update_layout(**{**base, **layout})
-    fig.update_xaxes(gridcolor=GRID, zerolinecolor=ZERO, linecolor=ZERO)
-    fig.update_yaxes(gridcolor=GRID, zerolinecolor=ZERO, linecolor=ZERO)
+    fig.update_xaxes(gridcolor=GRIDLINE, zerolinecolor=ZERO, linecolor=ZERO)
+    fig.update_yaxes(gridcolor=GRIDLINE, zerolinecolor=ZERO, linecolor=ZERO)
     return fig
 
 
@@ -120,9 +122,11 @@ def image_figure(image: np.ndarray, title: str, height: int = 300) -> go.Figure:
 
 
 def image_pair_figure(image: np.ndarray, reconstruction: np.ndarray, digit: int,
-                      height: int = 300) -> go.Figure:
-    """The 28x28 input the model sees beside the decoder's reconstruction from capsule ``digit``."""
-    titles = ("Input the model sees (28×28)", f"Reconstruction from capsule {digit}")
+                      height: int = 300, first: str = "Input") -> go.Figure:
+    """The input the model sees (titled ``first``) beside the decoder's reconstruction from
+    capsule ``digit``. The titles are short: they must fit over half of a narrow column."""
+    side = np.asarray(image).shape[-1]
+    titles = (f"{first} ({side}×{side})", f"Reconstruction ({digit})")
     fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.06)
     fig.add_trace(_image_trace(image, "input"), row=1, col=1)
     fig.add_trace(_image_trace(reconstruction, f"reconstruction ({digit})"), row=1, col=2)
@@ -138,10 +142,16 @@ def image_pair_figure(image: np.ndarray, reconstruction: np.ndarray, digit: int,
 # capsule lengths
 
 
+THRESHOLD_MARGIN = 64  # right margin, pixels, that holds the m⁺ / m⁻ labels
+
+
 def _thresholds(fig: go.Figure, **kw) -> None:
-    for y, text in ((M_PLUS, "m⁺ = 0.9"), (M_MINUS, "m⁻ = 0.1")):
-        fig.add_hline(y=y, line=dict(color=ZERO, dash="dash", width=1), annotation_text=text,
-                      annotation_position="top right", annotation_font_size=11, **kw)
+    """Dashed lines at the margin loss's m⁺ and m⁻ (eq. 4), labelled in the right margin, outside
+    the plot, where no bar label or line can cover them."""
+    for y, text in ((M_PLUS, f"m⁺ = {M_PLUS:g}"), (M_MINUS, f"m⁻ = {M_MINUS:g}")):
+        fig.add_hline(y=y, line=dict(color=ZERO, dash="dash", width=1), **kw)
+        fig.add_annotation(x=1.0, xref="paper", xanchor="left", xshift=4, y=y, yref="y",
+                           text=text, showarrow=False, font=dict(size=11), align="left")
 
 
 def lengths_figure(lengths: np.ndarray, prediction: int | None = None,
@@ -159,33 +169,37 @@ def lengths_figure(lengths: np.ndarray, prediction: int | None = None,
         hovertemplate="digit %{x}: |v| = %{y:.4f}<extra></extra>", showlegend=False,
     ))
     _thresholds(fig)
-    fig.update_xaxes(title_text="digit capsule j", type="category")
-    fig.update_yaxes(title_text="length |v<sub>j</sub>|", range=[0, 1.08])
-    return _style(fig, title, height)
+    fig.update_xaxes(title_text="digit capsule j", type="category", tickmode="array", tickangle=0,
+                     tickvals=[str(j) for j in range(10)], ticktext=[str(j) for j in range(10)])
+    fig.update_yaxes(title_text="length |v<sub>j</sub>|", range=[0, 1.1])
+    return _style(fig, title, height, margin=dict(l=60, r=THRESHOLD_MARGIN, t=56, b=48))
 
 
 def lengths_per_iteration_figure(lengths: np.ndarray, highlight: int | None = None,
                                  title: str = "Capsule lengths after each routing iteration",
                                  height: int = 340) -> go.Figure:
     """``lengths`` (T, 10): one line per digit over iterations 1..T, thresholds 0.9 / 0.1, and a
-    dotted vertical line at iteration ``highlight`` (the r in use)."""
+    dotted vertical line at iteration ``highlight`` (the r in use). Points above m⁺ = 0.9 are
+    drawn large, on a shaded band, so that capsules driven towards length 1 stand out."""
     lengths = np.asarray(lengths, dtype=float)
     t = np.arange(1, lengths.shape[0] + 1)
     fig = go.Figure()
+    fig.add_hrect(y0=M_PLUS, y1=1.05, fillcolor=ZERO, opacity=0.12, line_width=0, layer="below")
     for j in range(lengths.shape[1]):
         fig.add_trace(go.Scatter(
             x=t, y=lengths[:, j], mode="lines+markers", name=str(j),
-            line=dict(color=DIGIT_COLORS[j], width=2), marker=dict(size=6),
+            line=dict(color=DIGIT_COLORS[j], width=2),
+            marker=dict(size=np.where(lengths[:, j] > M_PLUS, 10, 5).tolist()),
             hovertemplate=f"digit {j}, iteration %{{x}}: |v| = %{{y:.4f}}<extra></extra>"))
     _thresholds(fig)
     if highlight is not None:
-        fig.add_vline(x=highlight, line=dict(color=ZERO, dash="dot", width=1.5),
-                      annotation_text=f"r = {highlight}", annotation_position="right",
-                      annotation_font_size=11)
+        fig.add_vline(x=highlight, line=dict(color=ZERO, dash="dot", width=1.5))
+        fig.add_annotation(x=highlight, y=1.0, yref="paper", yanchor="bottom", text=f"r = {highlight}",
+                           showarrow=False, font=dict(size=11))
     fig.update_xaxes(title_text="routing iterations", tickmode="array", tickvals=list(t),
                      range=[0.7, t[-1] + 0.3])
     fig.update_yaxes(title_text="length |v<sub>j</sub>|", range=[0, 1.05])
-    return _style(fig, title, height, legend_title_text="digit")
+    return _style(fig, title, height, legend_title_text="digit", margin=dict(r=THRESHOLD_MARGIN))
 
 
 def length_change_figure(change: np.ndarray,
@@ -208,55 +222,62 @@ def length_change_figure(change: np.ndarray,
 # routing
 
 
-def coupling_tiles(values: np.ndarray, gap: int = 1) -> np.ndarray:
-    """(1152,) values per primary capsule -> a (4*6 + 3, 8*6 + 7) array: 32 tiles of 6x6, tile
-    ``type`` at tile row ``type // 8``, tile column ``type % 8``, NaN between tiles."""
-    v = np.asarray(values, dtype=np.float32).reshape(TYPES, CELLS, CELLS)
-    return mosaic(v.reshape(TYPES // TILE_COLS, TILE_COLS, CELLS, CELLS), gap=gap)
+def coupling_tiles(values: np.ndarray, geometry: Geometry = MNIST, gap: int = 1) -> np.ndarray:
+    """(1152,) values per primary capsule -> a (4*6 + 3, 8*6 + 7) array: one grid x grid tile per
+    type, tile ``type`` at tile row ``type // 8``, tile column ``type % 8``, NaN between tiles."""
+    g = geometry
+    rows = -(-g.types // TILE_COLS)
+    v = np.full((rows * TILE_COLS, g.grid, g.grid), np.nan, np.float32)
+    v[:g.types] = np.asarray(values, dtype=np.float32).reshape(g.types, g.grid, g.grid)
+    return mosaic(v.reshape(rows, TILE_COLS, g.grid, g.grid), gap=gap)
 
 
-def _tile_hover(gap: int = 1) -> np.ndarray:
+def _tile_hover(geometry: Geometry, gap: int = 1) -> np.ndarray:
     """customdata (H, W, 3) = (type, row, col) for :func:`coupling_tiles`, -1 in the gaps."""
-    idx = np.arange(TYPES * CELLS * CELLS)
-    parts = [idx // (CELLS * CELLS), (idx // CELLS) % CELLS, idx % CELLS]
-    return np.stack([np.nan_to_num(coupling_tiles(p, gap), nan=-1).astype(int) for p in parts], -1)
+    parts = np.array([geometry.position(i) for i in range(geometry.caps)]).T  # (3, caps)
+    return np.stack([np.nan_to_num(coupling_tiles(p, geometry, gap), nan=-1).astype(int)
+                     for p in parts], -1)
 
 
 def coupling_figure(values: np.ndarray, digit: int, title: str | None = None,
-                    iteration: int | None = None, zmax: float | None = None,
-                    colorbar_title: str = "c − 1/10", height: int = 280) -> go.Figure:
+                    iteration: int | None = None, zmax: float | None = None, centre: float = 0.0,
+                    colorbar_title: str = "c − 1/10", geometry: Geometry = MNIST,
+                    height: int = 280) -> go.Figure:
     """A per-primary quantity for one digit capsule over the 32 types x 6x6 grid.
 
     ``values`` is (1152,) for one iteration, or (T, 1152) for all of them: then the figure is an
     animation with one frame per iteration (``len(fig.frames) == T``) and a slider, starting at
-    ``iteration`` (1-based, default the last). The colour scale is diverging around 0 and shared
-    by all frames (``zmax`` default: the largest magnitude).
+    ``iteration`` (1-based, default the last). The colour scale is diverging around ``centre``
+    (white) and shared by all frames: ``centre ± zmax`` (default: the largest distance from
+    ``centre``). The colour bar shows the values themselves.
     """
     values = np.asarray(values, dtype=np.float32)
     frames_data = values[None] if values.ndim == 1 else values
     t_count = frames_data.shape[0]
     shown = (t_count if iteration is None else int(iteration)) - 1
     if zmax is None:
-        zmax = float(np.abs(frames_data).max())
+        zmax = float(np.abs(frames_data - centre).max())
     zmax = zmax if zmax > 0 else 1e-6
-    custom = _tile_hover()
+    custom = _tile_hover(geometry)
+    g, rows = geometry.grid, -(-geometry.types // TILE_COLS)
 
     def trace(t: int) -> go.Heatmap:
         return go.Heatmap(
-            z=coupling_tiles(frames_data[t]), customdata=custom, colorscale=DIVERGING, zmid=0,
-            zmin=-zmax, zmax=zmax, hoverongaps=False,
+            z=coupling_tiles(frames_data[t], geometry), customdata=custom, colorscale=DIVERGING,
+            zmid=centre, zmin=centre - zmax, zmax=centre + zmax, hoverongaps=False,
             colorbar=dict(title=dict(text=colorbar_title, side="right"), exponentformat="e",
                           thickness=14),
             hovertemplate="type %{customdata[0]}, row %{customdata[1]}, col %{customdata[2]}"
-                          f"<br>{colorbar_title}: %{{z:.3e}}<extra>digit {digit}</extra>")
+                          f"<br>{colorbar_title}: %{{z:.4e}}<extra>digit {digit}</extra>")
 
     fig = go.Figure(trace(shown))
-    tick_x = [c * (CELLS + 1) + (CELLS - 1) / 2 for c in range(TILE_COLS)]
-    tick_y = [r * (CELLS + 1) + (CELLS - 1) / 2 for r in range(TYPES // TILE_COLS)]
+    tick_x = [c * (g + 1) + (g - 1) / 2 for c in range(TILE_COLS)]
+    tick_y = [r * (g + 1) + (g - 1) / 2 for r in range(rows)]
     fig.update_xaxes(tickmode="array", tickvals=tick_x, ticktext=[f"+{c}" for c in range(TILE_COLS)],
                      showgrid=False, zeroline=False, title_text="type = first type of the row + column offset")
     fig.update_yaxes(tickmode="array", tickvals=tick_y,
-                     ticktext=[f"types {r * 8}–{r * 8 + 7}" for r in range(TYPES // TILE_COLS)],
+                     ticktext=[f"types {r * TILE_COLS}–{min(geometry.types, (r + 1) * TILE_COLS) - 1}"
+                               for r in range(rows)],
                      showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x",
                      constrain="domain")
     fig.update_xaxes(constrain="domain", showline=False)
@@ -278,11 +299,11 @@ def _frame_slider(fig: go.Figure, count: int, active: int) -> None:
                                     currentvalue=dict(prefix="iteration ", font=dict(size=12)))])
 
 
-def routing_mass_figure(mass: np.ndarray, vote_mass: np.ndarray,
-                        title: str = "Where the routing sends the 1152 primary capsules",
+def routing_mass_figure(mass: np.ndarray, vote_mass: np.ndarray, title: str | None = None,
                         height: int = 340) -> go.Figure:
     """Per iteration, each digit's share (%) of ``mass = Σ_i c_ij`` (left) and of
     ``vote_mass = Σ_i c_ij |û_j|i|`` (right); both (T, 10). 10 % is uniform coupling."""
+    caps = round(float(np.asarray(mass, dtype=float)[0].sum()))  # sum_j c_ij = 1 for every primary
     panels = ((np.asarray(mass, dtype=float), "Σ<sub>i</sub> c<sub>ij</sub> (share of coupling, %)"),
               (np.asarray(vote_mass, dtype=float), "Σ<sub>i</sub> c<sub>ij</sub>|û<sub>j|i</sub>| (share of vote, %)"))
     fig = make_subplots(rows=1, cols=2, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.12)
@@ -298,25 +319,28 @@ def routing_mass_figure(mass: np.ndarray, vote_mass: np.ndarray,
         fig.update_xaxes(title_text="routing iteration", tickmode="array", tickvals=list(t),
                          range=[0.7, t[-1] + 0.3], row=1, col=col)
     fig.add_hline(y=10.0, line=dict(color=ZERO, dash="dot", width=1), row=1, col=1)
-    fig.update_yaxes(title_text="% of all 1152 primaries", row=1, col=1)
+    fig.update_yaxes(title_text=f"% of all {caps} primaries", row=1, col=1)
     fig.update_annotations(font_size=12)
+    title = title or f"Where the routing sends the {caps} primary capsules"
     return _style(fig, title, height, legend_title_text="digit")
 
 
-def agreement_figure(agreement: np.ndarray, iteration: int,
-                     title: str | None = None, height: int = 330) -> go.Figure:
+def agreement_figure(agreement: np.ndarray, iteration: int, title: str | None = None,
+                     geometry: Geometry = MNIST, height: int = 330) -> go.Figure:
     """``agreement`` (1152, 10) = û<sub>j|i</sub> · v<sub>j</sub> of one iteration: digits x
     primary index (i = type·36 + row·6 + col), diverging around 0."""
     a = np.asarray(agreement, dtype=np.float32).T  # (10, 1152)
     zmax = float(np.abs(a).max()) or 1e-6
+    per_type = geometry.grid * geometry.grid
     fig = go.Figure(go.Heatmap(
         z=a, x=np.arange(a.shape[1]), y=[str(j) for j in range(a.shape[0])], colorscale=DIVERGING,
         zmid=0, zmin=-zmax, zmax=zmax,
         colorbar=dict(title=dict(text="û·v", side="right"), thickness=14, exponentformat="e"),
         hovertemplate="primary %{x} → digit %{y}: û·v = %{z:.3e}<extra></extra>"))
-    fig.update_xaxes(title_text="primary capsule i (blocks of 36 = one type's 6×6 grid)",
-                     tickmode="array", tickvals=list(range(0, 1152, 144)),
-                     ticktext=[f"type {k}" for k in range(0, 32, 4)], showgrid=False)
+    fig.update_xaxes(title_text=f"primary capsule i (blocks of {per_type} = one type's "
+                                f"{geometry.grid}×{geometry.grid} grid)",
+                     tickmode="array", tickvals=list(range(0, geometry.caps, 4 * per_type)),
+                     ticktext=[f"type {k}" for k in range(0, geometry.types, 4)], showgrid=False)
     fig.update_yaxes(title_text="digit capsule j", type="category", showgrid=False)
     title = title or f"Agreement û<sub>j|i</sub> · v<sub>j</sub> after iteration {iteration} (added to b<sub>ij</sub>)"
     return _style(fig, title, height)
@@ -327,46 +351,48 @@ def agreement_figure(agreement: np.ndarray, iteration: int,
 
 
 def evidence_figure(image: np.ndarray, maps: np.ndarray, digit: int, title: str | None = None,
-                    diverging: bool = False, iteration: int | None = None,
+                    diverging: bool = False, iteration: int | None = None, outline: bool = True,
                     colorbar_title: str = "c·|û|", height: int = 440) -> go.Figure:
     """Evidence maps on the input grid, one animation frame per routing iteration.
 
-    ``maps`` (T, 28, 28) for digit ``digit`` (:func:`capsules.analysis.evidence_maps`), drawn as a
-    heatmap (sequential scale from the smallest to the largest value over all frames, or, with
-    ``diverging``, a red/blue scale centred on 0) with the outline of the input's ink (the 0.5
-    level of ``image``) on top. ``len(fig.frames) == T``; the slider starts at ``iteration``
-    (1-based, default the last).
+    ``maps`` (T, 28, 28) for digit ``digit`` (:meth:`capsules.analysis.Analysis.evidence_for`),
+    NaN where no receptive field reaches: those pixels are left out (transparent, no hover).
+    Magnitudes are drawn on a sequential scale from 0 to the largest value over all frames;
+    with ``diverging`` (signed values) on a red/blue scale centred on 0. With ``outline`` the
+    outline of the input's ink (the 0.5 level of ``image``) is drawn on top.
+    ``len(fig.frames) == T``; the slider starts at ``iteration`` (1-based, default the last).
     """
     maps = np.asarray(maps, dtype=np.float32)
     t_count = maps.shape[0]
     shown = (t_count if iteration is None else int(iteration)) - 1
-    inside = maps[:, :27, :27]  # row and column 27 lie in no receptive field
+    top = float(np.nanmax(np.abs(maps))) if np.isfinite(maps).any() else 0.0
+    top = top if top > 0 else 1e-9
     if diverging:
-        zmax = float(np.abs(inside).max()) or 1e-9
-        scale = dict(colorscale=DIVERGING, zmin=-zmax, zmax=zmax, zmid=0)
-        outline = "rgba(0,0,0,0.85)"
+        scale = dict(colorscale=DIVERGING, zmin=-top, zmax=top, zmid=0)
+        line = "rgba(0,0,0,0.85)"
     else:
-        lo, hi = float(inside.min()), float(inside.max())
-        scale = dict(colorscale="Inferno", zmin=lo, zmax=hi if hi > lo else lo + 1e-9)
-        outline = "rgba(255,255,255,0.9)"
+        scale = dict(colorscale=SEQUENTIAL, zmin=0.0, zmax=top)
+        line = "rgba(255,255,255,0.9)"
 
     def heat(t: int) -> go.Heatmap:
-        return go.Heatmap(z=maps[t], **scale,
+        return go.Heatmap(z=maps[t], **scale, hoverongaps=False,
                           colorbar=dict(title=dict(text=colorbar_title, side="right"), thickness=14,
                                         exponentformat="e"),
                           hovertemplate="row %{y}, col %{x}: %{z:.4g}<extra>" + f"digit {digit}</extra>")
 
-    ink = go.Contour(z=np.asarray(image, dtype=np.float32), contours=dict(start=0.5, end=0.5, size=1,
-                                                                           coloring="lines"),
-                     colorscale=[[0, outline], [1, outline]], showscale=False, line=dict(width=1.6),
-                     hoverinfo="skip", name="input outline")
-    fig = go.Figure([heat(shown), ink])
+    traces = [heat(shown)]
+    if outline:
+        traces.append(go.Contour(z=np.asarray(image, dtype=np.float32),
+                                 contours=dict(start=0.5, end=0.5, size=1, coloring="lines"),
+                                 colorscale=[[0, line], [1, line]], showscale=False,
+                                 line=dict(width=1.6), hoverinfo="skip", name="input outline"))
+    fig = go.Figure(traces)
     fig.frames = [go.Frame(data=[heat(t)], traces=[0], name=str(t + 1)) for t in range(t_count)]
     _frame_slider(fig, t_count, shown)
     _image_axes(fig)
     fig.update_yaxes(scaleanchor="x")
     title = title or (f"Evidence for digit {digit}: votes c<sub>i{digit}</sub>·|û<sub>{digit}|i</sub>| "
-                      "on their receptive fields")
+                      "on the input")
     return _style(fig, title, height, margin=dict(l=10, r=10, t=56, b=70), showlegend=False)
 
 
@@ -400,67 +426,81 @@ def perturbation_figure(grid: np.ndarray, deltas: np.ndarray, digit: int,
     rows, cols, h, w = grid.shape
     gap = 2
     fig = go.Figure(go.Image(source=_png_uri(mosaic(grid, gap=gap)), hoverinfo="skip"))
+    # every column has a tick; the first, middle and last are labelled (all eleven overlap in a
+    # narrow column), the axis title gives the step
+    deltas = np.asarray(deltas, dtype=float)
+    labelled = {0, cols // 2, cols - 1}
+    step = f", steps of {deltas[1] - deltas[0]:.2f}" if cols > 1 else ""
     fig.update_xaxes(tickmode="array", tickvals=[k * (w + gap) + (w - 1) / 2 for k in range(cols)],
-                     ticktext=[f"{d:+.2f}" for d in np.asarray(deltas, dtype=float)],
-                     side="top", showgrid=False, zeroline=False, showline=False, tickangle=0)
+                     ticktext=[f"{d:+.2f}" if k in labelled else "" for k, d in enumerate(deltas)],
+                     title_text=f"offset added to the dimension{step}", title_standoff=4,
+                     side="top", showgrid=False, zeroline=False, showline=False, tickangle=0, ticks="outside",
+                     ticklen=3)
     fig.update_yaxes(tickmode="array", tickvals=[d * (h + gap) + (h - 1) / 2 for d in range(rows)],
                      ticktext=[f"dim {d + 1}" for d in range(rows)], showgrid=False, zeroline=False,
                      showline=False, scaleanchor="x", constrain="domain", constraintoward="top")
     fig.update_xaxes(constrain="domain")
     fig.update_layout(meta=dict(rows=rows, cols=cols))
     title = title or f"Fig. 4: each dimension of v<sub>{digit}</sub> tweaked and decoded"
-    return _style(fig, title, height, margin=dict(l=60, r=10, t=80, b=10))
+    return _style(fig, title, height, margin=dict(l=60, r=10, t=100, b=10))
 
 
 def pose_figure(pose: np.ndarray, digit: int, perturbed: np.ndarray | None = None,
                 title: str | None = None, height: int = 300,
                 names: tuple[str, str] = ("v (model)", "v + offsets")) -> go.Figure:
     """The 16 components of capsule ``digit``'s pose vector (bars, digit colour); ``perturbed``
-    (16,) drawn over it as diamonds. ``names`` label the two in the legend."""
+    (16,) drawn over it as diamonds. ``names`` label the two in the legend (under the plot)."""
     pose = np.asarray(pose, dtype=float)
     dims = [str(d + 1) for d in range(pose.shape[0])]
     color = DIGIT_COLORS[digit % 10]
     fig = go.Figure(go.Bar(x=dims, y=pose, name=names[0], marker_color=_rgba(color, 0.55),
-                           hovertemplate="dim %{x}: %{y:+.3f}<extra>model</extra>"))
+                           hovertemplate=f"dim %{{x}}: %{{y:+.3f}}<extra>{names[0]}</extra>"))
     if perturbed is not None:
         fig.add_trace(go.Scatter(x=dims, y=np.asarray(perturbed, dtype=float), mode="markers",
                                  name=names[1], marker=dict(color=color, size=10, symbol="diamond",
-                                                                 line=dict(width=1, color=ZERO)),
-                                 hovertemplate="dim %{x}: %{y:+.3f}<extra>perturbed</extra>"))
-    fig.update_xaxes(title_text="pose dimension", type="category")
+                                                            line=dict(width=1, color=ZERO)),
+                                 hovertemplate=f"dim %{{x}}: %{{y:+.3f}}<extra>{names[1]}</extra>"))
+    fig.update_xaxes(title_text="pose dimension", type="category", tickmode="array", tickvals=dims,
+                     ticktext=dims, tickangle=0, tickfont=dict(size=9))
     fig.update_yaxes(title_text="value", zeroline=True)
     title = title or f"Pose vector v<sub>{digit}</sub> (16D instantiation parameters)"
-    return _style(fig, title, height, legend=dict(orientation="h", y=1.02, x=1, xanchor="right",
-                                                  yanchor="bottom", bgcolor="rgba(0,0,0,0)"))
+    return _style(fig, title, height, showlegend=perturbed is not None, margin=dict(l=48, r=10))
 
 
 def transform_figure(values: np.ndarray, poses: np.ndarray, lengths: np.ndarray, kind: str,
                      digit: int, current: float | None = None, unit: str = "",
-                     title: str | None = None, height: int = 560) -> go.Figure:
+                     title: str | None = None, height: int = 720) -> go.Figure:
     """Top: the 16 pose components of capsule ``digit`` against the transform parameter
     (``values`` (N,), ``poses`` (N, 16)); bottom: all 10 lengths (N, 10). A dotted line marks the
-    ``current`` setting."""
+    ``current`` setting. Two legends, one per panel, right of it: "pose dim" and "digit"; every
+    line's hover names it and the parameter's value."""
     values = np.asarray(values, dtype=float)
     poses, lengths = np.asarray(poses, dtype=float), np.asarray(lengths, dtype=float)
+    name = kind.replace("_", " ")
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1, row_heights=[0.6, 0.4],
                         subplot_titles=(f"Pose of capsule {digit}: one line per dimension",
                                         "Capsule lengths |v<sub>j</sub>|"))
     for d in range(poses.shape[1]):
         fig.add_trace(go.Scatter(x=values, y=poses[:, d], mode="lines", name=f"dim {d + 1}",
-                                 line=dict(color=DIM_COLORS[d], width=1.6), showlegend=False,
-                                 hovertemplate=f"dim {d + 1}: %{{y:+.3f}} at %{{x:.2f}}<extra></extra>"),
+                                 legend="legend2", line=dict(color=DIM_COLORS[d], width=1.6),
+                                 hovertemplate=f"{name} %{{x:.2f}}: %{{y:+.3f}}<extra>dim {d + 1}</extra>"),
                       row=1, col=1)
     for j in range(lengths.shape[1]):
-        fig.add_trace(go.Scatter(x=values, y=lengths[:, j], mode="lines", name=str(j),
+        fig.add_trace(go.Scatter(x=values, y=lengths[:, j], mode="lines", name=f"digit {j}",
                                  line=dict(color=DIGIT_COLORS[j], width=3 if j == digit else 1.6),
-                                 hovertemplate=f"digit {j}: |v| = %{{y:.3f}} at %{{x:.2f}}<extra></extra>"),
+                                 hovertemplate=f"{name} %{{x:.2f}}: |v| = %{{y:.3f}}<extra>digit {j}</extra>"),
                       row=2, col=1)
     if current is not None:
         for row in (1, 2):
             fig.add_vline(x=current, line=dict(color=ZERO, dash="dot", width=1.5), row=row, col=1)
-    fig.update_xaxes(title_text=f"{kind.replace('_', ' ')}" + (f" ({unit})" if unit else ""), row=2, col=1)
+    fig.update_xaxes(title_text=name + (f" ({unit})" if unit else ""), row=2, col=1)
     fig.update_yaxes(title_text="pose value", row=1, col=1)
     fig.update_yaxes(title_text="length", range=[0, 1.05], row=2, col=1)
     fig.update_annotations(font_size=12)
-    title = title or f"Capsule {digit} under {kind.replace('_', ' ')}"
-    return _style(fig, title, height, legend_title_text="digit")
+    title = title or f"Capsule {digit} under {name}"
+    side = dict(orientation="v", x=1.01, xanchor="left", yref="paper", yanchor="top",
+                bgcolor="rgba(0,0,0,0)", font=dict(size=10), tracegroupgap=0, itemwidth=30,
+                title_font=dict(size=11))
+    return _style(fig, title, height, margin=dict(r=90, b=48),
+                  legend=dict(side, y=0.38, title_text="digit"),
+                  legend2=dict(side, y=1.0, title_text="pose dim"))

@@ -10,19 +10,21 @@ Uses the system chromium through Playwright (nothing is downloaded). The PNG is 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from dashboard.browser import (  # noqa: E402
-    CHROMIUM_ARGS, STROKE_ONE, STROKE_SEVEN, draw, find_canvas, find_chromium, metric_value,
-    streamlit_server, wait_idle,
-)
 
-STROKES = {"one": STROKE_ONE, "seven": STROKE_SEVEN}
+def harness():
+    """``tests/browser.py``, the browser harness the tests use, loaded from its path (``tests``
+    is no installed package)."""
+    spec = importlib.util.spec_from_file_location("browser", ROOT / "tests" / "browser.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def trim_bottom(im, keep: int = 40):
@@ -59,7 +61,7 @@ def shrink_png(data: bytes, max_bytes: int) -> bytes:
         scale *= 0.85
 
 
-def full_page(page, width: int) -> bytes:
+def full_page(page, width: int, wait_idle) -> bytes:
     """A screenshot of the whole app. Streamlit scrolls inside its main container, not the
     body, so the viewport is grown to the content's height first."""
     page.set_viewport_size({"width": width, "height": 1000})
@@ -85,37 +87,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-kb", type=int, default=480)
     args = p.parse_args(argv)
 
-    chromium = find_chromium()
+    b = harness()
+    chromium = b.find_chromium()
     if chromium is None:
         print("error: no chromium found (set $CAPSULES_CHROMIUM)", file=sys.stderr)
         return 2
     from playwright.sync_api import sync_playwright
 
-    with streamlit_server(extra_args=["--theme.base", args.theme]) as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+    strokes = {"one": b.STROKE_ONE, "seven": b.STROKE_SEVEN}
+    with b.streamlit_server(extra_args=["--theme.base", args.theme]) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=b.CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": args.width, "height": 1000},
                                     device_scale_factor=1)
             page.goto(url, wait_until="domcontentloaded")
             page.wait_for_selector('[data-testid="stMetric"]', timeout=90_000)
-            wait_idle(page)
+            b.wait_idle(page)
             if args.draw != "none":
-                before = metric_value(page, "Prediction")
-                draw(page, find_canvas(page), STROKES[args.draw])
+                before = b.metric_value(page, "Prediction")
+                b.draw(page, b.find_canvas(page), strokes[args.draw])
                 page.wait_for_function(
                     "() => document.body.innerText.includes('your drawing')", timeout=60_000)
-                wait_idle(page)
-                print(f"Prediction: {before} -> {metric_value(page, 'Prediction')}")
+                b.wait_idle(page)
+                print(f"Prediction: {before} -> {b.metric_value(page, 'Prediction')}")
             if args.tab:
                 page.get_by_role("tab", name=args.tab).click()
-                wait_idle(page)
-            png = full_page(page, args.width)
+                b.wait_idle(page)
+            png = full_page(page, args.width, b.wait_idle)
             extra = []
             if args.all_tabs:
                 for n, tab in enumerate(page.get_by_role("tab").all()):
                     tab.click()
-                    wait_idle(page)
-                    extra.append(full_page(page, args.width))
+                    b.wait_idle(page)
+                    extra.append(full_page(page, args.width, b.wait_idle))
         finally:
             browser.close()
     out = Path(args.out)

@@ -28,8 +28,23 @@ def test_prepare_reads_uint8_and_float():
     u8 = np.full((28, 28), 255, np.uint8)
     assert torch.equal(A.prepare(u8), torch.ones(1, 1, 28, 28))
     assert A.prepare(np.full((28, 28), 0.5)).dtype == torch.float32
-    with pytest.raises(ValueError, match="28x28"):
+    with pytest.raises(ValueError, match="square"):
         A.prepare(np.zeros((27, 28)))
+    with pytest.raises(ValueError, match="28x28"):
+        A.prepare(np.zeros((27, 27)), side=28)
+    np.testing.assert_array_equal(A.as_image(u8), np.ones((28, 28), np.float32))
+
+
+def test_geometry_from_the_config():
+    from capsules import CapsNetConfig
+
+    g = A.Geometry.of(CapsNetConfig())
+    assert (g.side, g.grid, g.types, g.field, g.stride, g.caps) == (28, 6, 32, 17, 2, 1152)
+    assert g.position(primary_index(7, 2, 3)) == (7, 2, 3)
+    small = A.Geometry.of(CapsNetConfig(image_size=20, primary_types=4))
+    assert (small.grid, small.caps) == (2, 16)
+    cov = A.coverage(small)
+    assert cov.shape == (20, 20) and cov.max() == 4 and cov.sum() == 4 * 17 * 17
 
 
 def test_analyse_shapes(result):
@@ -44,17 +59,19 @@ def test_analyse_shapes(result):
     assert r.lengths_per_iteration.shape == (3, 10) and r.length_change.shape == (3, 10)
     assert r.mass.shape == (3, 10) and r.vote_mass.shape == (3, 10)
     assert r.entropy.shape == (3,)
+    assert r.geometry == A.MNIST
     assert r.sweep.lengths.shape == (10, 10) and r.sweep.predictions.shape == (10,)
     assert r.sweep.reconstructions.shape == (10, 28, 28)
     assert r.prediction == int(np.argmax(r.lengths))
     assert r.confidence == pytest.approx(float(r.lengths.max()))
+    assert r.runner_up == int(np.argsort(r.lengths)[-2])
 
 
 def test_first_iteration_is_uniform(result):
     c = result.c
     np.testing.assert_allclose(c[0], 0.1, atol=1e-7)
     assert result.entropy[0] == pytest.approx(np.log(10), abs=1e-6)
-    np.testing.assert_allclose(result.mass[0], 115.2, atol=1e-3)
+    np.testing.assert_allclose(result.mass[0], 115.2, atol=1e-5)  # summed in float64
     np.testing.assert_allclose(result.c_deviation[0], 0.0, atol=1e-7)
     np.testing.assert_array_equal(result.c_step[0], 0.0)
     # later iterations move away from uniform and stay distributions over the 10 digits
@@ -92,24 +109,28 @@ def test_iteration_sweep_is_routing_with_k_iterations(tiny_model, image, result,
 
 
 def test_evidence_map_shape_and_sign(result):
-    for normalize in (True, False):
-        m = A.evidence_map(result.c[-1], result.u_hat, result.prediction, normalize=normalize)
+    for spread in A.EVIDENCE_SPREADS:
+        m = A.evidence_map(result.c[-1], result.u_hat, result.prediction, spread=spread, image=result.image)
         assert m.shape == (28, 28) and m.dtype == np.float32
         assert (m >= 0).all() and m.max() > 0
     maps = result.evidence()
     assert maps.shape == (3, 10, 28, 28)
     np.testing.assert_allclose(maps[1, 4], A.evidence_map(result.c[1], result.u_hat, 4), rtol=1e-6)
+    with pytest.raises(ValueError, match="image"):
+        A.evidence_map(result.c[-1], result.u_hat, 4, spread="ink")
+    with pytest.raises(ValueError, match="spread"):
+        A.evidence_map(result.c[-1], result.u_hat, 4, spread="blur")
 
 
-@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("spread", ["mean", "sum"])
 @pytest.mark.parametrize("capsule_type,row,col", [(0, 0, 0), (7, 2, 3), (31, 5, 5)])
-def test_vote_lands_in_its_receptive_field(normalize, capsule_type, row, col):
+def test_vote_lands_in_its_receptive_field(spread, capsule_type, row, col):
     rng = np.random.default_rng(1)
     u_hat = rng.normal(size=(1152, 10, 16)).astype(np.float32)
     c = np.zeros((1152, 10), np.float32)
     i = primary_index(capsule_type, row, col)
     c[i, 3] = 0.7
-    m = A.evidence_map(c, u_hat, 3, normalize=normalize)
+    m = A.evidence_map(c, u_hat, 3, spread=spread)
     rows, cols = A.receptive_field(row, col)
     inside = np.zeros((28, 28), bool)
     inside[rows, cols] = True
@@ -117,16 +138,120 @@ def test_vote_lands_in_its_receptive_field(normalize, capsule_type, row, col):
     assert (m[inside] > 0).all()
     assert (m[~inside] == 0).all()
     vote = 0.7 * np.linalg.norm(u_hat[i, 3])
-    if not normalize:
+    if spread == "sum":
         np.testing.assert_allclose(m[inside], vote, rtol=1e-5)
     # another digit receives nothing
-    assert (A.evidence_map(c, u_hat, 2, normalize=normalize) == 0).all()
+    assert (A.evidence_map(c, u_hat, 2, spread=spread) == 0).all()
+
+
+def test_ink_spread_shares_each_vote_among_the_ink_it_sees():
+    rng = np.random.default_rng(2)
+    u_hat = rng.normal(size=(1152, 10, 16)).astype(np.float32)
+    image = np.zeros((28, 28), np.float32)
+    image[10, 12], image[11, 12], image[20, 5] = 1.0, 0.5, 0.25  # three inked pixels
+    c = np.zeros((1152, 10), np.float32)
+    i = primary_index(4, 1, 2)  # field rows 2..18, cols 4..20: holds the first two pixels only
+    c[i, 6] = 0.4
+    m = A.evidence_map(c, u_hat, 6, spread="ink", image=image)
+    vote = 0.4 * np.linalg.norm(u_hat[i, 6])
+    np.testing.assert_allclose([m[10, 12], m[11, 12]], [vote / 1.5, vote * 0.5 / 1.5], rtol=1e-5)
+    assert m.sum() == pytest.approx(vote, rel=1e-5)  # the whole vote, on the ink
+    assert m[20, 5] == 0 and (m[image == 0] == 0).all()
+    np.testing.assert_allclose(A.field_ink(image)[1, 2], 1.5)
+    # a field with no ink has nowhere to put its vote
+    corner = np.zeros((28, 28), np.float32)
+    corner[0, 0] = 1.0  # seen by the field at grid (0, 0) only
+    c[:] = 0
+    c[primary_index(4, 5, 5), 6] = 0.4
+    assert (A.evidence_map(c, u_hat, 6, spread="ink", image=corner) == 0).all()
+    c[primary_index(4, 0, 0), 6] = 0.4
+    m = A.evidence_map(c, u_hat, 6, spread="ink", image=corner)
+    assert m[0, 0] == pytest.approx(0.4 * np.linalg.norm(u_hat[primary_index(4, 0, 0), 6]), rel=1e-5)
 
 
 def test_coverage_counts_fields():
     cov = A.coverage()
     assert cov[0, 0] == 1 and cov[14, 14] == 36 and cov[27, 27] == 0
     assert cov.sum() == 36 * 17 * 17
+
+
+def test_evidence_for_one_digit_as_the_page_shows_it(result):
+    j = result.prediction
+    for spread in ("ink", "mean"):
+        votes = result.evidence_for(j, "votes", spread)
+        assert votes.shape == (3, 28, 28)
+        assert np.isnan(votes[:, 27, :]).all() and np.isnan(votes[:, :, 27]).all()  # in no field
+        assert np.isfinite(votes[:, :27, :27]).all() and (votes[:, :27, :27] >= 0).all()
+        np.testing.assert_allclose(votes[:, :27, :27], result.evidence(spread)[:, j, :27, :27], rtol=1e-6)
+        change = result.evidence_for(j, "change", spread)
+        np.testing.assert_allclose(change[:, :27, :27], votes[:, :27, :27] - votes[:1, :27, :27], atol=1e-6)
+        proj = result.evidence_for(j, "projected", spread)
+        np.testing.assert_allclose(proj[:, :27, :27],
+                                   result.evidence(spread, projected=True)[:, j, :27, :27], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="mode"):
+        result.evidence_for(j, "loudness")
+
+
+def test_routing_step_and_the_tie_at_iteration_1(result):
+    first = result.routing_step(1, 2)
+    assert first.top is None  # every c is 1/10: no primary is the most coupled
+    assert first.top_c == pytest.approx(0.1)
+    assert abs(first.mass_gap) < 1e-5 and abs(first.entropy_gap) < 1e-6
+    assert (first.primaries, first.digits, first.uniform_mass) == (1152, 10, pytest.approx(115.2))
+    last = result.routing_step(3, 2)
+    i = int(np.argmax(result.c[2, :, 2]))
+    assert last.top == result.geometry.position(i)
+    assert last.top_c == pytest.approx(float(result.c[2, i, 2]))
+    assert last.mass == pytest.approx(float(result.c[2, :, 2].astype(np.float64).sum()))
+    assert last.max_deviation == pytest.approx(float(np.abs(result.c[2] - 0.1).max()))
+
+
+def test_coupling_views(result):
+    raw = result.coupling(5, "raw")
+    np.testing.assert_array_equal(raw.values, result.c[:, :, 5])
+    assert raw.centre == pytest.approx(0.1)
+    assert raw.spread == pytest.approx(float(np.abs(result.c[:, :, 5] - 0.1).max()))
+    dev = result.coupling(5, "deviation")
+    assert dev.centre == 0 and dev.spread == pytest.approx(raw.spread)
+    np.testing.assert_allclose(result.coupling(5, "step").values, result.c_step[:, :, 5])
+    with pytest.raises(ValueError, match="coupling view"):
+        result.coupling(5, "sideways")
+
+
+def test_reading_of_the_lengths():
+    confident = A.reading([0.01, 0.95, 0.02, 0, 0, 0, 0, 0.3, 0, 0])
+    assert (confident.prediction, confident.long, confident.confident) == (1, [1], True)
+    assert not confident.nothing and not confident.several
+    hesitant = A.reading([0.1, 0.7, 0, 0, 0, 0, 0, 0, 0, 0])
+    assert hesitant.long == [1] and not hesitant.confident
+    nothing = A.reading([0.47, 0.2, 0, 0, 0, 0, 0, 0, 0, 0.3])  # a smiley: 0 at 0.47
+    assert nothing.nothing and nothing.prediction == 0 and nothing.length == pytest.approx(0.47)
+    two = A.reading([0, 0, 0, 0, 0.88, 0, 0, 0.67, 0, 0])  # "#": 4 at 0.88, 7 at 0.67
+    assert two.several and two.long == [4, 7] and not two.confident
+
+
+def test_sweep_changes_and_long_capsules():
+    sweep = A.IterationSweep(lengths=np.array([[0.2, 0.95, 0.1], [0.3, 0.96, 0.92], [0.95, 0.97, 0.5]]),
+                             predictions=np.array([1, 1, 0]), reconstructions=np.zeros((3, 28, 28)))
+    assert sweep.changes == [3]
+    assert sweep.long(1) == [1] and sweep.long(2) == [1, 2] and sweep.long(3) == [1, 0]
+    assert sweep.long(3, threshold=0.4) == [1, 0, 2]
+
+
+def test_training_iterations_from_the_sidecar():
+    assert A.training_iterations({"train_config": "{'out': 'runs/x', 'iterations': 3, 'seed': 0}"}) == 3
+    assert A.training_iterations({"train_config": '{"iterations": 5}'}) == 5
+    assert A.training_iterations({"train_config": {"iterations": 2}}) == 2
+    assert A.training_iterations({}) is None
+    assert A.training_iterations({"train_config": "not a dict ("}) is None
+
+
+def test_shipped_checkpoint_records_its_routing_iterations():
+    from capsules.checkpoint import SHIPPED, read_metadata
+
+    if not SHIPPED.is_file():
+        pytest.skip("no shipped checkpoint")
+    assert A.training_iterations(read_metadata(SHIPPED)) == 3
 
 
 def test_perturbation_grid(tiny_model, result):
@@ -180,6 +305,17 @@ def test_transform_directions():
         A.transform_images(dot, [{"twist": 1.0}])
 
 
+def test_identity_and_offset_pose(tiny_model, result):
+    assert A.is_identity({"rotate": 0.0, "scale": 1.0, "shift_x": 0.0, "shift_y": 0.0, "shear": 0.0})
+    assert not A.is_identity({"rotate": 0.0, "scale": 1.02})
+    pose, digit = result.v[result.prediction], result.prediction
+    offsets = np.zeros(16, np.float32)
+    offsets[3] = 0.25
+    moved, image = A.offset_pose(tiny_model, pose, offsets, digit)
+    np.testing.assert_allclose(moved, pose + offsets)
+    np.testing.assert_allclose(image, A.reconstruct(tiny_model, pose + offsets, digit), atol=1e-6)
+
+
 def test_transform_sweep(tiny_model, image):
     sweep = A.transform_sweep(tiny_model, image, "rotate", values=[-30, 0, 30])
     assert sweep.poses.shape == (3, 16) and sweep.lengths.shape == (3, 10)
@@ -201,7 +337,7 @@ def test_transform_sweep(tiny_model, image):
 def test_projected_evidence_decomposes_the_length_of_s(result):
     # Summed without normalisation, every primary's projected vote lands on 17*17 pixels, so the
     # map's total is 289 * sum_i c_ij u_hat . v/|v| = 289 * |s_j| for every iteration and digit.
-    maps = result.evidence(normalize=False, projected=True)
+    maps = result.evidence("sum", projected=True)
     assert maps.shape == (3, 10, 28, 28)
     s = np.einsum("tij,ijm->tjm", result.c, result.u_hat)
     np.testing.assert_allclose(maps.sum(axis=(-1, -2)) / 289, np.linalg.norm(s, axis=-1), rtol=1e-4)
@@ -210,5 +346,10 @@ def test_projected_evidence_decomposes_the_length_of_s(result):
                                np.linalg.norm(s, axis=-1) ** 2 / (1 + np.linalg.norm(s, axis=-1) ** 2),
                                rtol=1e-4)
     # the plain maps are non-negative and total 289 * sum_i c_ij |u_hat|, i.e. the vote mass
-    plain = result.evidence(normalize=False)
+    plain = result.evidence("sum")
     np.testing.assert_allclose(plain.sum(axis=(-1, -2)) / 289, result.vote_mass, rtol=1e-4)
+    # shared over the ink, an image inked everywhere it is seen gives each field's vote to its
+    # 289 pixels equally: the map totals |s_j| itself
+    full = A.evidence_maps(result.c, result.u_hat, spread="ink", image=np.ones((28, 28), np.float32),
+                           along=result.v_per_iteration)
+    np.testing.assert_allclose(full.sum(axis=(-1, -2)), np.linalg.norm(s, axis=-1), rtol=1e-4)

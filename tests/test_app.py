@@ -1,5 +1,5 @@
-"""dashboard/app.py under Streamlit's AppTest (no browser; the canvas component does not render
-here, so the app runs from its built-in sample digits)."""
+"""dashboard/app.py (the entry) and its explorer page under Streamlit's AppTest (no browser; the
+canvas component does not render here, so the page runs from its built-in sample digits)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,10 @@ def samples():
 
 @pytest.fixture()
 def at(monkeypatch):
+    import torch
+
     monkeypatch.setenv("CAPSULES_DEVICE", "cpu")
+    monkeypatch.setenv("CAPSULES_THREADS", str(torch.get_num_threads()))  # keep the tests' own
     monkeypatch.delenv("CAPSULES_CHECKPOINT", raising=False)
     app = AppTest.from_file(str(APP), default_timeout=60)
     app.run()
@@ -108,7 +111,7 @@ def test_opens_on_a_sample_with_prediction_and_charts(at, app_model, samples):
     for key in ("fig_pair", "fig_lengths", "fig_lengths_iter", "fig_length_change"):
         assert key in found, key
     assert "fig_perturbation" not in found  # closed tabs compute nothing
-    compute = metric(at, "Compute, last interaction")
+    compute = metric(at, "Compute, this rerun")
     assert compute.endswith(" ms") and float(compute.split()[0]) > 0
     views = {"Routing step by step": ("fig_coupling", "fig_agreement_tiles", "fig_mass", "fig_agreement"),
              "Evidence map": ("fig_evidence",), "Routing iterations": ("fig_sweep_lengths", "fig_sweep_strip"),
@@ -173,7 +176,9 @@ def test_other_controls_rerun_cleanly(at):
     for option in at.radio(key="evidence_mode").options[1:]:
         at.radio(key="evidence_mode").set_value(option).run()
         assert not at.exception, option
-    at.toggle(key="evidence_normalize").set_value(False).run()
+    for option in at.radio(key="evidence_spread").options:
+        at.radio(key="evidence_spread").set_value(option).run()
+        assert not at.exception, option
     at.selectbox(key="evidence_digit").set_value(1).run()
     assert not at.exception
     open_view(at, "Transform explorer")
@@ -184,6 +189,183 @@ def test_other_controls_rerun_cleanly(at):
     at.button(key="tf_reset").click().run()
     assert at.slider(key="tf_rotate").value == 0.0
     assert not at.exception and not at.error
+
+
+def metric_proto(app, label: str):
+    found = [m.proto for m in app.metric if m.label == label]
+    assert found, f"no metric labelled {label!r}"
+    return found[0]
+
+
+def test_routing_metrics_have_no_arrows_and_iteration_1_is_a_tie(at):
+    from streamlit.proto.Metric_pb2 import Metric
+
+    open_view(at, "Routing step by step")
+    labels = ["Routing entropy", "Largest |c − 1/10|", "Most coupled primary"]
+    labels.append(next(m.label for m in at.metric if m.label.startswith("Coupling mass")))
+    for t in (3, 1):
+        at.slider(key="routing_iteration").set_value(t).run()
+        assert not at.exception
+        for label in labels:  # none of them is a change over time: no up or down arrow
+            assert metric_proto(at, label).direction == Metric.MetricDirection.NONE, (t, label)
+    assert metric(at, "Most coupled primary") == "none: all equal"
+    assert metric_proto(at, "Most coupled primary").delta == "c = 0.1000 for every primary"
+    mass = metric_proto(at, labels[-1])
+    assert mass.body == "115.200" and mass.delta == "uniform: 115.2"
+    at.slider(key="routing_iteration").set_value(3).run()
+    assert metric(at, "Most coupled primary").startswith("type ")
+
+
+def test_raw_coupling_is_labelled_c(at, app_model, samples):
+    from capsules import analysis as A
+    from dashboard import figures as F
+
+    open_view(at, "Routing step by step")
+    options = at.radio(key="routing_view").options
+    raw = next(o for o in options if o.startswith("c itself"))
+    at.radio(key="routing_view").set_value(raw).run()
+    heat = charts(at)["fig_coupling"]["data"][0]
+    assert heat["colorbar"]["title"]["text"] == "c" and heat["zmid"] == pytest.approx(0.1)
+    res = A.analyse(app_model, samples["images"][at.selectbox(key="sample").value])
+    expected = F.coupling_tiles(res.c[-1, :, res.prediction])  # c itself, not c - 1/10
+    np.testing.assert_allclose(array(heat["z"]), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_pose_offsets_reset_when_the_input_changes(at, samples):
+    open_view(at, "Pose perturbation")
+    at.slider(key="pose_3").set_value(0.25).run()
+    assert at.slider(key="pose_3").value == 0.25  # kept while the input stays
+    at.selectbox(key="pose_digit").set_value(2).run()
+    assert at.slider(key="pose_3").value == 0.25
+    k = int(np.flatnonzero(samples["labels"] == 3)[0])
+    at.selectbox(key="sample").set_value(k).run()
+    assert not at.exception
+    assert all(at.slider(key=f"pose_{d}").value == 0.0 for d in range(16))
+
+
+def test_iterations_view_shows_saturation_and_the_training_r(at, app_model):
+    from capsules import analysis as A
+
+    open_view(at, "Routing iterations")
+    at.slider(key="iterations").set_value(10).run()
+    assert not at.exception
+    text = " ".join(c.value for c in at.caption)
+    trained = A.training_iterations(app_model.metadata)
+    if trained is not None:
+        assert f"training used r = {trained}" in text
+    assert "at k = 10," in text and "approach length 1" in text
+    lengths = array(charts(at)["fig_sweep_lengths"]["data"][0]["y"])
+    assert lengths.shape == (10,)
+
+
+def test_reading_notes():
+    from capsules import analysis as A
+    from capsules.preprocess import Converted
+    from dashboard.explorer import Input, reading_notes
+
+    class Lengths:  # what reading_notes reads of an analysis: r = 3, the lengths
+        iterations, sweep = 3, None
+
+        def __init__(self, lengths):
+            self.lengths = np.asarray(lengths)
+            self.reading = A.reading(self.lengths)
+
+    blank = np.zeros((28, 28), np.float32)
+    sample = Input(blank, "test digit", 7, None, drawn=False)
+    assert reading_notes(Lengths([0, 0, 0, 0, 0, 0, 0, 0.95, 0, 0]), sample, 3) == []
+    smiley = reading_notes(Lengths([0.47, 0.2, 0, 0, 0, 0, 0, 0, 0, 0.1]), sample, 3)
+    assert len(smiley) == 1 and "No capsule is longer than 0.5" in smiley[0] and "0.47" in smiley[0]
+    hash_ = reading_notes(Lengths([0, 0, 0, 0, 0.88, 0, 0, 0.67, 0, 0]), sample, 3)
+    assert len(hash_) == 1 and "4 (0.88), 7 (0.67)" in hash_[0] and "overlapping" in hash_[0]
+    hesitant = reading_notes(Lengths([0, 0, 0, 0, 0.7, 0, 0, 0.1, 0, 0]), sample, 3)
+    assert len(hesitant) == 1 and "m⁺ = 0.9" in hesitant[0]
+    dot = Input(blank, "your drawing", None, Converted(blank, extent=0.05), drawn=True)
+    notes = reading_notes(Lengths([0.97, 0, 0, 0, 0, 0, 0, 0, 0, 0]), dot, 3)
+    assert len(notes) == 1 and "5% of the canvas" in notes[0] and "14×" in notes[0]
+
+
+def test_long_capsules_at_r_10_are_put_down_to_r(app_model, samples):
+    """At r = 10 several capsules of an ordinary digit are long; the note says it is routing
+    longer than training did, and which capsules are long at training's r."""
+    from capsules import analysis as A
+    from dashboard.explorer import Input, reading_notes
+
+    k = int(np.flatnonzero(samples["labels"] == 7)[0])
+    image = samples["images"][k]
+    res = A.analyse(app_model, image, iterations=10)
+    assert res.reading.several  # the shipped model: 7 (1.00), 3 (0.95), 9 (0.89), ...
+    notes = reading_notes(res, Input(A.as_image(image), "test digit", 7, None, drawn=False), 3)
+    assert len(notes) == 1 and "more iterations than training's r = 3" in notes[0]
+    assert f"with r = 3 the long ones are {res.prediction} (" in notes[0]
+    assert "overlapping" not in notes[0]
+
+
+def test_an_unreadable_drawing_shows_its_reason(monkeypatch):
+    """The page catches the preprocessing module's error for what the canvas sends, and only it."""
+    import dashboard.common as common
+    from capsules.preprocess import ImageError
+
+    messages = []
+    monkeypatch.setattr(common.st, "warning", messages.append)
+
+    def fake_convert(array):
+        raise ImageError("unsupported shape (3,); expected ...")
+
+    monkeypatch.setattr(common, "convert", fake_convert)
+
+    class Result:
+        image_data = np.zeros(3)
+
+    import streamlit_drawable_canvas
+
+    monkeypatch.setattr(streamlit_drawable_canvas, "st_canvas", lambda **kw: Result())
+    assert common.read_drawing() is None and "unsupported shape" in messages[0]
+
+    def broken(array):
+        raise RuntimeError("a bug in preprocessing")
+
+    monkeypatch.setattr(common, "convert", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        common.read_drawing()
+
+
+def test_the_server_works_on_one_thread_unless_told(monkeypatch):
+    """Each script run is a thread of its own; torch's thread count set in one is what later
+    threads start with."""
+    import threading
+
+    import torch
+
+    def threads_of_a_new_thread() -> int:
+        seen = []
+        worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        worker.start()
+        worker.join()
+        return seen[0]
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("CAPSULES_DEVICE", "cpu")
+    monkeypatch.delenv("CAPSULES_THREADS", raising=False)
+    try:
+        AppTest.from_file(str(APP), default_timeout=60).run()
+        assert threads_of_a_new_thread() == 1
+        monkeypatch.setenv("CAPSULES_THREADS", "2")
+        AppTest.from_file(str(APP), default_timeout=60).run()
+        assert threads_of_a_new_thread() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_figures_are_built_once_per_numbers():
+    from dashboard.common import figure
+
+    lengths = np.linspace(0, 0.9, 10)
+    first = figure("lengths_figure", lengths, 9, height=300)
+    assert figure("lengths_figure", lengths.copy(), 9, height=300) is first  # same numbers: same figure
+    assert figure("lengths_figure", lengths, 8, height=300) is not first
+    changed = lengths.copy()
+    changed[0] = 0.5
+    assert figure("lengths_figure", changed, 9, height=300) is not first
 
 
 def test_make_samples_selection():

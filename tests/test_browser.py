@@ -1,8 +1,11 @@
 """The dashboard in a real browser: streamlit run + Debian's chromium through Playwright.
 
 Draws a vertical stroke on the canvas and checks that the page reads it as a "1", then empties
-the canvas and checks that the page is back on the sample; uploads a scan and a broken file. Skipped when
-chromium or Playwright is missing, a failure instead under ``CAPSULES_REQUIRE_BROWSER=1``.
+the canvas and checks that the page is back on the sample; uploads a scan and a broken file;
+opens every view at 1280 and 1920 pixels and checks what a person sees there (no cut-off text,
+no overlapping titles and legends, every digit labelled, no arrows on numbers that are not
+changes) and that the page asks nothing of any other host. Skipped when chromium or Playwright
+is missing, a failure instead under ``CAPSULES_REQUIRE_BROWSER=1``.
 The "reads as 1" check needs the trained, shipped checkpoint; with an untrained model only the
 page mechanics are checked (the stroke replaces the sample and the page reruns cleanly).
 """
@@ -13,9 +16,9 @@ import os
 
 import pytest
 
-from dashboard.browser import (
-    CHROMIUM_ARGS, STROKE_ONE, draw, find_canvas, find_chromium, metric_value, streamlit_server,
-    wait_idle,
+from browser import (
+    CHROMIUM_ARGS, STROKE_ONE, chart_boxes, cut_off_texts, draw, find_canvas, find_chromium, metric_value,
+    open_tab, overlap, streamlit_server, wait_idle,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -138,6 +141,110 @@ def test_upload_a_photo_and_a_broken_file(browser, app_url):
         wait_idle(page)
         assert page.locator('[data-testid="stException"]').count() == 0
         assert page.locator('[data-testid="stAlertContentInfo"]').count() >= 1
+        message = page.inner_text('[data-testid="stAlertContentInfo"]')
+        assert "broken.png" in message and " at 0x" not in message and "BytesIO" not in message
         assert "test digit" in page.inner_text('[data-testid="stMain"]')  # back on the sample
+    finally:
+        page.close()
+
+
+VIEWS = ["Capsule lengths", "Routing step by step", "Evidence map", "Routing iterations",
+         "Pose perturbation", "Transform explorer"]
+
+
+def _open(browser, app_url, width: int):
+    """A new page of ``width`` pixels on the app, settled; and the list its requests go to."""
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(app_url, wait_until="domcontentloaded")
+    page.wait_for_selector('[data-testid="stMetric"]', timeout=120_000)
+    wait_idle(page)
+    return page, requests
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_every_view_fits_and_nothing_comes_from_another_host(browser, app_url, width):
+    page, requests = _open(browser, app_url, width)
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        # the input row: the canvas fits its column, the sample picker's text is not cut off
+        canvas = find_canvas(page).bounding_box()
+        column = page.locator('[data-testid="stColumn"]').first.bounding_box()
+        assert canvas["x"] + canvas["width"] <= column["x"] + column["width"] + 1
+        pair = chart_boxes(page, "Reconstruction (")
+        first, second = (pair["annotations"][k] for k in sorted(pair["annotations"]))
+        assert not overlap(first, second), pair["annotations"]
+        assert cut_off_texts(page) == []
+        # the longest sample label, a misclassified digit, fits too
+        picker = page.get_by_role("combobox", name="Sample MNIST test digit")
+        picker.fill("#1014")
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => document.body.innerText.includes('test digit #1014')", timeout=60_000)
+        wait_idle(page)
+        assert "read as" in picker.input_value() and cut_off_texts(page) == [], picker.input_value()
+        for view in VIEWS:
+            open_tab(page, view)
+            assert page.locator('[data-testid="stException"]').count() == 0, view
+            assert cut_off_texts(page) == [], (view, cut_off_texts(page))
+            if view == "Capsule lengths":
+                lengths = chart_boxes(page, "Digit-capsule lengths")
+                assert lengths["xticks"] == [str(j) for j in range(10)]  # every digit labelled
+            if view == "Transform explorer":
+                for marker, ticks in (("Lengths |v", range(10)), ("Pose v", range(1, 17))):
+                    boxes = chart_boxes(page, marker)
+                    assert boxes["xticks"] == [str(k) for k in ticks], marker  # every one labelled
+                    assert not any(overlap(boxes["title"], lg) for lg in boxes["legends"]), marker
+                tf_pair = chart_boxes(page, "Transformed (")
+                first, second = (tf_pair["annotations"][k] for k in sorted(tf_pair["annotations"]))
+                assert not overlap(first, second), tf_pair["annotations"]
+                sweep = chart_boxes(page, "Pose of capsule")
+                pose_legend, digit_legend = sorted(sweep["legends"], key=lambda b: b["y0"])
+                assert not overlap(pose_legend, digit_legend)
+        outside = sorted({u for u in requests
+                          if not u.startswith((app_url, "data:", "blob:", "about:"))})
+        assert outside == [], f"requests to other hosts: {outside}"
+        assert errors == [], errors
+    finally:
+        page.close()
+
+
+def test_routing_metrics_show_no_arrows(browser, app_url):
+    """None of the routing metrics is a change over time: no up or down arrow, at any iteration."""
+    page, _ = _open(browser, app_url, 1400)
+    try:
+        open_tab(page, "Routing step by step")
+        main = page.locator('[data-testid="stMain"]')
+        assert main.locator('[data-testid="stMetric"]').count() >= 4
+        assert main.locator('[data-testid^="stMetricDeltaIcon"]').count() == 0
+        main.get_by_role("slider", name="Iteration").focus()
+        page.keyboard.press("Home")  # iteration 1: uniform coupling, a tie
+        page.wait_for_function("() => document.body.innerText.includes('none: all equal')", timeout=60_000)
+        wait_idle(page)
+        assert metric_value(page, "Most coupled primary") == "none: all equal"
+        assert main.locator('[data-testid^="stMetricDeltaIcon"]').count() == 0
+        assert "all equal" in page.inner_text('[data-testid="stMain"]')
+    finally:
+        page.close()
+
+
+def test_a_control_in_a_view_reruns_only_that_view(browser, app_url):
+    """A pose slider reruns the Pose view (a fragment): its picture changes and the view reports a
+    new time, while the page's own rerun time in the sidebar stays as it was."""
+    page, _ = _open(browser, app_url, 1400)
+    try:
+        open_tab(page, "Pose perturbation")
+        page_time = metric_value(page, "Compute, this rerun")
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        before = sidebar.inner_text()
+        assert page_time and "Open view, last rerun" in before and "v + offsets" not in page.inner_text("body")
+        page.locator('input[type="range"][aria-label^="dim 4 "]').focus()  # "dim 4 (-0.36)"
+        page.keyboard.press("End")
+        page.wait_for_function("() => document.body.innerText.includes('v + offsets')", timeout=60_000)
+        wait_idle(page)
+        assert metric_value(page, "Compute, this rerun") == page_time  # the page did not rerun
+        assert sidebar.inner_text() != before  # the view did, and said so
+        assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         page.close()

@@ -64,6 +64,13 @@ def test_lengths_bars_and_thresholds(result):
     assert list(bar.marker.color) == list(F.DIGIT_COLORS)
     assert {0.9, 0.1} <= _hlines(fig)
     assert fig.layout.title.text
+    # every digit has its tick label, however narrow the chart
+    assert list(fig.layout.xaxis.tickvals) == [str(j) for j in range(10)]
+    # the m+ / m- labels sit in the right margin, right of the plot, where no bar label reaches
+    labels = {a.text: a for a in fig.layout.annotations}
+    for text in ("m⁺ = 0.9", "m⁻ = 0.1"):
+        assert labels[text].xref == "paper" and labels[text].x >= 1.0 and labels[text].xanchor == "left"
+    assert fig.layout.margin.r >= 50
 
 
 def test_lengths_per_iteration(result):
@@ -72,6 +79,11 @@ def test_lengths_per_iteration(result):
     assert all(len(t.y) == 10 for t in fig.data)
     assert [t.line.color for t in fig.data] == list(F.DIGIT_COLORS)
     assert {0.9, 0.1} <= _hlines(fig)
+    # points above m+ stand out: r = 10 driving capsules towards 1 is visible
+    lengths = np.full((10, 10), 0.05)
+    lengths[:, 4] = np.linspace(0.5, 1.0, 10)
+    big = F.lengths_per_iteration_figure(lengths, highlight=3).data[4].marker.size
+    assert [s_ > 5 for s_ in big] == list(lengths[:, 4] > 0.9)
     change = F.length_change_figure(result.length_change)
     assert len(change.data) == 10 and all(len(t.y) == 2 for t in change.data)  # 1->2, 2->3
 
@@ -86,6 +98,18 @@ def test_coupling_layout(result):
     assert isinstance(fig, go.Figure) and len(fig.frames) == 0
     assert np.asarray(fig.data[0].z).shape == tiles.shape
     assert fig.data[0].zmid == 0
+    # raw c: the colour bar shows c itself, white at 1/10, named "c"
+    view = result.coupling(2, "raw")
+    raw = F.coupling_figure(view.values[-1], 2, zmax=view.spread, centre=view.centre, colorbar_title="c")
+    heat = raw.data[0]
+    assert heat.zmid == pytest.approx(0.1) and heat.colorbar.title.text == "c"
+    assert heat.zmin == pytest.approx(0.1 - view.spread) and heat.zmax == pytest.approx(0.1 + view.spread)
+    np.testing.assert_allclose(np.nanmax(np.asarray(heat.z, dtype=float)), view.values[-1].max(), rtol=1e-6)
+    # another geometry: 4 types on a 2x2 grid
+    from capsules import CapsNetConfig
+
+    small = A.Geometry.of(CapsNetConfig(image_size=20, primary_types=4))
+    assert F.coupling_tiles(np.arange(16), small).shape == (2, 8 * 2 + 7)
 
 
 def test_coupling_animation_has_one_frame_per_iteration(result):
@@ -106,19 +130,23 @@ def test_routing_mass_and_agreement(result):
 
 
 def test_evidence_frames(result):
-    maps = result.evidence()[:, result.prediction]
+    maps = result.evidence_for(result.prediction, "votes", "mean")
     fig = F.evidence_figure(result.image, maps, result.prediction)
     assert len(fig.frames) == result.iterations
     heat, outline = fig.data
     assert isinstance(heat, go.Heatmap) and isinstance(outline, go.Contour)
     assert np.asarray(heat.z).shape == (28, 28) and np.asarray(outline.z).shape == (28, 28)
-    np.testing.assert_allclose(np.asarray(heat.z), maps[-1])  # opens on the last iteration
+    np.testing.assert_allclose(np.asarray(heat.z, dtype=float), maps[-1])  # opens on the last iteration
     assert all(np.asarray(f.data[0].z).shape == (28, 28) for f in fig.frames)
     assert [list(f.traces) for f in fig.frames] == [[0]] * 3
-    assert heat.zmin == pytest.approx(float(maps[:, :27, :27].min()))
+    # magnitudes: a sequential scale from 0; the pixels no field covers are gaps, not a colour
+    assert heat.colorscale == go.Heatmap(colorscale=F.SEQUENTIAL).colorscale and heat.zmid is None
+    assert heat.zmin == 0 and heat.zmax == pytest.approx(float(np.nanmax(maps)))
+    assert np.isnan(np.asarray(heat.z, dtype=float)[27]).all() and heat.hoverongaps is False
     change = F.evidence_figure(result.image, maps - maps[:1], result.prediction, diverging=True,
-                               iteration=1)
-    assert len(change.frames) == 3 and change.data[0].zmid == 0
+                               iteration=1, outline=False)
+    assert len(change.frames) == 3 and change.data[0].zmid == 0 and len(change.data) == 1
+    assert change.data[0].colorscale == go.Heatmap(colorscale=F.DIVERGING).colorscale
     assert change.layout.sliders[0].active == 0
 
 
@@ -127,7 +155,9 @@ def test_fig4_grid_is_16_by_11(result):
     assert isinstance(fig, go.Figure)
     assert len(fig.layout.yaxis.tickvals) == 16 and len(fig.layout.xaxis.tickvals) == 11
     assert fig.layout.meta == {"rows": 16, "cols": 11}
-    assert list(fig.layout.xaxis.ticktext)[5] == "+0.00"
+    ticks = list(fig.layout.xaxis.ticktext)
+    assert (ticks[0], ticks[5], ticks[10]) == ("-0.25", "+0.00", "+0.25")  # first, middle, last
+    assert ticks.count("") == 8 and "steps of 0.05" in fig.layout.xaxis.title.text
     w, h = _png_size(fig.data[0].source)
     assert (h, w) == (16 * 28 + 15 * 2, 11 * 28 + 10 * 2)
     mos = F.mosaic(result.grid)
@@ -140,8 +170,22 @@ def test_strip_pose_and_transform(result):
     assert len(strip.layout.xaxis.tickvals) == 10
     pose = F.pose_figure(result.v[2], 2, result.v[2] + 0.1)
     assert len(pose.data) == 2 and len(pose.data[0].y) == 16
+    # the legend sits under the plot, never over the title
+    assert pose.layout.legend.y <= 0 and pose.layout.legend.yref == "container"
     s = result.tsweep
     fig = F.transform_figure(s.values, s.poses, s.lengths, "rotate", s.digit, current=0.0)
     assert len(fig.data) == 16 + 10
     assert all(len(t.x) == 7 for t in fig.data)
     assert [t.line.color for t in fig.data[16:]] == list(F.DIGIT_COLORS)
+    # every line is named in a legend and in its hover
+    assert [t.name for t in fig.data[:16]] == [f"dim {d}" for d in range(1, 17)]
+    assert {t.legend for t in fig.data[:16]} == {"legend2"} and fig.layout.legend2.title.text == "pose dim"
+    assert all(t.showlegend is not False for t in fig.data)
+    assert all(f"<extra>{t.name}</extra>" in t.hovertemplate for t in fig.data)
+
+
+def test_image_pair_titles_are_short(result):
+    fig = F.image_pair_figure(result.image, result.reconstruction, 7, first="Transformed")
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["Transformed (28×28)", "Reconstruction (7)"]
+    assert max(len(t) for t in titles) <= 20  # fits over half of a 300-pixel figure

@@ -65,6 +65,7 @@ def test_images_give_a_prediction(name, model):
 def test_non_images_and_blank_images_give_one_sentence(data, expected):
     image, message = upload_to_mnist(data, "upload.bin")
     assert image is None and expected in message and "\n" not in message
+    assert " at 0x" not in message and "BytesIO" not in message  # no Python object reprs
 
 
 def test_a_10000_by_10000_image_gives_a_clear_message_or_a_prediction(model):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.browser import (CHROMIUM_ARGS, STROKE_ONE, STROKE_SEVEN, draw, find_canvas, find_chromium,
-                               metric_value, streamlit_server, wait_idle)
+from browser import (CHROMIUM_ARGS, STROKE_ONE, STROKE_SEVEN, draw, find_canvas, find_chromium, free_port,
+                     metric_value, streamlit_server, wait_idle)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SESSIONS = 10
@@ -42,8 +42,6 @@ def test_ten_sessions_at_once(capsys):
             pytest.fail("chromium is required here (CAPSULES_REQUIRE_BROWSER=1) but was not found")
         pytest.skip("no chromium executable found")
     from playwright.sync_api import sync_playwright
-
-    from dashboard.browser import free_port
 
     port = free_port()
     with streamlit_server(port=port, env={"CAPSULES_DEVICE": "cpu"}, timeout=120) as url, \

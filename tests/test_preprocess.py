@@ -160,6 +160,23 @@ def test_faint_ink_gives_none_but_clear_ink_does_not():
     check_valid(to_mnist(image))
 
 
+def test_convert_reports_the_size_of_the_ink():
+    from capsules.preprocess import TINY, convert
+
+    canvas = np.zeros((280, 280, 4), np.uint8)
+    digit = canvas.copy()
+    digit[40:240, 130:150, 3] = 255  # a "1", 200 pixels tall
+    got = convert(digit)
+    assert got.extent == pytest.approx(200 / 280) and not got.tiny
+    np.testing.assert_array_equal(got.image, to_mnist(digit))
+    dot = canvas.copy()
+    dot[140:150, 140:150, 3] = 255  # a 10-pixel dot
+    got = convert(dot)
+    assert got.extent == pytest.approx(10 / 280) and got.extent < TINY and got.tiny
+    assert got.zoom == pytest.approx((20 / 28) / (10 / 280))
+    assert convert(canvas) is None
+
+
 def test_single_dot_thick_strokes_and_tiny_images():
     dot = np.zeros((28, 28), np.uint8)
     dot[3, 5] = 255
@@ -244,9 +261,11 @@ def test_large_images_work():
     None,
 ])
 def test_bad_inputs_raise_value_error_saying_what_was_expected(image):
-    with pytest.raises(ValueError, match="expected") as info:
+    from capsules.preprocess import ImageError
+
+    with pytest.raises(ImageError, match="expected") as info:  # an ImageError is a ValueError
         to_mnist(image)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and isinstance(info.value, ValueError)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -414,8 +433,11 @@ def test_load_applies_exif_orientation():
     b"\x89PNG\r\n\x1a\n" + b"\x00" * 40,  # a PNG signature and nonsense
 ])
 def test_load_garbage_raises(data):
-    with pytest.raises(ValueError, match="not an image"):
+    from capsules.preprocess import ImageError
+
+    with pytest.raises(ImageError, match="not an image") as info:
         load_image(data)
+    assert " at 0x" not in str(info.value) and "BytesIO" not in str(info.value)  # no Python reprs
 
 
 def test_load_truncated_raises(mask):

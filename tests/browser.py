@@ -1,5 +1,7 @@
 """Drive the dashboard in a real browser: start ``streamlit run``, open it in chromium with
-Playwright, draw on the canvas. Used by ``tests/test_browser.py`` and ``scripts/screenshot.py``.
+Playwright, draw on the canvas. A test harness, not a test: used by ``tests/test_browser.py``,
+``tests/test_load.py`` (imported as ``browser``, pytest puts ``tests/`` on the path) and
+``scripts/screenshot.py`` (which loads this file by its path).
 
 Nothing is downloaded: the browser is the system's chromium (``$CAPSULES_CHROMIUM``, else
 ``/usr/bin/chromium``, else ``chromium`` / ``chromium-browser`` / ``google-chrome`` on PATH).
@@ -151,6 +153,63 @@ def metric_value(page, label: str) -> str | None:
         }""",
         label,
     )
+
+
+def open_tab(page, name: str) -> None:
+    """Click the tab ``name``, wait for the rerun it starts, and scroll every chart into view
+    once (plotly charts are drawn when they become visible)."""
+    page.get_by_role("tab", name=name).click()
+    wait_idle(page)
+    for chart in page.query_selector_all('[data-testid="stPlotlyChart"]'):
+        chart.evaluate("e => e.scrollIntoView({block: 'center'})")  # hidden ones (closed expanders) stay
+        page.wait_for_timeout(150)
+    page.wait_for_timeout(300)
+
+
+def cut_off_texts(page) -> list[str]:
+    """Texts of select boxes and metrics that do not fit their box (cut off or ellipsised)."""
+    return page.evaluate(
+        """() => {
+            const wide = e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1;
+            const inputs = [...document.querySelectorAll('[data-testid="stSelectbox"] input')]
+                .filter(e => e.value && wide(e)).map(e => e.value);
+            const texts = [...document.querySelectorAll('[data-testid="stMetric"] p')]
+                .filter(e => e.innerText.trim() && wide(e)).map(e => e.innerText.trim());
+            return [...inputs, ...texts];
+        }""")
+
+
+def chart_boxes(page, marker: str) -> dict | None:
+    """Screen boxes of the parts of the plotly chart whose title or an annotation contains
+    ``marker``: ``title``, ``legends`` (a list), ``annotations`` (text -> box), ``plot`` and the
+    visible x tick labels ``xticks`` (a list of texts)."""
+    return page.evaluate(
+        """(marker) => {
+            const box = e => { const r = e.getBoundingClientRect();
+                               return {x0: r.left, x1: r.right, y0: r.top, y1: r.bottom}; };
+            for (const p of document.querySelectorAll('.js-plotly-plot')) {
+                const title = p.querySelector('.gtitle');
+                const notes = [...p.querySelectorAll('.annotation')];
+                if (!(title && title.textContent.includes(marker))
+                    && !notes.some(a => a.textContent.includes(marker))) continue;
+                const out = {title: title && title.textContent ? box(title) : null,
+                             legends: [...p.querySelectorAll('g')]
+                                 .filter(g => /^legend[0-9]*$/.test(g.getAttribute('class') || ''))
+                                 .map(box),
+                             annotations: {}, plot: box(p.querySelector('.draglayer') || p),
+                             xticks: [...p.querySelectorAll('.xtick text')].map(t => t.textContent).filter(t => t)};
+                for (const a of notes) out.annotations[a.textContent] = box(a.querySelector('text') || a);
+                return out;
+            }
+            return null;
+        }""",
+        marker,
+    )
+
+
+def overlap(a: dict, b: dict) -> bool:
+    """Whether two screen boxes ({x0, x1, y0, y1}) intersect."""
+    return a["x0"] < b["x1"] and b["x0"] < a["x1"] and a["y0"] < b["y1"] and b["y0"] < a["y1"]
 
 
 # Strokes as fractions of the canvas: a "1" and a "7".

@@ -1,0 +1,241 @@
+"""What every page of the dashboard shares: the model (loaded once per process), the sample
+digits, the input widgets, the sidebar's model panel and a clock for the compute figure.
+
+Pages import these instead of copying them. Nothing here computes: the arithmetic is in
+:mod:`capsules.analysis` and :mod:`capsules.preprocess`, the drawing in :mod:`dashboard.figures`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+from capsules import CapsNet
+from capsules.checkpoint import SHIPPED, CheckpointError, load_model
+from capsules.device import describe, pick_device
+from capsules.preprocess import Converted, ImageError, convert, convert_upload
+from dashboard import figures as F
+
+SAMPLES = Path(__file__).with_name("samples.npz")
+CANVAS_SIDE = 240  # pixels; fits the input column of a 1280-pixel window
+PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+
+
+# ------------------------------------------------------------------------------ the model
+
+
+@dataclass
+class Loaded:
+    """The model a page works with. ``key`` names it in the caches of results (path, file
+    time and device): a replaced checkpoint gives new results."""
+
+    model: CapsNet
+    device: torch.device
+    key: str
+
+
+def checkpoint_path() -> Path:
+    """``$CAPSULES_CHECKPOINT``, else the shipped checkpoint."""
+    return Path(os.environ.get("CAPSULES_CHECKPOINT") or SHIPPED)
+
+
+@st.cache_resource(show_spinner="Loading the CapsNet…", max_entries=1)
+def _get_model(path: str, stamp: float, device_name: str | None) -> tuple[CapsNet, torch.device]:
+    """One model per process, shared by every session. ``stamp`` (the file's mtime) makes a
+    replaced checkpoint reload; a missing file gives an untrained, seeded CapsNet."""
+    device = pick_device(device_name)
+    if Path(path).is_file():
+        return load_model(path, device), device
+    torch.manual_seed(0)
+    return CapsNet().to(device).eval(), device
+
+
+def get_model() -> Loaded:
+    """The page's model; a checkpoint that cannot be loaded stops the page with its one line."""
+    path = checkpoint_path()
+    stamp = path.stat().st_mtime if path.is_file() else 0.0
+    try:
+        model, device = _get_model(str(path), stamp, os.environ.get("CAPSULES_DEVICE"))
+    except (CheckpointError, ValueError) as exc:
+        st.error(f"The model could not be loaded: {exc}")
+        st.stop()
+    key = f"{path}:{stamp if model.checkpoint_path else 'untrained'}:{device}"
+    if model.checkpoint_path is None:
+        st.warning(f"No checkpoint at `{path}`: this is an **untrained** CapsNet.", icon="⚠️")
+    return Loaded(model=model, device=device, key=key)
+
+
+@st.cache_data(show_spinner=False)
+def _get_samples(path: str, stamp: float) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def get_samples() -> dict[str, np.ndarray]:
+    """The built-in MNIST test digits (``dashboard/samples.npz``); stops the page with the
+    command that makes them when the file is missing."""
+    if not SAMPLES.is_file():
+        st.info(f"No sample digits found at `{SAMPLES}`: run `python scripts/make_samples.py`.")
+        st.stop()
+    return _get_samples(str(SAMPLES), SAMPLES.stat().st_mtime)
+
+
+# ------------------------------------------------------------------------------ timing
+
+
+class Clock:
+    """Wall time of one script run: ``total`` from the clock's creation (the whole rerun so
+    far), ``steps`` the model work by label."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.steps: dict[str, float] = {}
+
+    def __call__(self, label: str, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.steps[label] = self.steps.get(label, 0.0) + (time.perf_counter() - t0) * 1e3
+        return out
+
+    @property
+    def total(self) -> float:
+        """Milliseconds since the run began."""
+        return (time.perf_counter() - self.start) * 1e3
+
+    @property
+    def model_work(self) -> float:
+        return sum(self.steps.values())
+
+
+# ------------------------------------------------------------------------------ widgets
+
+
+def chart(fig, key: str) -> None:
+    st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG)
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _figure(name: str, args: tuple, kwargs: tuple):
+    return getattr(F, name)(*args, **dict(kwargs))
+
+
+def figure(name: str, *args, **kwargs):
+    """``dashboard.figures.<name>(*args, **kwargs)``, built once per distinct arguments (hashed by
+    content) and shared by all sessions: a rerun that shows the same numbers again does not
+    rebuild the figure. Figures are only read afterwards (``st.plotly_chart`` copies them)."""
+    return _figure(name, args, tuple(sorted(kwargs.items())))
+
+
+def digit_picker(label: str, key: str, prediction: int) -> int:
+    """A digit-capsule selectbox whose default follows the prediction."""
+    choice = st.selectbox(label, [None, *range(10)], key=key,
+                          format_func=lambda d: f"winning capsule ({prediction})" if d is None else f"capsule {d}")
+    return prediction if choice is None else int(choice)
+
+
+def read_drawing(key: str = "canvas") -> Converted | None:
+    """The drawing canvas (white ink on black) as the model's input, or None when it has no ink
+    (or the drawing component is not installed)."""
+    try:
+        from streamlit_drawable_canvas import st_canvas
+    except ImportError:  # the component is optional: the pages work without it
+        st.info("Install `streamlit-drawable-canvas` to draw digits here.")
+        return None
+    result = st_canvas(
+        fill_color="rgba(0, 0, 0, 0)", stroke_width=18, stroke_color="#FFFFFF",
+        background_color="#000000", height=CANVAS_SIDE, width=CANVAS_SIDE,
+        drawing_mode="freedraw", update_streamlit=True, return_image_data=True, key=key,
+    )
+    if result is None or result.image_data is None:
+        return None
+    try:
+        return convert(result.image_data)
+    except ImageError as exc:  # what the component sent is no image: say so, use the sample
+        st.warning(f"The drawing could not be read: {exc}")
+        return None
+
+
+def read_upload(key: str = "upload") -> tuple[Converted | None, str | None]:
+    """An uploaded photo or scan: (the model's input or None, the file's name or None). An
+    unreadable file shows its one-sentence reason."""
+    upload = st.file_uploader("Upload a photo or scan (PNG/JPEG)", type=["png", "jpg", "jpeg"], key=key)
+    if upload is None:
+        return None, None
+    converted, message = convert_upload(upload.getvalue(), upload.name)
+    if message:
+        st.info(message)
+    return converted, upload.name
+
+
+def sample_label(samples: dict[str, np.ndarray], k: int) -> str:
+    """Short enough for a narrow column: "7 · #229", "6 · #1014 · read as 5 ✗" (label, index in
+    the MNIST test set, and the shipped model's answer when it is wrong)."""
+    idx, label, pred = int(samples["indices"][k]), int(samples["labels"][k]), int(samples["predictions"][k])
+    return f"{label} · #{idx}" + (f" · read as {pred} ✗" if pred != label else "")
+
+
+# ------------------------------------------------------------------------------ sidebar
+
+
+def model_panel(loaded: Loaded):
+    """Device and checkpoint metadata in the sidebar; returns the slot where :func:`report_time`
+    puts the time of the run, once the run is over."""
+    model, meta = loaded.model, loaded.model.metadata
+    with st.sidebar:
+        st.header("Model")
+        st.markdown(f"**Device:** {describe(loaded.device)}")
+        if model.checkpoint_path is not None:
+            st.markdown(f"**Checkpoint:** `{model.checkpoint_path.name}`")
+        rows = []
+        if meta.get("test_accuracy") is not None:  # training writes a percentage
+            rows.append(f"- test accuracy **{float(meta['test_accuracy']):.2f} %**")
+        if meta.get("epoch") is not None:
+            rows.append(f"- epochs: {meta['epoch']} of {meta.get('epochs', '?')}")
+        if meta.get("date"):
+            rows.append(f"- trained: {str(meta['date'])[:16].replace('T', ' ')} UTC")
+        if meta.get("hardware"):
+            rows.append(f"- on: {meta['hardware']}")
+        if meta.get("train_seconds"):
+            rows.append(f"- training time: {float(meta['train_seconds']) / 60:.0f} min")
+        if rows:
+            st.markdown("\n".join(rows))
+        else:
+            st.caption("untrained weights (no checkpoint yet)")
+        return st.empty()
+
+
+def report_time(slot, clock: Clock) -> None:
+    """The time of this whole script run, in the slot :func:`model_panel` left. Call it last."""
+    with slot.container():
+        st.metric("Compute, this rerun", f"{clock.total:.0f} ms",
+                  help="Wall time of this whole script run on the server: reading the widgets, the "
+                       "model work, building the figures and sending them (the browser's drawing "
+                       "is not included). Results and figures already made for these numbers come "
+                       "from a cache. A control inside a view reruns only that view (below).")
+        if clock.steps:
+            st.caption("model work: " + " · ".join(f"{k_} {v_:.1f} ms" for k_, v_ in clock.steps.items()))
+        last = st.session_state.get("new_input_ms")
+        if last is not None:
+            st.caption(f"Last new input: **{last:.0f} ms** for the whole rerun.")
+
+
+def view(draw):
+    """A view of a page as a fragment: its own controls rerun only it, not the page. ``draw``
+    takes its arguments and a :class:`Clock` (last); the view's time goes to the sidebar."""
+
+    @functools.wraps(draw)
+    def run(*args):
+        clock = Clock()
+        draw(*args, clock)
+        with st.sidebar:
+            work = " · ".join(f"{k_} {v_:.1f} ms" for k_, v_ in clock.steps.items())
+            st.caption(f"Open view, last rerun: **{clock.total:.0f} ms**" + (f" (model work: {work})" if work else ""))
+
+    return st.fragment(run)

@@ -1,0 +1,483 @@
+"""The explorer of one digit: draw, pick or upload a digit and watch the capsules route it.
+
+A page of ``streamlit run dashboard/app.py``. :func:`main` reads the widgets, calls
+:mod:`capsules.analysis` for every number and :mod:`dashboard.figures` for every figure, and lays
+the page out; the functions below each read their widgets and return what they read, or draw
+one view. Each view is a fragment (:func:`dashboard.common.view`): its own controls rerun only
+the view; the input, r and the tabs rerun the page. Figures are cached by their numbers
+(:func:`dashboard.common.figure`), so a rerun redraws only what changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from capsules import analysis as A
+from capsules.preprocess import Converted
+from dashboard.common import (
+    Clock, Loaded, chart, digit_picker, figure, get_model, get_samples, model_panel, read_drawing,
+    read_upload, report_time, sample_label, view,
+)
+
+MAX_ITERATIONS = 10
+POSE_DIMS = 16
+TRANSFORM_LABELS = {"rotate": "Rotate", "scale": "Scale", "shift_x": "Shift x", "shift_y": "Shift y",
+                    "shear": "Shear"}
+TRANSFORM_STEPS = {"rotate": 1.0, "scale": 0.02, "shift_x": 0.5, "shift_y": 0.5, "shear": 0.05}
+TRANSFORM_FORMATS = {"rotate": "%+.0f°", "scale": "%.2f×", "shift_x": "%+.1f px", "shift_y": "%+.1f px",
+                     "shear": "%+.2f"}
+COUPLING_VIEWS = {"c − 1/10 (move from uniform)": "deviation",
+                  "c[t] − c[t−1] (change in this step)": "step",
+                  "c itself (white = 1/10)": "raw"}
+COUPLING_BARS = {"deviation": "c − 1/10", "step": "Δc", "raw": "c"}
+EVIDENCE_MODES = {"votes c·|û|": "votes", "contribution to |sⱼ|": "projected",
+                  "change since iteration 1": "change"}
+EVIDENCE_SPREADS = {"the ink it sees": "ink", "its whole field (mean)": "mean"}
+EVIDENCE_BARS = {"votes": "c·|û|", "projected": "c û·v̂", "change": "Δ c·|û|"}
+
+
+@dataclass
+class Input:
+    """What the model reads this run and where it came from."""
+
+    image: np.ndarray  # (28, 28) float32 in [0, 1]
+    source: str  # for the page: "your drawing", "upload `x.png`", "test digit #229 (label 7)"
+    label: int | None  # the true label of a sample digit
+    converted: Converted | None  # a drawing or upload: how large its ink was
+    drawn: bool
+
+    @property
+    def key(self) -> int:
+        return hash(self.image.tobytes())
+
+
+# ------------------------------------------------------------------------------ cached work
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_analysis(_model, model_key: str, image: np.ndarray, iterations: int) -> A.Analysis:
+    return A.analyse(_model, image, iterations=iterations, sweep_iterations=MAX_ITERATIONS)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_grid(_model, model_key: str, pose: np.ndarray, digit: int) -> np.ndarray:
+    return A.perturbation_grid(_model, pose, digit)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_sweep(_model, model_key: str, image: np.ndarray, kind: str, base: tuple, digit: int,
+                 iterations: int) -> A.TransformSweep:
+    return A.transform_sweep(_model, image, kind, base=dict(base), digit=digit, iterations=iterations)
+
+
+# ------------------------------------------------------------------------------ reading widgets
+
+
+def routing_iterations(model, trained: int | None) -> int:
+    """The sidebar's r, used by every view."""
+    default_r = int(model.config.routing_iterations)
+    said = f"training used r = {trained}" if trained else f"the model's default is r = {default_r}"
+    with st.sidebar:
+        st.header("Routing")
+        return st.slider("Routing iterations r", 1, MAX_ITERATIONS, default_r, key="iterations",
+                         help=f"Procedure 1 runs r iterations; the paper uses 3 and {said}. "
+                              "Every view uses this r.")
+
+
+def choose_input(samples: dict[str, np.ndarray], draw_col, pick_col) -> Input:
+    """The input row's widgets: a drawing replaces an upload, which replaces the sample."""
+    with draw_col:
+        st.subheader("Draw")
+        drawn = read_drawing()
+        st.caption("Draw one digit with the mouse: it replaces the sample; the toolbar's reset "
+                   "empties the canvas and returns to the sample. The model was trained on single "
+                   "MNIST digits, not on overlapping ones: two digits drawn over each other usually "
+                   "give one long capsule.")
+    with pick_col:
+        st.subheader("Or pick one")
+        sevens = np.flatnonzero(samples["labels"] == 7)
+        k = st.selectbox("Sample MNIST test digit", range(len(samples["labels"])),
+                         index=int(sevens[0]) if sevens.size else 0, key="sample",
+                         format_func=lambda i: sample_label(samples, i),
+                         help="20 test digits per class plus digits the shipped model gets wrong "
+                              "(predictions as of when the samples were made), as "
+                              "“label · #index in the MNIST test set”.")
+        uploaded, name = read_upload()
+    if drawn is not None:
+        return Input(drawn.image, "your drawing", None, drawn, drawn=True)
+    if uploaded is not None:
+        return Input(uploaded.image, f"upload `{name}`", None, uploaded, drawn=False)
+    label = int(samples["labels"][k])
+    return Input(A.as_image(samples["images"][k]), f"test digit #{int(samples['indices'][k])} (label {label})",
+                 label, None, drawn=False)
+
+
+def reset_pose() -> None:
+    for d in range(POSE_DIMS):
+        st.session_state[f"pose_{d}"] = 0.0
+
+
+def reset_transform() -> None:
+    for kind, (_, _, identity, _) in A.TRANSFORMS.items():
+        st.session_state[f"tf_{kind}"] = float(identity)
+
+
+def forget_offsets_of_old_input(inp: Input) -> None:
+    """The pose offsets belong to one input: a new input starts from its own pose."""
+    if st.session_state.get("pose_input") != inp.key:
+        st.session_state["pose_input"] = inp.key
+        reset_pose()
+
+
+# ------------------------------------------------------------------------------ top row
+
+
+def reading_notes(res: A.Analysis, inp: Input, trained: int | None) -> list[str]:
+    """What the lengths (and the size of a drawn mark) say about this input, in sentences."""
+    rd, notes = res.reading, []
+
+    def listed(digits, lengths):
+        return ", ".join(f"{j} ({lengths[j]:.2f})" for j in digits) or "none"
+
+    if rd.several and trained and res.iterations > trained:
+        notes.append(f"Several capsules are long: {listed(rd.long, res.lengths)}. Routing with r = "
+                     f"{res.iterations}, more iterations than training's r = {trained}, drives capsules "
+                     f"towards length 1 (see Routing iterations); with r = {trained} the long ones are "
+                     f"{listed(res.sweep.long(trained, A.LONG), res.sweep.lengths[trained - 1])}.")
+    elif rd.several:
+        notes.append(f"Several capsules are long: {listed(rd.long, res.lengths)}. Two digits, or a shape "
+                     "between them; this model never saw overlapping digits in training.")
+    elif rd.nothing:
+        notes.append(f"No capsule is longer than {A.LONG}: the model recognises no digit here "
+                     f"(the longest, {rd.prediction}, has length {rd.length:.2f}).")
+    elif not rd.confident:
+        notes.append(f"No capsule reaches m⁺ = {A.M_PLUS}: {rd.prediction} at {rd.length:.2f} is a "
+                     "hesitant answer.")
+    if inp.converted is not None and inp.converted.tiny:
+        notes.append(f"The mark spans only {inp.converted.extent:.0%} of the "
+                     f"{'canvas' if inp.drawn else 'image'}: it was enlarged about "
+                     f"{inp.converted.zoom:.0f}× to fill MNIST's 20-pixel box (a dot becomes a disk).")
+    return notes
+
+
+def prediction_panel(res: A.Analysis, inp: Input, trained: int | None) -> None:
+    st.subheader("Prediction")
+    m1, m2 = st.columns(2)
+    m1.metric("Prediction", f"{res.prediction} ({res.confidence:.2f})",
+              help="The longest digit capsule and its length |v|, the model's probability that the digit is present.")
+    m2.metric("Runner-up", f"{res.runner_up} ({res.lengths[res.runner_up]:.2f})")
+    if inp.label is not None:
+        st.caption(f"True label: **{inp.label}** " + ("✓" if inp.label == res.prediction else "✗ (misclassified)"))
+    for note in reading_notes(res, inp, trained):
+        st.info(note)
+    chart(figure("image_pair_figure", res.image, res.reconstruction, res.prediction, height=260), "fig_pair")
+    st.caption("Left: the 28×28 image the model classifies. Right: the decoder's reconstruction from "
+               "the winning capsule alone, the others masked to zero (§4.1).")
+
+
+# ------------------------------------------------------------------------------ views
+
+
+@view
+def view_lengths(res: A.Analysis, clock: Clock) -> None:
+    left, right = st.columns(2, gap="large")
+    with left:
+        chart(figure("lengths_figure", res.lengths, res.prediction), "fig_lengths")
+        st.caption(f"The length of digit capsule j is the probability that digit j is present "
+                   f"(squash, eq. 1). The margin loss (eq. 4) pushes the true digit above m⁺ = {A.M_PLUS} "
+                   f"and every other below m⁻ = {A.M_MINUS}.")
+    with right:
+        title = f"|v<sub>j</sub>| after each of the r = {res.iterations} iterations"
+        chart(figure("lengths_per_iteration_figure", res.lengths_per_iteration, title=title), "fig_lengths_iter")
+        if res.iterations > 1:
+            chart(figure("length_change_figure", res.length_change), "fig_length_change")
+            st.caption("Change of every capsule's length from one routing iteration to the next: "
+                       "routing moves the lengths only through the coupling coefficients c (eq. 2).")
+
+
+def routing_metrics(step: A.RoutingStep) -> None:
+    """Four numbers of one iteration; none of them is a change over time, so no arrows."""
+    e1, e2, e3, e4 = st.columns(4)
+    caps, n = step.primaries, step.digits
+    e1.metric("Routing entropy", f"{step.entropy:.5f}", f"{step.entropy_gap:+.1e} vs ln {n}",
+              delta_color="off", delta_arrow="off",
+              help=f"Mean over the {caps} primaries of −Σⱼ cᵢⱼ ln cᵢⱼ (nats); "
+                   f"ln {n} = {step.uniform_entropy:.5f} is uniform coupling.")
+    e2.metric(f"Largest |c − 1/{n}|", f"{step.max_deviation:.1e}",
+              help="The largest move of any coupling coefficient away from uniform at this iteration.")
+    uniform = step.top is None
+    e3.metric(f"Coupling mass Σᵢ cᵢ{step.digit}", f"{step.mass:.3f}",
+              f"uniform: {step.uniform_mass:g}" if uniform else f"{step.mass_gap:+.3f} vs {step.uniform_mass:g}",
+              delta_color="off", delta_arrow="off",
+              help=f"Sum of the coupling coefficients of all {caps} primaries to this digit "
+                   f"({caps}/{n} when uniform).")
+    if uniform:
+        e4.metric("Most coupled primary", "none: all equal", f"c = {step.top_c:.4f} for every primary",
+                  delta_color="off", delta_arrow="off",
+                  help=f"At iteration 1 every primary couples 1/{n} to every digit (b = 0, eq. 3): a tie.")
+    else:
+        ty, row, col = step.top
+        e4.metric("Most coupled primary", f"type {ty} ({row},{col})", f"c = {step.top_c:.4f}",
+                  delta_color="off", delta_arrow="off",
+                  help="The primary capsule (type, row, col) with the largest c to this digit.")
+
+
+@view
+def view_routing(res: A.Analysis, clock: Clock) -> None:
+    c1, c2, c3 = st.columns([1.2, 1.0, 2.2])
+    with c1:
+        if res.iterations > 1:
+            t = st.slider("Iteration", 1, res.iterations, res.iterations, key="routing_iteration",
+                          help="Iteration t uses the coupling coefficients c = softmax(b) of that step.")
+        else:
+            t = 1
+            st.caption("With r = 1 there is one iteration, with uniform coupling.")
+    with c2:
+        j = digit_picker("Digit capsule", "routing_digit", res.prediction)
+    with c3:
+        shown = COUPLING_VIEWS[st.radio("Show", list(COUPLING_VIEWS), key="routing_view", horizontal=True)]
+    cv = res.coupling(j, shown)
+    titles = {
+        "deviation": f"Coupling to digit {j} at iteration {t}: c<sub>i{j}</sub> − 1/10",
+        "step": (f"Coupling to digit {j}: change from iteration {t - 1} to {t}" if t > 1 else
+                 f"Coupling to digit {j}: iteration 1 has no previous step"),
+        "raw": f"Coupling coefficients c<sub>i{j}</sub> at iteration {t}",
+    }
+    routing_metrics(res.routing_step(t, j))
+    left, right = st.columns(2, gap="large")
+    with left:
+        chart(figure("coupling_figure", cv.values[t - 1], j, title=titles[shown], zmax=cv.spread, centre=cv.centre,
+                     colorbar_title=COUPLING_BARS[shown], geometry=res.geometry), "fig_coupling")
+        g = res.geometry
+        st.caption(f"Each tile is one of the {g.types} primary-capsule types over its {g.grid}×{g.grid} grid "
+                   f"positions (i = type·{g.grid ** 2} + row·{g.grid} + col). Iteration 1 always uses "
+                   "c = 1/10 (b = 0, eq. 3), so it is blank; later iterations raise c where the "
+                   "prediction û agrees with v. In a trained CapsNet most coefficients move by only "
+                   "10⁻³ to 10⁻² (the mean routing entropy stays within 10⁻³ of ln 10), hence the scale "
+                   "of the colour bar, the same for every iteration.")
+    with right:
+        chart(figure("coupling_figure", res.agreement[t - 1, :, j], j, colorbar_title="û·v", geometry=res.geometry,
+                     title=f"Agreement û<sub>{j}|i</sub> · v<sub>{j}</sub> after iteration {t}"),
+              "fig_agreement_tiles")
+        st.caption(f"What iteration {t} adds to each logit bᵢ{j} (Procedure 1, line 7): red primaries "
+                   f"predict a pose that agrees with v{j} and gain coupling in the next iteration.")
+    chart(figure("routing_mass_figure", res.mass, res.vote_mass), "fig_mass")
+    st.caption("Share of the coupling (left: Σᵢ cᵢⱼ) and of the vote length flowing into sⱼ "
+               "(right: Σᵢ cᵢⱼ|ûⱼ|ᵢ|, eq. 2) that each digit receives over the iterations; 10 % is uniform.")
+    with st.expander("Agreement of every primary with every digit capsule"):
+        chart(figure("agreement_figure", res.agreement[t - 1], t, geometry=res.geometry), "fig_agreement")
+        st.caption(f"ûⱼ|ᵢ · vⱼ after iteration {t} for every pair; columns are primaries "
+                   f"i = type·{g.grid ** 2} + row·{g.grid} + col.")
+
+
+@view
+def view_evidence(res: A.Analysis, clock: Clock) -> None:
+    c1, c2, c3 = st.columns([1, 1.6, 1.2])
+    with c1:
+        j = digit_picker("Digit capsule", "evidence_digit", res.prediction)
+    with c2:
+        mode = EVIDENCE_MODES[st.radio("Show", list(EVIDENCE_MODES), key="evidence_mode", horizontal=True)]
+    with c3:
+        spread = EVIDENCE_SPREADS[st.radio(
+            "Share each vote over", list(EVIDENCE_SPREADS), key="evidence_spread",
+            help="The ink it sees: each primary capsule's vote is divided among the inked pixels of its "
+                 "receptive field, in proportion to their ink, so the map shows which strokes voted and adds "
+                 "up to the votes. Its whole field: each pixel shows the mean vote of the fields that "
+                 "contain it (one at the corners, every one in the middle).")]
+    maps = clock("evidence map", res.evidence_for, j, mode, spread)
+    titles = {
+        "votes": f"Evidence for digit {j}: votes c<sub>i{j}</sub>·|û<sub>{j}|i</sub>|",
+        "projected": f"Contribution to |s<sub>{j}</sub>|: c<sub>i{j}</sub> û<sub>{j}|i</sub> · v̂<sub>{j}</sub>",
+        "change": f"Evidence for digit {j}: change of c·|û| since iteration 1",
+    }
+    left, right = st.columns([1.2, 1], gap="large")
+    with left:
+        chart(figure("evidence_figure", res.image, maps, j, title=titles[mode], diverging=mode != "votes",
+                     outline=spread != "ink", colorbar_title=EVIDENCE_BARS[mode]), "fig_evidence")
+    with right:
+        st.markdown("**How to read it**")
+        g = res.geometry
+        st.caption(f"Every primary capsule i sends digit j the vote cᵢⱼ ûⱼ|ᵢ (eq. 2). Its size cᵢⱼ|ûⱼ|ᵢ| "
+                   f"belongs to the {g.field}×{g.field} input window the capsule sees (conv1, then PrimaryCaps "
+                   f"with stride {g.stride}), summed over the {g.types} types at each position. Step through "
+                   "the routing iterations with the slider under the map.")
+        st.caption("**The ink it sees** divides each vote among the inked pixels of its window, so bright "
+                   "strokes are where the votes come from. One edge effect remains: a window that holds "
+                   "only the tip of a stroke gives its whole vote to that tip, so stroke ends near the "
+                   "image border can look strong. **Its whole field** averages the windows covering each "
+                   "pixel: primary capsules are long almost everywhere, background included, so it varies "
+                   "little, and the border (seen by few windows) shows single windows' votes. The last "
+                   "row and column are in no window and are left blank.")
+        st.caption("**Contribution to |sⱼ|** projects each vote on the direction of vⱼ: these add up "
+                   "to |sⱼ|, so red makes capsule j long and blue shortens it. **Change since "
+                   "iteration 1** shows where routing moved votes towards (red) or away from (blue) digit j.")
+
+
+@view
+def view_iterations(res: A.Analysis, trained: int | None, clock: Clock) -> None:
+    sweep, last = res.sweep, len(res.sweep.predictions)
+    left, right = st.columns([1.2, 1], gap="large")
+    with left:
+        chart(figure("lengths_per_iteration_figure", sweep.lengths, highlight=res.iterations,
+                     title=f"Capsule lengths when routing with k = 1 … {last} iterations"),
+              "fig_sweep_lengths")
+    with right:
+        st.markdown("**Prediction by number of iterations:** "
+                    + " · ".join(f"k={k_}: **{int(p)}**" for k_, p in zip(sweep.iterations, sweep.predictions)))
+        changes = sweep.changes
+        st.caption("The prediction never changes over 1 … 10 iterations." if not changes else
+                   f"The prediction changes at k = {', '.join(map(str, changes))}.")
+        base = trained or res.iterations
+        at_base, at_last = sweep.long(base), sweep.long(last)
+
+        def listed(k, digits):
+            return ", ".join(f"{j} ({sweep.lengths[k - 1, j]:.2f})" for j in digits) or "none"
+
+        source = ("training used r = " + str(trained) + " (the checkpoint's train_config)" if trained
+                  else f"the model's default r is {base}")
+        st.caption(f"Above m⁺ = {A.M_PLUS} (the shaded band, large points): at k = {base}, {listed(base, at_base)}; "
+                   f"at k = {last}, {listed(last, at_last)}. Each iteration adds the agreement to the logits "
+                   f"again, so routing longer than {source} keeps raising the coupling to every capsule "
+                   "its primaries agree with, and several capsules can approach length 1.")
+        st.caption(f"Routing with k iterations equals the first k iterations of a longer routing, so one "
+                   f"trace gives all ten. The sidebar's r = {res.iterations} (dotted line) is used by every view.")
+    chart(figure("iteration_strip_figure", sweep.reconstructions, sweep.predictions), "fig_sweep_strip")
+
+
+def pose_offsets(pose: np.ndarray) -> np.ndarray:
+    """The 16 pose sliders, four columns of four; their offsets."""
+    cols = st.columns(4)
+    offsets = np.zeros(POSE_DIMS, np.float32)
+    for d in range(POSE_DIMS):
+        with cols[d % 4]:
+            offsets[d] = st.slider(f"dim {d + 1} ({pose[d]:+.2f})", -0.5, 0.5, 0.0, 0.05,
+                                   key=f"pose_{d}", format="%+.2f")
+    return offsets
+
+
+@view
+def view_pose(loaded: Loaded, res: A.Analysis, clock: Clock) -> None:
+    model = loaded.model
+    left, right = st.columns([1.15, 1], gap="large")
+    with left:
+        c1, c2 = st.columns([1.4, 1], vertical_alignment="bottom")
+        with c1:
+            jp = digit_picker("Digit capsule", "pose_digit", res.prediction)
+        with c2:
+            st.button("Reset offsets", key="pose_reset", on_click=reset_pose)
+        st.caption("The 16 dimensions of a digit capsule are its instantiation parameters (§5.1); "
+                   "each slider shows the dimension's value in brackets. Add an offset to any of them "
+                   "and the decoder redraws the digit. A new input resets the offsets.")
+        pose = res.v[jp]
+        offsets = pose_offsets(pose)
+        moved, recon = clock("decode (pose sliders)", A.offset_pose, model, pose, offsets, jp)
+        plain = res.reconstruction if jp == res.prediction else A.reconstruct(model, pose, jp)
+        a, b = st.columns(2)
+        with a:
+            chart(figure("image_figure", plain, f"Decoded from v<sub>{jp}</sub>", height=250), "fig_pose_plain")
+        with b:
+            chart(figure("image_figure", recon, f"Decoded from v<sub>{jp}</sub> + offsets", height=250),
+                  "fig_pose_live")
+        chart(figure("pose_figure", pose, jp, moved if np.any(offsets) else None, height=290), "fig_pose_vector")
+    with right:
+        grid = clock("Fig. 4 grid (176 decodes)", cached_grid, model, loaded.key, np.ascontiguousarray(pose), jp)
+        chart(figure("perturbation_figure", grid, A.perturbation_deltas(), jp, height=760), "fig_perturbation")
+        st.caption(f"As the paper's Fig. 4: row d adds −0.25 … +0.25 (steps of 0.05) to dimension d of "
+                   f"v{jp}, all other dimensions kept, and decodes. Some dimensions change stroke width, "
+                   "skew or local parts of the digit.")
+
+
+def transform_params() -> tuple[dict[str, float], str]:
+    """The five transform sliders and the swept transform."""
+    cols = st.columns(len(A.TRANSFORMS) + 1)
+    params = {}
+    for col, (kind, (lo, hi, identity, unit)) in zip(cols, A.TRANSFORMS.items()):
+        with col:
+            params[kind] = st.slider(TRANSFORM_LABELS[kind], float(lo), float(hi), float(identity),
+                                     TRANSFORM_STEPS[kind], key=f"tf_{kind}", help=unit,
+                                     format=TRANSFORM_FORMATS[kind])
+    with cols[-1]:
+        kind = st.selectbox("Sweep", list(A.TRANSFORMS), key="tf_sweep", format_func=TRANSFORM_LABELS.get)
+        st.button("Reset", key="tf_reset", on_click=reset_transform)
+    return params, kind
+
+
+@view
+def view_transform(loaded: Loaded, inp: Input, res: A.Analysis, clock: Clock) -> None:
+    model, pred = loaded.model, res.prediction
+    st.caption("Transform the input and watch the capsules respond: the paper argues the pose vector "
+               "changes smoothly with the digit's pose (equivariance) while the length, the "
+               "probability, stays put (invariance).")
+    params, kind = transform_params()
+    if A.is_identity(params):
+        tres = res
+    else:
+        moved = clock("transform", A.transform_image, inp.image, **params)
+        tres = clock("analysis (transformed)", cached_analysis, model, loaded.key,
+                     np.ascontiguousarray(moved), res.iterations)
+    left, mid, right = st.columns([1.1, 1, 1.3], gap="medium")
+    with left:
+        chart(figure("image_pair_figure", tres.image, tres.reconstruction, tres.prediction, height=250,
+                     first="Transformed"), "fig_tf_pair")
+        st.metric("Prediction (transformed)", f"{tres.prediction} ({tres.confidence:.2f})")
+    with mid:
+        chart(figure("lengths_figure", tres.lengths, tres.prediction, title="Lengths |v<sub>j</sub>|", height=300,
+                     values=False), "fig_tf_lengths")
+    with right:
+        chart(figure("pose_figure", res.v[pred], pred, tres.v[pred], height=300, names=("original", "transformed"),
+                     title=f"Pose v<sub>{pred}</sub>"), "fig_tf_pose")
+    base = tuple(sorted((k_, v_) for k_, v_ in params.items() if k_ != kind))
+    sweep = clock("transform sweep (21 images)", cached_sweep, model, loaded.key, inp.image, kind, base, pred,
+                  res.iterations)
+    chart(figure("transform_figure", sweep.values, sweep.poses, sweep.lengths, kind, pred, current=params[kind],
+                 unit=A.TRANSFORMS[kind][3]), "fig_tf_sweep")
+    st.caption(f"Each line is one of the 16 dimensions of capsule {pred} (the prediction for the "
+               f"untransformed input) as {TRANSFORM_LABELS[kind].lower()} sweeps its range, "
+               "the other transforms held at their slider values; below, all ten lengths.")
+
+
+# ------------------------------------------------------------------------------ page
+
+
+def main() -> None:
+    clock = Clock()
+    loaded = get_model()
+    trained = A.training_iterations(loaded.model.metadata)
+    cfg, g = loaded.model.config, A.Geometry.of(loaded.model.config)
+    st.title("Capsule network explorer")
+    st.caption(f"Dynamic routing between capsules (Sabour, Frosst & Hinton, 2017) on MNIST: Conv1 → "
+               f"{g.caps} primary capsules ({g.types} types × {g.grid}×{g.grid}, {cfg.primary_dim}D) → routing "
+               f"→ {cfg.n_classes} digit capsules ({cfg.digit_dim}D) → decoder. Draw a digit or pick one, "
+               "then explore the tabs.")
+    iterations = routing_iterations(loaded.model, trained)
+    time_slot = model_panel(loaded)
+    samples = get_samples()
+    draw_col, pick_col, pred_col = st.columns([1.1, 1.0, 1.3], gap="medium")
+    inp = choose_input(samples, draw_col, pick_col)
+    res = clock("analysis (traced forward)", cached_analysis, loaded.model, loaded.key, inp.image, iterations)
+    forget_offsets_of_old_input(inp)
+    with pick_col:
+        st.caption(f"**Input now:** {inp.source}. " + ("Reset the canvas to go back to the sample." if inp.drawn
+                                                       else "Draw on the canvas to replace it."))
+    with pred_col:
+        prediction_panel(res, inp, trained)
+    views = {  # each a fragment: its controls rerun only the view
+        "Capsule lengths": lambda: view_lengths(res),
+        "Routing step by step": lambda: view_routing(res),
+        "Evidence map": lambda: view_evidence(res),
+        "Routing iterations": lambda: view_iterations(res, trained),
+        "Pose perturbation": lambda: view_pose(loaded, res),
+        "Transform explorer": lambda: view_transform(loaded, inp, res),
+    }
+    tabs = st.tabs(list(views), key="view", on_change="rerun")  # only the open tab computes and draws
+    for tab, draw in zip(tabs, views.values()):
+        if tab.open:
+            with tab:
+                draw()
+    if st.session_state.get("input_key") != (inp.key, iterations):  # a new input: remember its cost
+        st.session_state["input_key"] = (inp.key, iterations)
+        st.session_state["new_input_ms"] = clock.total
+    report_time(time_slot, clock)  # last: the whole run
