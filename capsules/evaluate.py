@@ -38,6 +38,11 @@ class EvalResult:
     def line(self) -> str:
         return f"accuracy: {self.accuracy:.2f}% ({self.correct}/{self.total})"
 
+    def fields(self) -> dict:
+        """What a training log and a checkpoint's JSON record (after a prefix such as ``test_``)."""
+        return {"accuracy": round(self.accuracy, 4), "correct": self.correct, "total": self.total,
+                "loss": self.loss}
+
 
 @torch.inference_mode()
 def evaluate(model, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500,
@@ -91,6 +96,11 @@ class TwoDigitResult:
         return 100.0 * self.errors / max(self.total, 1)
 
     @property
+    def accuracy(self) -> float:
+        """Percent of pairs with both digits right, 100 - :attr:`error`."""
+        return 100.0 * (self.total - self.errors) / max(self.total, 1)
+
+    @property
     def interval(self) -> tuple[float, float]:
         """95% Wilson interval of the error, percent."""
         lo, hi = binomial_interval(self.errors, self.total)
@@ -99,6 +109,13 @@ class TwoDigitResult:
     def line(self) -> str:
         lo, hi = self.interval
         return f"error: {self.error:.2f}% ({self.errors}/{self.total}), 95% interval {lo:.2f}-{hi:.2f}%"
+
+    def fields(self) -> dict:
+        """What a training log and a checkpoint's JSON record (after a prefix such as ``test_``): the
+        paper's error and, for readers of any checkpoint, its complement as ``accuracy`` / ``correct``
+        (pairs with both digits right)."""
+        return {"error": round(self.error, 4), "errors": self.errors, "accuracy": round(self.accuracy, 4),
+                "correct": self.total - self.errors, "total": self.total, "loss": self.loss}
 
 
 @torch.inference_mode()

@@ -1,24 +1,33 @@
-"""Train a CapsNet on MNIST with the paper's recipe.
+"""Train a CapsNet on MNIST, or on MultiMNIST, with the paper's recipe.
 
     python -m capsules.train --out runs/mnist [--epochs 50] [--resume] ...
+    python -m capsules.train --dataset multimnist --out runs/multimnist ...   # section 6
     torchrun --nproc_per_node N -m capsules.train --out runs/mnist ...   # DistributedDataParallel
 
 Recipe (defaults): Adam, lr 1e-3 decayed exponentially (x0.9 per epoch), batch 128, 3 routing
 iterations, margin loss + 0.0005 x SSE reconstruction with the decoder masked by the true label,
-training images shifted by up to 2 pixels.
+training images shifted by up to 2 pixels. MultiMNIST (section 6): a 36x36 CapsNet, two digits
+of different classes overlaid, each shifted by up to 4 pixels, fresh pairs every epoch; margin
+loss with both digits present and each digit reconstructed from its own capsule against its own
+image; scored by the paper's metric (the two longest capsules are exactly the two digits).
 
-The output folder gets ``last`` and ``best`` checkpoints (safetensors + JSON), ``metrics.jsonl``
-(one JSON line per epoch) and ``state.safetensors``, the resume state (weights, optimizer,
-random generator); ``--resume`` continues from it, losing at most the epoch in progress.
+The output folder gets the ``last`` checkpoint (safetensors + JSON; with ``--ema-decay`` also
+``last-ema``, the moving average of the weights), ``metrics.jsonl`` (one JSON line per epoch) and
+``state.safetensors``, the resume state (weights, optimizer, moving average, random generator);
+``--resume`` continues from it, losing at most the epoch in progress. No checkpoint is chosen by
+its test score: with no validation split that would select on the test set.
 
 :func:`train` runs three phases, one section each below: :func:`setup` (configuration and resume,
 device and processes, data, model, optimizer and the objective a step minimises),
 :func:`train_epoch` and :func:`end_of_epoch` (evaluate, checkpoints, metrics line, resume state).
+What differs between data sets is a :class:`DataSet` (batches, test score) and its
+:data:`Objective`, both chosen at setup (see "data sets and objectives").
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import datetime as dt
 import json
@@ -37,15 +46,16 @@ import torch.distributed as torch_dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .checkpoint import (CheckpointError, atomic_write_bytes, check_state, read_metadata, read_tensors,
+from .checkpoint import (CheckpointError, atomic_write_bytes, check_state, load_model, read_tensors,
                          save_model)
-from .data import DatasetError, load_mnist, shift_augment, to_float
+from .data import DatasetError, MultiMNIST, load_mnist, load_multimnist_test, shift_augment, to_float
 from .device import DEVICE_HELP, PRECISIONS, autocast, describe, pick_device, resolve_precision
-from .evaluate import evaluate
-from .losses import CapsuleLoss
+from .evaluate import EvalResult, TwoDigitResult, evaluate, evaluate_multimnist, two_digit_correct
+from .losses import CapsuleLoss, TwoDigitLoss
 from .model import CapsNet, CapsNetConfig
 
 STATE_FORMAT = "capsules.train-state"
+DATASET_NAMES = ("mnist", "multimnist")  # the keys of DATASETS
 
 
 def option(default, help: str, **argparse_kwargs):
@@ -59,22 +69,31 @@ class TrainConfig:
 
     out: str = option("runs/mnist", "output folder: checkpoints, metrics.jsonl, resume state")
     data_dir: str | None = option(None, "MNIST folder; default $CAPSULES_DATA, else ~/.cache/capsules/data")
+    dataset: str = option("mnist", "mnist, or multimnist: two overlapping digits on 36x36 (section 6), "
+                                   "fresh training pairs every epoch, the fixed seeded test pairs",
+                          choices=DATASET_NAMES)
     epochs: int = option(50, "passes over the training set")
     batch_size: int = option(128, "images per optimisation step (global, across processes)")
     lr: float = option(1e-3, "Adam learning rate at step 0")
     lr_decay: float = option(0.9, "exponential decay of the lr per epoch, applied smoothly every step")
     iterations: int = option(3, "routing iterations r")
-    shift: int = option(2, "max shift augmentation in pixels (0 = none)")
+    shift: int = option(2, "max shift augmentation in pixels (0 = none); MNIST only: MultiMNIST shifts "
+                           "each digit by up to 4 pixels")
     reconstruction_weight: float = option(0.0005, "scale of the SSE reconstruction loss")
     detach_inner: bool = option(False, "variant: no gradient through u_hat in inner routing iterations")
+    ema_decay: float = option(0.0, "variant: also keep an exponential moving average of the weights, "
+                                   "w_ema <- D w_ema + (1 - D) w after every step (e.g. 0.999), evaluated "
+                                   "and saved as last-ema beside last (0 = off)")
+    init_from: str | None = option(None, "start from the weights of this checkpoint (its model config must "
+                                         "match this run's); the optimizer and the lr schedule start afresh")
     seed: int = option(0, "seeds init, shuffling and augmentation")
     device: str = option("auto", DEVICE_HELP)
     precision: str = option("auto", "auto (bf16 autocast where native, routing in fp32), fp32, bf16",
                             choices=PRECISIONS)
     train_subset: int = option(0, "train on the first N images only, every one of them each epoch "
                                   "(0 = all 60,000, in full batches: the last partial batch is dropped)")
-    test_subset: int = option(0, "evaluate on the first N test images only (0 = all 10,000, or with "
-                                 "--train-subset one test image per 6 training images, MNIST's ratio)")
+    test_subset: int = option(0, "evaluate on the first N test images (pairs) only (0 = all 10,000, or "
+                                 "with --train-subset one per 6 training images, MNIST's ratio)")
     eval_batch_size: int = option(500, "batch size for evaluation")
     resume: bool = option(False, "continue the run in --out from its state file")
 
@@ -104,10 +123,15 @@ class TrainingError(RuntimeError):
 
 # ----------------------------------------------------------------------------------- one step
 
-Objective = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]
-"""What a step minimises, chosen once at setup: ``objective(model, images, labels) -> (loss, number
-correct)``, the forward pass included. Another kind of model, or a data set with other labels,
-brings its own; the step and the epoch stay as they are."""
+Batch = tuple[Tensor, ...]
+"""One step's examples as a :class:`DataSet` hands them to its objective, on the device: images
+(B, C, H, W) float in [0, 1] first, labels second, then whatever else the objective needs
+(MultiMNIST: each digit's own image)."""
+
+Objective = Callable[[nn.Module, Batch], tuple[Tensor, Tensor]]
+"""What a step minimises, chosen once at setup (:data:`OBJECTIVES`): ``objective(model, batch) ->
+(loss, number correct)``, the forward pass included. Another kind of model, or a data set with
+other labels, brings its own; the step and the epoch stay as they are."""
 
 
 def capsnet_objective(loss_fn: CapsuleLoss, precision: str) -> Objective:
@@ -115,7 +139,8 @@ def capsnet_objective(loss_fn: CapsuleLoss, precision: str) -> Objective:
     labels, then margin + 0.0005 x SSE reconstruction loss (in fp32); correct when the longest
     digit capsule is the label's."""
 
-    def objective(model, images, labels):
+    def objective(model, batch):
+        images, labels = batch
         with autocast(images.device, precision):
             out = model(images, labels)  # decoder masked by the true labels
         loss = loss_fn(out.v, out.reconstruction, images, labels)
@@ -124,10 +149,31 @@ def capsnet_objective(loss_fn: CapsuleLoss, precision: str) -> Objective:
     return objective
 
 
-def _train_step(model, optimizer, images, labels, objective: Objective):
+def two_digit_objective(loss_fn: TwoDigitLoss, precision: str) -> Objective:
+    """Section 6, for ``batch = (merged, labels (B, 2), first, second)``: the forward pass and both
+    decodes under ``precision`` autocast (the decoder in bf16, as for MNIST), each digit decoded
+    from its own capsule masked by its true label (the forward pass decodes the first, one more
+    decoder call the second); margin loss with both digits present + 0.0005 x SSE of each
+    reconstruction against that digit's own image (:class:`TwoDigitLoss`, in fp32). Correct when
+    the two longest capsules are exactly the two digits (:func:`two_digit_correct`)."""
+
+    def objective(model, batch):
+        images, labels, first, second = batch
+        module = model.module if hasattr(model, "module") else model  # under DistributedDataParallel
+        rows = torch.arange(images.shape[0], device=images.device)
+        with autocast(images.device, precision):
+            out = model(images, labels[:, 0])  # the first digit decoded from its own capsule
+            recon_second = module.decode(out.v[rows, labels[:, 1]], labels[:, 1])  # the second from its own
+        loss = loss_fn(out.v, (out.reconstruction, recon_second), first, second, labels)
+        return loss, two_digit_correct(out.lengths.detach(), labels).sum()
+
+    return objective
+
+
+def _train_step(model, optimizer, batch: Batch, objective: Objective):
     """The step the loop runs: returns (loss, number correct) as 0-dim tensors."""
     model.train()
-    loss, correct = objective(model, images, labels)
+    loss, correct = objective(model, batch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -145,7 +191,7 @@ def train_step(model, optimizer, images, labels, *, loss_fn=None, precision: str
         module = model.module if hasattr(model, "module") else model
         loss_fn = CapsuleLoss(n_labels=module.config.n_classes)
     objective = capsnet_objective(loss_fn, resolve_precision(precision, images.device))
-    return _train_step(model, optimizer, images, labels, objective)[0]
+    return _train_step(model, optimizer, (images, labels), objective)[0]
 
 
 def make_optimizer(model: torch.nn.Module, lr: float = 1e-3) -> torch.optim.Adam:
@@ -161,14 +207,47 @@ def learning_rate(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return cfg.lr * cfg.lr_decay ** (step / steps_per_epoch)
 
 
+# ------------------------------------------------------------------ moving average of the weights
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (``--ema-decay``), kept in float32 in a
+    copy of the model, ``.model``, which is evaluated and saved like the model itself:
+
+        w_ema <- decay * w_ema + (1 - decay) * w        after every optimiser step,
+
+    one fused ``torch._foreach_lerp_`` over all parameters (buffers, where a model has any, are
+    copied). It starts at the model's weights when it is made (the seeded initialisation, or the
+    ``--init-from`` weights), with no bias correction; ``decay`` 0 keeps an exact copy."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        if not 0.0 <= decay < 1.0:
+            raise TrainingError(f"--ema-decay must be at least 0 and below 1, got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model).float().eval().requires_grad_(False)
+        self._average = list(self.model.parameters())
+        self._weights = [p.detach() for p in model.parameters()]  # views: they follow the optimiser
+        self._buffers = list(zip(self.model.buffers(), model.buffers()))
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self._average, self._weights, 1.0 - self.decay)
+        for mine, theirs in self._buffers:
+            mine.copy_(theirs)
+
+
 # ------------------------------------------------------------------------------ resume state
 
 
-def save_state(path: Path, model, optimizer, generator: torch.Generator, meta: dict) -> None:
-    """Weights, Adam moments and the random generator in one safetensors file, atomically."""
+def save_state(path: Path, model, optimizer, generator: torch.Generator, meta: dict,
+               average: WeightAverage | None = None) -> None:
+    """Weights, Adam moments, the moving average (if any) and the random generator in one
+    safetensors file, atomically."""
     from safetensors.torch import save as st_save
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if average is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in average.model.state_dict().items()})
     opt = optimizer.state_dict()
     for idx, st in opt["state"].items():
         for name, value in st.items():
@@ -179,7 +258,8 @@ def save_state(path: Path, model, optimizer, generator: torch.Generator, meta: d
     atomic_write_bytes(path, st_save(tensors, metadata=header))
 
 
-def load_state(path: Path, model, optimizer, generator: torch.Generator, device) -> dict:
+def load_state(path: Path, model, optimizer, generator: torch.Generator, device,
+               average: WeightAverage | None = None) -> dict:
     tensors, header, _ = read_tensors(path)
     if header.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path} is not a capsules training state")
@@ -187,6 +267,10 @@ def load_state(path: Path, model, optimizer, generator: torch.Generator, device)
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     check_state(model, weights, path)
     model.load_state_dict(weights)
+    if average is not None:
+        averaged = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+        check_state(average.model, averaged, path)
+        average.model.load_state_dict(averaged)
     state: dict[int, dict] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -251,13 +335,16 @@ def resumed_config(cfg: TrainConfig, given: set[str]) -> TrainConfig:
     that were named on this command line (defaults never override a saved value).
 
     A resumed run continues the same trajectory, bit-identical to a run that never stopped, so
-    everything that shapes the weights comes from the state file: the recipe (lr and its decay,
-    batch size, routing, loss weights, shift, precision), the seed, and the data (both subsets: the
-    best checkpoint is chosen on the test subset). The overrides do not touch the weights: ``out``
-    (the folder may have moved; it is where the state was read), ``data_dir`` (where MNIST lives on
-    this machine), ``device`` (to continue on other hardware; bit-identical only on the same kind),
-    ``eval_batch_size`` (evaluation memory only) and ``epochs`` (to extend or shorten the run: the
-    learning rate follows the step, not the planned number of epochs).
+    everything that shapes the weights comes from the state file: the data set, the recipe (lr and
+    its decay, batch size, routing, loss weights, shift, precision, the moving average's decay),
+    the seed, the starting weights (``init_from`` is recorded, not loaded again: the weights are in
+    the state) and the data (both subsets, so that the metrics log stays one series). The
+    overrides do not touch the weights: ``out`` (the folder may have moved; it is where the state
+    was read), ``data_dir`` (where MNIST lives on this machine), ``device`` (to continue on other
+    hardware; bit-identical only on the same kind), ``eval_batch_size`` (evaluation memory only)
+    and ``epochs`` (to extend or shorten the run: the learning rate follows the step, not the
+    planned number of epochs). A state file written before an option existed resumes with that
+    option's default.
     """
     state_path = Path(cfg.out) / "state.safetensors"
     if not state_path.exists():
@@ -296,10 +383,100 @@ def eval_size(cfg: TrainConfig, n_train: int, n_test: int) -> int:
     return n_test
 
 
+# ------------------------------------------------------------------- data sets and objectives
+
+
+@dataclass
+class DataSet:
+    """A data set as training uses it, made at setup by its entry in :data:`DATASETS`; with its
+    objective (:data:`OBJECTIVES`) it is all that differs between data sets.
+
+    ``batch(idx, rank, world, generator)``: from the global batch ``idx`` (positions among the
+    ``n_train`` training images, from the epoch's shuffle), this process's share as a :data:`Batch`,
+    every random draw (shifts, partners) from ``generator``, the run's, which the resume state keeps.
+    ``evaluate(model, batch_size)``: the model's score on the test examples, an :class:`EvalResult`
+    or a :class:`TwoDigitResult`, whose ``fields()`` the log and the checkpoints record.
+    """
+
+    name: str
+    unit: str  # what one training example is, for messages: "images", "pairs"
+    image_size: int  # the model's input side
+    n_train: int  # training images; one epoch has one example per image
+    n_test: int  # test examples evaluated after each epoch
+    batch: Callable[[Tensor, int, int, torch.Generator], Batch]
+    evaluate: Callable[[nn.Module, int], EvalResult | TwoDigitResult]
+
+
+def _mnist_split(cfg: TrainConfig, n_test: int) -> tuple[Tensor, Tensor, int]:
+    """The training images and labels, cut to ``--train-subset``, and how many of the ``n_test``
+    test examples to evaluate (:func:`eval_size`)."""
+    train_x, train_y = load_mnist("train", cfg.data_dir)
+    n_eval = eval_size(cfg, train_x.shape[0], n_test)
+    if cfg.train_subset:
+        train_x, train_y = train_x[:cfg.train_subset], train_y[:cfg.train_subset]
+    return train_x, train_y, n_eval
+
+
+def mnist_data(cfg: TrainConfig, device: torch.device) -> DataSet:
+    """MNIST: each training image shifted by up to ``--shift`` pixels; accuracy on the test images."""
+    test_x, test_y = load_mnist("test", cfg.data_dir)
+    train_x, train_y, n_test = _mnist_split(cfg, test_x.shape[0])
+    train_x, train_y = train_x.to(device), train_y.to(device)  # batched by indexing
+    test_x, test_y = test_x[:n_test], test_y[:n_test]  # on the CPU; evaluate() moves each batch
+
+    def batch(idx, rank, world, generator):
+        idx = _shard(idx, rank, world).to(device)
+        return shift_augment(to_float(train_x[idx]), cfg.shift, generator), train_y[idx]
+
+    def score(model, batch_size):
+        return evaluate(model, test_x, test_y, batch_size=batch_size)
+
+    return DataSet("mnist", "images", train_x.shape[-1], train_x.shape[0], n_test, batch, score)
+
+
+def multimnist_data(cfg: TrainConfig, device: torch.device) -> DataSet:
+    """MultiMNIST (section 6): each training image is the first digit of one fresh pair an epoch,
+    its partner (another class, from the same training images) and both shifts drawn as the batch
+    is made; the error on the fixed, seeded test pairs (the first ``n_test`` of them), by the
+    paper's metric."""
+    test = load_multimnist_test(cfg.data_dir)
+    train_x, train_y, n_test = _mnist_split(cfg, len(test))
+    digits = MultiMNIST(train_x.to(device), train_y)
+    test = test[:n_test]
+
+    def batch(idx, rank, world, generator):
+        pairs = digits.pairs(idx, generator)  # the global batch: every process draws the same
+        pairs = pairs[_shard(torch.arange(len(pairs), device=device), rank, world)]
+        merged, first, second = pairs.floats()
+        return merged, pairs.labels, first, second
+
+    def score(model, batch_size):
+        return evaluate_multimnist(model, test, batch_size=batch_size)
+
+    return DataSet("multimnist", "pairs", digits.image_size, len(digits), n_test, batch, score)
+
+
+DATASETS: dict[str, Callable[[TrainConfig, torch.device], DataSet]] = {
+    "mnist": mnist_data, "multimnist": multimnist_data}
+assert tuple(DATASETS) == DATASET_NAMES
+
+OBJECTIVES: dict[str, Callable[[TrainConfig, nn.Module, str], Objective]] = {
+    "mnist": lambda cfg, model, precision: capsnet_objective(
+        CapsuleLoss(n_labels=model.config.n_classes, reconstruction_weight=cfg.reconstruction_weight), precision),
+    "multimnist": lambda cfg, model, precision: two_digit_objective(
+        TwoDigitLoss(n_labels=model.config.n_classes, reconstruction_weight=cfg.reconstruction_weight), precision),
+}
+"""Per data set, ``(config, model, resolved precision) -> objective``. Another kind of model joins
+with a builder beside :func:`_build`'s CapsNet and its objectives here (keyed by kind and data set)."""
+
+
+# ---------------------------------------------------------------------------- the run
+
+
 @dataclass
 class Run:
-    """What :func:`setup` builds and the epochs share; ``step``, ``train_seconds`` and
-    ``best_accuracy`` advance as the run goes."""
+    """What :func:`setup` builds and the epochs share; ``step`` and ``train_seconds`` advance as the
+    run goes."""
 
     cfg: TrainConfig
     out: Path
@@ -307,22 +484,20 @@ class Run:
     world: int
     device: torch.device
     precision: str  # resolved: fp32 or bf16
-    train_x: Tensor  # uint8 (N, H, W), on the device: batched by indexing
-    train_y: Tensor
-    test_x: Tensor  # on the CPU; evaluate() moves each batch
-    test_y: Tensor
+    data: DataSet
     batches: list[int]  # sizes of one epoch's global batches (epoch_batches)
     model: nn.Module  # the model itself: saved and evaluated
     step_model: nn.Module  # what a step calls: the model, or its DistributedDataParallel wrapper
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # shuffling and augmentation, on the CPU; part of the resume state
     objective: Objective
+    average: WeightAverage | None  # --ema-decay; part of the resume state
+    init_from: dict | None  # --init-from: the starting checkpoint, as the JSON records it
     commands: list[str]  # every command that ran this run, the first one started it
     hardware: str
     start_epoch: int = 0
     step: int = 0
     train_seconds: float = 0.0
-    best_accuracy: float = -1.0
 
     @property
     def main_process(self) -> bool:
@@ -351,35 +526,53 @@ def _start_processes(cfg: TrainConfig, world: int, local_rank: int) -> torch.dev
     return device
 
 
-def _load_data(cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Training and test images (uint8) and labels, cut to the subsets (:func:`eval_size`)."""
-    train_x, train_y = load_mnist("train", cfg.data_dir)
-    test_x, test_y = load_mnist("test", cfg.data_dir)
-    n_test = eval_size(cfg, train_x.shape[0], test_x.shape[0])
-    if cfg.train_subset:
-        train_x, train_y = train_x[:cfg.train_subset], train_y[:cfg.train_subset]
-    return train_x, train_y, test_x[:n_test], test_y[:n_test]
+def _check_options(cfg: TrainConfig, given: set[str]) -> None:
+    """Options that make no sense together, refused before anything is loaded."""
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise TrainingError(f"--ema-decay must be at least 0 and below 1, got {cfg.ema_decay}")
+    if cfg.dataset != "mnist" and "shift" in given:
+        raise TrainingError(f"--shift is MNIST's augmentation; {cfg.dataset} shifts each digit by up to 4 pixels")
+    if cfg.init_from and cfg.resume and "init_from" in given:
+        raise TrainingError("--init-from starts a new run; --resume continues one from its state file")
 
 
-def _build(cfg: TrainConfig, device: torch.device, precision: str):
-    """The model (seeded), its optimizer, the random generator for shuffling and augmentation (on
-    the CPU) and the objective a step minimises."""
+def _build(cfg: TrainConfig, data: DataSet, device: torch.device, precision: str):
+    """The model for the data set's images (seeded), its optimizer, the random generator for
+    shuffling and augmentation (on the CPU) and the objective a step minimises."""
     torch.manual_seed(cfg.seed)
-    model = CapsNet(CapsNetConfig(routing_iterations=cfg.iterations, detach_inner=cfg.detach_inner)).to(device)
+    model = CapsNet(CapsNetConfig(image_size=data.image_size, routing_iterations=cfg.iterations,
+                                  detach_inner=cfg.detach_inner)).to(device)
     optimizer = make_optimizer(model, cfg.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
-    loss_fn = CapsuleLoss(n_labels=model.config.n_classes, reconstruction_weight=cfg.reconstruction_weight)
-    return model, optimizer, generator, capsnet_objective(loss_fn, precision)
+    return model, optimizer, generator, OBJECTIVES[data.name](cfg, model, precision)
+
+
+def _init_from(model: nn.Module, path: Path) -> dict:
+    """``--init-from``: copy the weights of the checkpoint at ``path`` into ``model``, refusing one
+    whose model (kind and config) differs from this run's. Returns what the run's JSON records
+    of it."""
+    source = load_model(path, "cpu")  # refuses anything damaged, with one line
+    if type(source) is not type(model):
+        raise TrainingError(f"--init-from {path} holds a {type(source).__name__}; this run trains a "
+                            f"{type(model).__name__}")
+    if source.config != model.config:
+        theirs, mine = source.config.to_dict(), model.config.to_dict()
+        diff = ", ".join(f"{k} {theirs[k]} (this run: {mine[k]})" for k in mine if theirs[k] != mine[k])
+        raise TrainingError(f"--init-from {path} does not match this run's model: {diff}")
+    model.load_state_dict(source.state_dict())
+    recorded = ("sha256", "epoch", "steps", "test_accuracy", "test_error", "command")
+    return {"path": str(path), **{k: source.metadata[k] for k in recorded if k in source.metadata}}
 
 
 def setup(cfg: TrainConfig, command: str | None = None, given: set[str] | None = None) -> Run:
     """Phase 1: the configuration (the saved one on ``--resume``), the device and processes, the
-    output folder, the data, the model, optimizer, random generator and objective, and on
-    ``--resume`` their saved state."""
+    output folder, the data, the model (``--init-from``: its starting weights), the moving
+    average, optimizer, random generator and objective, and on ``--resume`` their saved state."""
     rank, world, local_rank = _dist_info()
-    out = Path(cfg.out)
+    out, given = Path(cfg.out), given or set()
+    _check_options(cfg, given)
     if cfg.resume:
-        cfg = resumed_config(cfg, given or set())
+        cfg = resumed_config(cfg, given)
     device = _start_processes(cfg, world, local_rank)
     precision = resolve_precision(cfg.precision, device)
     if rank == 0:
@@ -387,24 +580,25 @@ def setup(cfg: TrainConfig, command: str | None = None, given: set[str] | None =
         for stale in out.glob(".*.tmp"):  # left by a process killed while writing
             stale.unlink(missing_ok=True)
 
-    train_x, train_y, test_x, test_y = _load_data(cfg)
-    batches = epoch_batches(train_x.shape[0], cfg.batch_size, drop_last=not cfg.train_subset, world=world)
+    data = DATASETS[cfg.dataset](cfg, device)
+    batches = epoch_batches(data.n_train, cfg.batch_size, drop_last=not cfg.train_subset, world=world)
     if not batches or batches[-1] < world:
-        raise TrainingError(f"{train_x.shape[0]} training images cannot be shared by {world} processes")
-    model, optimizer, generator, objective = _build(cfg, device, precision)
+        raise TrainingError(f"{data.n_train} training images cannot be shared by {world} processes")
+    model, optimizer, generator, objective = _build(cfg, data, device, precision)
+    source = _init_from(model, Path(cfg.init_from)) if cfg.init_from and not cfg.resume else None
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
 
     start_epoch, step, train_seconds, history = 0, 0, 0.0, {}
     if cfg.resume:
-        meta = load_state(out / "state.safetensors", model, optimizer, generator, device)
+        meta = load_state(out / "state.safetensors", model, optimizer, generator, device, average)
         start_epoch, step, train_seconds = meta["epoch"], meta["step"], meta["train_seconds"]
         history = meta.get("history", {})
+        source = history.get("init_from")
         if rank == 0:
             _truncate_metrics(out / "metrics.jsonl", start_epoch)
             print(f"resuming {out} after epoch {start_epoch} (step {step})", flush=True)
     elif rank == 0:
         (out / "metrics.jsonl").unlink(missing_ok=True)
-    best = out / "best.safetensors"
-    best_accuracy = float(read_metadata(best).get("test_accuracy", -1.0)) if cfg.resume and best.exists() else -1.0
 
     step_model = model
     if world > 1:
@@ -412,13 +606,12 @@ def setup(cfg: TrainConfig, command: str | None = None, given: set[str] | None =
         step_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    run = Run(cfg=cfg, out=out, rank=rank, world=world, device=device, precision=precision,
-              train_x=train_x.to(device), train_y=train_y.to(device), test_x=test_x, test_y=test_y,
+    run = Run(cfg=cfg, out=out, rank=rank, world=world, device=device, precision=precision, data=data,
               batches=batches, model=model, step_model=step_model, optimizer=optimizer, generator=generator,
-              objective=objective,
+              objective=objective, average=average, init_from=source,
               commands=history.get("commands", []) + [command or "python -m capsules.train"],
               hardware=describe(device) + (f" x {world} processes" if world > 1 else ""),
-              start_epoch=start_epoch, step=step, train_seconds=train_seconds, best_accuracy=best_accuracy)
+              start_epoch=start_epoch, step=step, train_seconds=train_seconds)
     if run.main_process:
         print(_data_line(run), flush=True)
     return run
@@ -426,15 +619,18 @@ def setup(cfg: TrainConfig, command: str | None = None, given: set[str] | None =
 
 def _data_line(run: Run) -> str:
     """What the run trains and evaluates on, said once at the start."""
-    n, used, size = run.train_x.shape[0], sum(run.batches), run.cfg.batch_size
-    train = f"{used:,} training images an epoch ({run.steps_per_epoch} steps of {size}"
+    data, size = run.data, run.cfg.batch_size
+    n, used, unit = data.n_train, sum(run.batches), data.unit
+    train = f"{used:,} training {unit} an epoch ({run.steps_per_epoch} steps of {size}"
     if used < n:
-        train += f"; {n - used} of the {n:,}, different ones each epoch, left out to keep the batches full)"
+        train += f"; {n - used} of the {n:,} images, different ones each epoch, left out to keep the batches full)"
     elif run.batches[-1] < size:
         train += f", the last one {run.batches[-1]})"
     else:
         train += ")"
-    test = f"{run.test_x.shape[0]:,} test images"
+    if data.name == "multimnist":
+        train += f", fresh pairs of the {n:,} training images each epoch"
+    test = f"{data.n_test:,} test {unit}"
     if run.cfg.train_subset and not run.cfg.test_subset:
         test += " (in proportion to --train-subset; --test-subset sets it)"
     return f"data: {train}, {test}"
@@ -445,9 +641,9 @@ def _data_line(run: Run) -> str:
 
 @dataclass
 class EpochStats:
-    loss: float  # mean training loss over this process's images
-    accuracy: float  # percent of this process's training images classified correctly
-    images: int  # training images of the epoch, all processes together
+    loss: float  # mean training loss over this process's examples
+    accuracy: float  # percent of this process's training examples right (the data set's criterion)
+    images: int  # training examples of the epoch, all processes together
     started: float  # time.perf_counter() at the start of the epoch
 
 
@@ -458,27 +654,29 @@ def _shard(idx: Tensor, rank: int, world: int) -> Tensor:
 
 
 def train_epoch(run: Run, epoch: int) -> EpochStats:
-    """Phase 2: one pass over the shuffled training images. Per step: this process's shard of the
-    global batch, shift augmentation, the learning rate for the step, the objective, Adam.
-    A loss that stops being finite raises TrainingError (the last epoch's checkpoints stay)."""
+    """Phase 2: one pass over the shuffled training images. Per step: this process's share of the
+    global batch from the data set (augmented), the learning rate for the step, the objective,
+    Adam, then the moving average. A loss that stops being finite raises TrainingError (the last
+    epoch's checkpoints stay)."""
     cfg = run.cfg
     started = time.perf_counter()
-    perm = torch.randperm(run.train_x.shape[0], generator=run.generator)
+    perm = torch.randperm(run.data.n_train, generator=run.generator)
     loss_sum, correct_sum, seen = torch.zeros((), device=run.device), torch.zeros((), device=run.device), 0
     bar = tqdm(range(run.steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", disable=not run.main_process,
                dynamic_ncols=True, mininterval=1.0)
     for k in bar:
         idx = perm[k * cfg.batch_size:k * cfg.batch_size + run.batches[k]]  # the global batch
-        idx = _shard(idx, run.rank, run.world).to(run.device)
-        x = shift_augment(to_float(run.train_x[idx]), cfg.shift, run.generator)
-        y = run.train_y[idx]
+        batch = run.data.batch(idx, run.rank, run.world, run.generator)
         for group in run.optimizer.param_groups:
             group["lr"] = learning_rate(cfg, run.step, run.steps_per_epoch)
-        loss, correct = _train_step(run.step_model, run.optimizer, x, y, run.objective)
+        loss, correct = _train_step(run.step_model, run.optimizer, batch, run.objective)
+        if run.average is not None:
+            run.average.update()
         run.step += 1
-        loss_sum += loss * y.shape[0]
+        n = batch[0].shape[0]
+        loss_sum += loss * n
         correct_sum += correct
-        seen += y.shape[0]
+        seen += n
         if k % 20 == 0 or k == run.steps_per_epoch - 1:
             if not torch.isfinite(loss):
                 raise TrainingError(
@@ -497,39 +695,51 @@ def train_epoch(run: Run, epoch: int) -> EpochStats:
 # --------------------------------------------------------------------- phase 3: end of epoch
 
 
+def _prefixed(prefix: str, result: EvalResult | TwoDigitResult) -> dict:
+    return {f"{prefix}{k}": v for k, v in result.fields().items()}
+
+
 def end_of_epoch(run: Run, epoch: int, stats: EpochStats) -> dict:
     """Phase 3, main process only, after every process finished the epoch: evaluate on the test
-    images, save the ``last`` (and, when better, the ``best``) checkpoint, append the metrics line,
-    then save the resume state. Each file is written atomically and the resume state comes last:
-    it is the commit point, so a kill at any moment before it loses only this epoch (the resumed
-    run drops the metrics lines of the epochs it redoes). Returns the summary the checkpoints carry."""
+    examples (and the moving average beside the weights), save the ``last`` checkpoint (and
+    ``last-ema``), append the metrics line, then save the resume state. Each file is written
+    atomically and the resume state comes last: it is the commit point, so a kill at any moment
+    before it loses only this epoch (the resumed run drops the metrics lines of the epochs it
+    redoes). Returns the summary the ``last`` checkpoint carries."""
     cfg = run.cfg
-    result = evaluate(run.model, run.test_x, run.test_y, batch_size=cfg.eval_batch_size)
+    result = run.data.evaluate(run.model, cfg.eval_batch_size)
+    averaged = run.data.evaluate(run.average.model, cfg.eval_batch_size) if run.average else None
     lr = learning_rate(cfg, run.step, run.steps_per_epoch)
     now = time.perf_counter()
+    eval_seconds = result.seconds + (averaged.seconds if averaged else 0.0)
     record = {"epoch": epoch, "step": run.step, "lr": lr,
-              "train_loss": stats.loss, "train_accuracy": stats.accuracy,
-              "test_loss": result.loss, "test_accuracy": result.accuracy,
+              "train_loss": stats.loss, "train_accuracy": stats.accuracy, **_prefixed("test_", result),
+              **(_prefixed("ema_test_", averaged) if averaged else {}),
               "epoch_seconds": now - stats.started, "train_seconds": run.train_seconds,
-              "images_per_second": stats.images / (now - stats.started - result.seconds)}
+              "images_per_second": stats.images / (now - stats.started - eval_seconds)}
     print(f"epoch {epoch}: train loss {record['train_loss']:.4f}, train acc {record['train_accuracy']:.2f}%, "
-          f"test {result.line()}, {record['epoch_seconds']:.0f} s", flush=True)
+          f"test {result.line()}" + (f", moving average {averaged.line()}" if averaged else "")
+          + f", {record['epoch_seconds']:.0f} s", flush=True)
     summary = {
-        "test_accuracy": round(result.accuracy, 4), "test_correct": result.correct, "test_total": result.total,
-        "test_loss": result.loss, "epoch": epoch, "epochs": cfg.epochs, "steps": run.step,
+        **_prefixed("test_", result), "epoch": epoch, "epochs": cfg.epochs, "steps": run.step,
         "train_seconds": round(run.train_seconds, 1), "hardware": run.hardware, "precision": run.precision,
-        "train_images": run.train_x.shape[0], "train_config": dataclasses.asdict(cfg),
+        "dataset": cfg.dataset, "train_images": run.data.n_train, "train_config": dataclasses.asdict(cfg),
+        **({"init_from": run.init_from} if run.init_from else {}),
         "command": run.commands[0], "commands": run.commands,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
     }
     save_model(run.model, run.out / "last.safetensors", summary)
-    if result.accuracy > run.best_accuracy:
-        run.best_accuracy = result.accuracy
-        save_model(run.model, run.out / "best.safetensors", summary)
+    if averaged:
+        save_model(run.average.model, run.out / "last-ema.safetensors",
+                   {**summary, **_prefixed("test_", averaged),
+                    "weights_average": {"kind": "exponential moving average of the weights, updated after "
+                                                "every step, float32", "decay": cfg.ema_decay}})
     _append_line(run.out / "metrics.jsonl", record)
     meta = {"epoch": epoch, "step": run.step, "train_seconds": run.train_seconds,
-            "config": json.dumps(dataclasses.asdict(cfg)), "history": {"commands": run.commands}}
-    save_state(run.out / "state.safetensors", run.model, run.optimizer, run.generator, meta)  # the commit point
+            "config": json.dumps(dataclasses.asdict(cfg)),
+            "history": {"commands": run.commands, **({"init_from": run.init_from} if run.init_from else {})}}
+    save_state(run.out / "state.safetensors", run.model, run.optimizer, run.generator, meta,
+               run.average)  # the commit point
     return summary
 
 
@@ -567,8 +777,10 @@ def main(argv: list[str] | None = None) -> int:
         if torch_dist.is_initialized():
             torch_dist.destroy_process_group()
     if summary:
-        print(f"best and last checkpoints in {cfg.out}; last epoch {summary['epoch']}: "
-              f"accuracy: {summary['test_accuracy']:.2f}% ({summary['test_correct']}/{summary['test_total']})")
+        score = (f"error: {summary['test_error']:.2f}% ({summary['test_errors']}/{summary['test_total']})"
+                 if "test_error" in summary else
+                 f"accuracy: {summary['test_accuracy']:.2f}% ({summary['test_correct']}/{summary['test_total']})")
+        print(f"checkpoints in {cfg.out}; last epoch {summary['epoch']}: {score}")
     return 0
 
 

@@ -1,15 +1,17 @@
 """MultiMNIST (paper section 6): the pair generator, the two-digit loss and the two-digit metric."""
 
+import json
 import math
 
 import pytest
 import torch
 
-from capsules import CapsNet, CapsNetConfig
+from capsules import CapsNet, CapsNetConfig, load_model
 from capsules.data import (MULTI_PAD, MULTI_SHIFT, MultiMNIST, box_overlap, ink_boxes, load_mnist,
                            load_multimnist_test, pair_overlap, place_digits)
 from capsules.evaluate import binomial_interval, evaluate_multimnist, main, two_digit_correct
 from capsules.losses import MarginLoss, TwoDigitLoss, decode_pair
+from capsules.train import TrainConfig, two_digit_objective, train
 
 
 def synthetic_digits(n=200, classes=10, seed=0):
@@ -297,3 +299,69 @@ def test_a_few_steps_on_a_tiny_subset_lower_the_two_digit_loss(data_dir):
         losses.append(float(loss.detach()))
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+# ------------------------------------------------------------------------------------- training
+
+
+def test_two_digit_objective_decodes_each_digit_from_its_own_capsule_inside_autocast():
+    images, labels = synthetic_digits(40)
+    batch = MultiMNIST(images, labels).pairs(torch.arange(4), torch.Generator().manual_seed(7))
+    merged, first, second = batch.floats()
+    torch.manual_seed(0)
+    model = CapsNet(CapsNetConfig(image_size=36))
+    seen = []
+    model.decoder.register_forward_hook(lambda module, inputs, output: seen.append((inputs[0], output.dtype)))
+    loss_fn = TwoDigitLoss()
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        seen.clear()
+        loss, correct = two_digit_objective(loss_fn, precision)(model, (merged, batch.labels, first, second))
+        assert [d for _, d in seen] == [dtype, dtype], "both digits decoded under the autocast"
+        for (masked, _), digit in zip(seen, (batch.labels[:, 0], batch.labels[:, 1])):
+            active = masked.view(4, 10, 16).abs().sum(-1) > 0  # the one capsule the decoder sees
+            assert torch.equal(active.float().argmax(-1), digit) and int(active.sum()) == 4
+        assert loss.dtype == torch.float32 and 0 <= int(correct) <= 4
+    with torch.no_grad():
+        out = model(merged)
+        expected = loss_fn(out.v, model.decode, first, second, batch.labels)
+        loss, correct = two_digit_objective(loss_fn, "fp32")(model, (merged, batch.labels, first, second))
+    torch.testing.assert_close(loss, expected)
+    assert int(correct) == int(two_digit_correct(out.lengths, batch.labels).sum())
+
+
+def same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_multimnist_training_lowers_the_loss_and_resumes_bit_identically_with_the_moving_average(data_dir, tmp_path):
+    # lr 1e-4: at 1e-3 the 36x36 model's capsules saturate in the first steps (see the README)
+    common = dict(dataset="multimnist", data_dir=str(data_dir), train_subset=48, test_subset=24, batch_size=16,
+                  lr=1e-4, ema_decay=0.5, eval_batch_size=24)  # default precision: bf16 where native
+    full = train(TrainConfig(out=str(tmp_path / "full"), epochs=2, **common))
+    log = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2] and [r["step"] for r in log] == [3, 6]
+    assert log[1]["train_loss"] < log[0]["train_loss"]
+    for r in log:  # the paper's metric, for the weights and for their moving average
+        assert r["test_total"] == r["ema_test_total"] == 24
+        assert r["test_error"] == pytest.approx(100 * r["test_errors"] / 24)
+        assert r["ema_test_error"] == pytest.approx(100 * r["ema_test_errors"] / 24)
+    assert full["dataset"] == "multimnist" and full["test_error"] == log[1]["test_error"]
+    last = load_model(tmp_path / "full" / "last.safetensors", "cpu")
+    ema = load_model(tmp_path / "full" / "last-ema.safetensors", "cpu")
+    assert last.config.image_size == ema.config.image_size == 36
+    assert not same_weights(last, ema)
+    assert ema.metadata["weights_average"]["decay"] == 0.5
+    assert ema.metadata["test_errors"] == log[1]["ema_test_errors"]
+    pairs = load_multimnist_test(data_dir)[:24]
+    assert evaluate_multimnist(ema, pairs).errors == log[1]["ema_test_errors"]
+
+    # stop after one epoch, then resume to two: the same weights and the same average
+    train(TrainConfig(out=str(tmp_path / "cut"), epochs=1, **common))
+    resumed = train(TrainConfig(out=str(tmp_path / "cut"), epochs=2, resume=True, **common),
+                    given={"out", "epochs", "resume"})
+    assert resumed["epoch"] == 2 and resumed["test_errors"] == full["test_errors"]
+    for name in ("last", "last-ema"):
+        assert same_weights(load_model(tmp_path / "cut" / f"{name}.safetensors", "cpu"),
+                            load_model(tmp_path / "full" / f"{name}.safetensors", "cpu")), name

@@ -4,14 +4,18 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from capsules import CapsNet
+from capsules.checkpoint import save_model
 from capsules.data import DatasetError, load_mnist, shift_augment
-from capsules.train import (TrainConfig, TrainingError, _shard, epoch_batches, learning_rate, eval_size, train,
-                            train_step)
+from capsules.train import (TrainConfig, TrainingError, WeightAverage, _shard, epoch_batches, learning_rate, eval_size,
+                            train, train_step)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_shift_augment_shifts_each_image_by_at_most_two_pixels():
@@ -220,3 +224,116 @@ def test_full_disk_is_reported_before_training(tmp_path, data_dir, monkeypatch):
     with pytest.raises(TrainingError, match="only 5 MiB free"):
         train(TrainConfig(out=str(tmp_path / "run"), data_dir=str(data_dir)))
     assert not (tmp_path / "run" / "state.safetensors").exists()
+
+
+# ---------------------------------------------------------------- moving average of the weights
+
+
+def _two_steps(model, average=None):
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    for _ in range(2):
+        loss = model(torch.randn(8, 3)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if average is not None:
+            average.update()
+
+
+def test_moving_average_with_decay_0_is_exactly_the_weights():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    average = WeightAverage(model, 0.0)
+    _two_steps(model, average)
+    for (k, a), b in zip(average.model.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), k  # parameters, and the BatchNorm buffers copied
+
+
+def test_moving_average_follows_its_formula_in_float32():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    start = [p.detach().clone() for p in model.parameters()]
+    average = WeightAverage(model, 0.75)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    expected = start
+    for _ in range(3):
+        model(torch.randn(8, 3)).square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+        average.update()
+        expected = [0.75 * e + 0.25 * p.detach() for e, p in zip(expected, model.parameters())]
+    for a, e, p in zip(average.model.parameters(), expected, model.parameters()):
+        assert a.dtype == torch.float32 and not a.requires_grad
+        torch.testing.assert_close(a, e, rtol=1e-6, atol=1e-7)
+        assert not torch.equal(a, p.detach())
+    with pytest.raises(TrainingError, match="ema-decay"):
+        WeightAverage(model, 1.0)
+
+
+# ----------------------------------------------------------------------------------- --init-from
+
+
+def tiny_run(tmp_path, data_dir, name, **kwargs):
+    cfg = dict(out=str(tmp_path / name), data_dir=str(data_dir), train_subset=32, test_subset=8, batch_size=32,
+               epochs=1, precision="fp32", eval_batch_size=8)
+    return train(TrainConfig(**{**cfg, **kwargs}))
+
+
+@pytest.mark.slow
+def test_init_from_starts_from_the_checkpoint_and_records_it(tmp_path, data_dir):
+    torch.manual_seed(1)  # not the run's seed: other weights than its own initialisation
+    source = CapsNet()
+    src = tmp_path / "source.safetensors"
+    info = save_model(source, src, {"epoch": 7, "test_accuracy": 12.5})
+    # lr 0: Adam leaves the weights where they start, and the moving average with them
+    summary = tiny_run(tmp_path, data_dir, "run", init_from=str(src), lr=0.0, ema_decay=0.5)
+    assert summary["init_from"] == {"path": str(src), "sha256": info["sha256"], "epoch": 7, "test_accuracy": 12.5}
+    for name in ("last", "last-ema"):
+        trained = load_model_cpu(tmp_path / "run" / f"{name}.safetensors")
+        for (k, a), b in zip(trained.state_dict().items(), source.state_dict().values()):
+            assert torch.equal(a, b), (name, k)
+    assert json.loads((tmp_path / "run" / "last.json").read_text())["train_config"]["init_from"] == str(src)
+
+
+@pytest.mark.slow
+def test_init_from_refuses_a_checkpoint_of_another_model(tmp_path, data_dir):
+    from capsules import CapsNetConfig
+
+    save_model(CapsNet(CapsNetConfig(routing_iterations=1)), tmp_path / "r1.safetensors")
+    with pytest.raises(TrainingError, match=r"routing_iterations 1 \(this run: 3\)"):
+        tiny_run(tmp_path, data_dir, "a", init_from=str(tmp_path / "r1.safetensors"))
+    save_model(CapsNet(CapsNetConfig(image_size=36)), tmp_path / "multi.safetensors")
+    with pytest.raises(TrainingError, match=r"image_size 36 \(this run: 28\)"):
+        tiny_run(tmp_path, data_dir, "b", init_from=str(tmp_path / "multi.safetensors"))
+    assert not (tmp_path / "a" / "last.safetensors").exists() and not (tmp_path / "b" / "last.safetensors").exists()
+    with pytest.raises(TrainingError, match="--init-from starts a new run"):
+        train(TrainConfig(out=str(tmp_path / "a"), init_from=str(tmp_path / "r1.safetensors"), resume=True),
+              given={"out", "init_from", "resume"})
+
+
+# ------------------------------------------------------------------------------------ shipping
+
+
+def test_ship_checkpoint_ships_last_or_its_moving_average_and_refuses_anything_else(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ship_checkpoint", ROOT / "scripts" / "ship_checkpoint.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    monkeypatch.setattr(ship, "CHECKPOINTS", tmp_path / "checkpoints")
+    torch.manual_seed(0)
+    model = CapsNet()
+    meta = {"test_accuracy": 99.0, "epoch": 3, "train_config": {"dataset": "mnist"}}
+    for name in ("last", "last-ema", "best"):
+        save_model(model, tmp_path / "run" / f"{name}.safetensors", meta)
+
+    assert ship.main([str(tmp_path / "run" / "best.safetensors")]) == 1
+    assert "only last.safetensors or last-ema.safetensors" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoints").exists()
+
+    assert ship.main([str(tmp_path / "run" / "last-ema.safetensors")]) == 0
+    shipped = load_model_cpu(tmp_path / "checkpoints" / "capsnet-mnist.safetensors")
+    assert shipped.metadata["shipped_from"].endswith("last-ema.safetensors") and shipped.metadata["epoch"] == 3
+    assert "test accuracy 99.00% after epoch 3" in capsys.readouterr().out
+    assert ship.main([str(tmp_path / "run" / "last.safetensors"), "--name", "capsnet-r3"]) == 0
+    assert (tmp_path / "checkpoints" / "capsnet-r3.json").exists()
