@@ -58,8 +58,8 @@ from .losses import capsule_lengths
 from .model import CapsNet
 
 __all__ = [
-    "FORMAT", "ROBUSTNESS", "Ablation", "RoutingPass", "affine", "checkpoint_sha256",
-    "confusion_matrix", "coupling_ablations", "load_results", "misclassified", "predict",
+    "FORMAT", "ROBUSTNESS", "Ablation", "RoutingPass", "accuracy_interval", "affine", "checkpoint_sha256",
+    "confusion_matrix", "coupling_ablations", "intervals_overlap", "load_results", "misclassified", "predict",
     "random_logits", "results_path", "robustness", "robustness_results", "robustness_subset", "route_fixed",
     "routing_pass", "run_experiments", "save_results", "wilson_interval",
 ]
@@ -108,6 +108,20 @@ def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, fl
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
     # the interval always contains p; min/max only absorb rounding at p = 0 and p = 1
     return (100.0 * max(0.0, min(p, centre - half)), 100.0 * min(1.0, max(p, centre + half)))
+
+
+def accuracy_interval(accuracy: float, total: int, z: float = Z95) -> tuple[float, float]:
+    """:func:`wilson_interval` of an accuracy given in percent over ``total`` images (as the
+    results file stores the robustness curves): the count is ``round(accuracy * total / 100)``."""
+    return wilson_interval(round(accuracy * total / 100.0), total, z)
+
+
+def intervals_overlap(*intervals: tuple[float, float] | list[float]) -> bool:
+    """Whether the intervals ``(lo, hi)`` share at least one point (``max lo <= min hi``): two 95%
+    intervals that overlap leave the difference within the noise of the test set."""
+    if not intervals:
+        raise ValueError("intervals_overlap needs at least one interval")
+    return max(lo for lo, _ in intervals) <= min(hi for _, hi in intervals)
 
 
 def _percent(correct: int, total: int) -> float:

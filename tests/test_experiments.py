@@ -12,8 +12,8 @@ from capsules import load_model
 from capsules.checkpoint import SHIPPED, atomic_write_json
 from capsules.data import to_float
 from capsules.experiments import (
-    FORMAT, IDENTITY, VERSION, affine, checkpoint_sha256, confusion_matrix, coupling_ablations,
-    load_results, main, misclassified, random_logits, results_path, robustness, robustness_subset,
+    FORMAT, IDENTITY, VERSION, accuracy_interval, affine, checkpoint_sha256, confusion_matrix, coupling_ablations,
+    intervals_overlap, load_results, main, misclassified, random_logits, results_path, robustness, robustness_subset,
     route_fixed, routing_pass, run_experiments, wilson_interval,
 )
 
@@ -45,6 +45,17 @@ def test_wilson_interval_closed_forms():
     assert lo < 99.56 < hi and hi - lo < 0.3
     width = lambda k, n: wilson_interval(k, n)[1] - wilson_interval(k, n)[0]  # noqa: E731
     assert width(5, 10) > width(500, 1000) > width(5000, 10000)
+
+
+def test_accuracy_interval_and_overlap():
+    assert accuracy_interval(99.4, 500) == wilson_interval(497, 500)
+    assert accuracy_interval(38.0, 500) == wilson_interval(190, 500)
+    assert intervals_overlap((99.41, 99.67), (99.19, 99.51))
+    assert intervals_overlap((1.0, 2.0), (2.0, 3.0))  # touching ends share a point
+    assert not intervals_overlap((99.41, 99.67), (99.0, 99.40))
+    assert intervals_overlap([0, 3], [1, 4], [2, 5]) and not intervals_overlap([0, 3], [1, 4], [3.5, 5])
+    with pytest.raises(ValueError, match="at least one"):
+        intervals_overlap()
 
 
 @pytest.mark.data
