@@ -189,3 +189,109 @@ def test_image_pair_titles_are_short(result):
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["Transformed (28×28)", "Reconstruction (7)"]
     assert max(len(t) for t in titles) <= 20  # fits over half of a 300-pixel figure
+
+
+# ------------------------------------------------------------------------------ test-set experiments
+
+
+@pytest.fixture(scope="module")
+def shipped_results():
+    from capsules.experiments import load_results
+
+    results = load_results()
+    assert results is not None, "the shipped checkpoint's experiments JSON is missing or stale"
+    return results
+
+
+def _vlines(fig: go.Figure) -> list[float]:
+    return [float(s.x0) for s in fig.layout.shapes if s.x0 is not None and s.x0 == s.x1]
+
+
+def test_iterations_figure(shipped_results):
+    from dashboard.experiments import iteration_intervals
+
+    acc = np.array(list(shipped_results["iterations"].values()))
+    margins = np.array(list(shipped_results["margins"].values()))
+    iv = iteration_intervals(shipped_results)
+    fig = F.iterations_figure(acc, iv, margins, trained=3)
+    accuracy, margin = fig.data
+    np.testing.assert_allclose(accuracy.y, acc)
+    np.testing.assert_allclose(np.asarray(accuracy.y) + np.asarray(accuracy.error_y.array), iv[:, 1])
+    np.testing.assert_allclose(np.asarray(accuracy.y) - np.asarray(accuracy.error_y.arrayminus), iv[:, 0])
+    np.testing.assert_allclose(margin.y, margins)
+    assert list(accuracy.x) == list(range(1, 11))
+    assert _vlines(fig) == [3.0, 3.0]  # the training r in both panels, and the title says what it is
+    assert "r = 3, as trained" in fig.layout.title.text
+    assert not _vlines(F.iterations_figure(acc, iv, margins)) and "as trained" not in \
+        F.iterations_figure(acc, iv, margins).layout.title.text
+
+
+def test_dynamics_figure(shipped_results):
+    dyn = shipped_results["dynamics"]
+    fig = F.dynamics_figure(dyn["logit_change"], dyn["entropy"], dyn["changed_from_k1"], trained=3)
+    assert len(fig.data) == 3 and all(len(t.y) == 10 for t in fig.data)
+    assert fig.layout.yaxis.type == "log"  # Appendix A's scale
+    ticks = list(fig.layout.yaxis.tickvals)
+    assert ticks[0] <= min(dyn["logit_change"]) and ticks[-1] >= max(dyn["logit_change"])
+    assert all(f"{v:.0e}" == t for v, t in zip(ticks, fig.layout.yaxis.ticktext))
+    assert round(np.log(10), 6) in _hlines(fig)  # uniform coupling's entropy
+    assert _vlines(fig) == [3.0] * 3
+    assert F._log_ticks(np.array([6.3e-3, 5.1e-2])) == [5e-3, 1e-2, 2e-2, 5e-2, 1e-1]
+
+
+def test_ablation_figure_shades_the_reference_interval():
+    names = ["own routing", "uniform", "class-mean"]
+    acc = np.array([99.56, 99.60, 99.37])
+    iv = np.array([[99.41, 99.67], [99.46, 99.71], [99.19, 99.51]])
+    fig = F.ablation_figure(names, acc, iv, reference=0)
+    point = fig.data[0]
+    assert list(point.y) == names and list(point.text) == ["99.56%", "99.60%", "99.37%"]
+    np.testing.assert_allclose(np.asarray(point.x) + np.asarray(point.error_x.array), iv[:, 1])
+    np.testing.assert_allclose(np.asarray(point.x) - np.asarray(point.error_x.arrayminus), iv[:, 0])
+    band = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(band) == 1 and (band[0].x0, band[0].x1) == (99.41, 99.67)
+    lo, hi = fig.layout.xaxis.range
+    assert lo < iv[:, 0].min() and hi > iv[:, 1].max()
+
+
+def test_robustness_figure_takes_several_models(shipped_results):
+    from capsules.experiments import accuracy_interval
+
+    caps = shipped_results["robustness"]
+    cnn = {kind: [[v, max(0.0, a - 5)] for v, a in curve] for kind, curve in caps.items()}  # a second model
+    intervals = {"CapsNet": {k: [list(accuracy_interval(a, 500)) for _, a in c] for k, c in caps.items()}}
+    fig = F.robustness_figure({"CapsNet": caps, "CNN": cnn}, intervals, subset=500)
+    assert len(fig.data) == 2 * 4
+    assert [t.name for t in fig.data] == ["CapsNet"] * 4 + ["CNN"] * 4
+    assert [t.showlegend for t in fig.data] == [True, False, False, False] * 2  # each model once in the legend
+    assert len({t.line.color for t in fig.data[:4]}) == 1 and fig.data[0].line.color != fig.data[4].line.color
+    rotate = fig.data[0]
+    assert list(rotate.x) == [v for v, _ in caps["rotate"]] and list(rotate.y) == [a for _, a in caps["rotate"]]
+    assert rotate.error_y.array is not None and fig.data[4].error_y.array is None  # bars only where given
+    assert "500 test images" in fig.layout.title.text
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["Rotation", "Scale", "Shear", "Horizontal shift"]
+    assert sorted(_vlines(fig)) == [0.0, 0.0, 0.0, 1.0]  # the identity of each transform
+
+
+def test_confusion_figure_colours_only_the_errors(shipped_results):
+    m = np.array(shipped_results["confusion"])
+    fig = F.confusion_figure(m)
+    diagonal, errors = fig.data
+    z = np.asarray(errors.z, dtype=float)
+    assert np.isnan(np.diag(z)).all()
+    off = ~np.eye(10, dtype=bool)
+    np.testing.assert_array_equal(z[off], m[off])
+    assert errors.zmax == m[off].max()
+    assert errors.text[5][3] == str(m[5, 3]) and errors.text[0][0] == str(m[0, 0])  # every count printed
+    assert errors.text[0][1] == ""  # no zeros
+    assert np.isnan(np.asarray(diagonal.z, dtype=float)[off]).all()
+
+
+def test_digit_thumbnail():
+    img = np.zeros((28, 28), np.uint8)
+    img[3, 4] = 200
+    big = F.digit_thumbnail(img, 3)
+    assert big.shape == (84, 84) and big.dtype == np.uint8
+    assert (big[9:12, 12:15] == 200).all() and big.sum() == 200 * 9
+    assert F.digit_thumbnail(img.astype(np.float32) / 255, 2).max() == 200
