@@ -1,10 +1,14 @@
 """The dashboard of the MNIST CapsNet: ``streamlit run dashboard/app.py`` (from the repository root).
 
 This file is the entry: it sets up the browser tab and the navigation between pages. Each page
-lives in its own module with a ``main()`` (today :mod:`dashboard.explorer`, the explorer of one
-digit); what pages share (the model, loaded once per process with ``st.cache_resource``, the
-sample digits, the input widgets, the sidebar's model panel) is in :mod:`dashboard.common`. A new
-page is one more module and one more ``st.Page`` in :func:`pages`.
+is a file of its own beside this one with a ``main()``, which ``st.navigation`` runs as a script
+(``if __name__ == "__main__": main()``) and the tests import as a module:
+:mod:`dashboard.explorer`, the explorer of one digit, and :mod:`dashboard.experiments`, the
+test-set experiments (does routing matter?). What pages share (the model, loaded once per
+process with ``st.cache_resource``, the sample digits, the test set, the input widgets, the
+sidebar's model panel) is in :mod:`dashboard.common`. A new page is one more file and one more
+``st.Page`` in :func:`pages`; pages are files, not functions, so that ``st.switch_page`` and
+Streamlit's AppTest can open each of them by its path.
 
 The model is the shipped checkpoint, or ``$CAPSULES_CHECKPOINT``, on
 ``pick_device($CAPSULES_DEVICE)`` (the GPU when there is one). The server's torch work is one
@@ -16,18 +20,22 @@ default.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import streamlit as st
 import torch
 
-from dashboard import explorer
+from dashboard.common import EXPERIMENTS_PAGE, EXPLORER_PAGE
 
 ICON = "🧮"  # an emoji: the browser draws it, nothing is fetched from another host
+HERE = Path(__file__).resolve().parent
 
 
 def pages() -> list:
     return [
-        st.Page(explorer.main, title="One digit", icon="✏️", url_path="explorer", default=True),
+        st.Page(HERE / EXPLORER_PAGE, title="One digit", icon="✏️", url_path="explorer", default=True),
+        st.Page(HERE / EXPERIMENTS_PAGE, title="Test-set experiments", icon=":material/bar_chart:",
+                url_path="experiments"),
     ]
 
 

@@ -1,5 +1,6 @@
 """What every page of the dashboard shares: the model (loaded once per process), the sample
-digits, the input widgets, the sidebar's model panel and a clock for the compute figure.
+digits, the MNIST test set, the input widgets, the sidebar's model panel and a clock for the
+compute figure.
 
 Pages import these instead of copying them. Nothing here computes: the arithmetic is in
 :mod:`capsules.analysis` and :mod:`capsules.preprocess`, the drawing in :mod:`dashboard.figures`.
@@ -19,6 +20,7 @@ import torch
 
 from capsules import CapsNet
 from capsules.checkpoint import SHIPPED, CheckpointError, load_model
+from capsules.data import load_mnist, resolve_data_dir
 from capsules.device import describe, pick_device
 from capsules.preprocess import Converted, ImageError, convert, convert_upload
 from dashboard import figures as F
@@ -26,6 +28,12 @@ from dashboard import figures as F
 SAMPLES = Path(__file__).with_name("samples.npz")
 CANVAS_SIDE = 240  # pixels; fits the input column of a 1280-pixel window
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+# The pages, as files beside the entry (``st.navigation`` runs each as a script; ``st.switch_page``
+# takes these paths), and the query parameter that opens a test digit in the explorer:
+# ``/explorer?test_digit=247`` shows MNIST test image 247.
+EXPLORER_PAGE = "explorer.py"
+EXPERIMENTS_PAGE = "experiments.py"
+TEST_DIGIT = "test_digit"
 
 
 # ------------------------------------------------------------------------------ the model
@@ -85,6 +93,19 @@ def get_samples() -> dict[str, np.ndarray]:
         st.info(f"No sample digits found at `{SAMPLES}`: run `python scripts/make_samples.py`.")
         st.stop()
     return _get_samples(str(SAMPLES), SAMPLES.stat().st_mtime)
+
+
+@st.cache_resource(show_spinner="Reading the MNIST test set…", max_entries=1)
+def _test_set(data_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return load_mnist("test", data_dir)
+
+
+def get_test_set() -> tuple[torch.Tensor, torch.Tensor]:
+    """The MNIST test set (uint8 images (N, 28, 28), labels (N,)) from the usual data folder
+    (:func:`capsules.data.resolve_data_dir`), read once per process and shared by every session.
+    Raises :class:`capsules.data.DatasetError`, whose message says how to get it, when the
+    files are missing or corrupt (a failure is not cached: the next call looks again)."""
+    return _test_set(str(resolve_data_dir()))
 
 
 # ------------------------------------------------------------------------------ timing

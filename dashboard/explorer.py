@@ -6,6 +6,10 @@ the page out; the functions below each read their widgets and return what they r
 one view. Each view is a fragment (:func:`dashboard.common.view`): its own controls rerun only
 the view; the input, r and the tabs rerun the page. Figures are cached by their numbers
 (:func:`dashboard.common.figure`), so a rerun redraws only what changed.
+
+Another page opens a given MNIST test digit here with the query parameter ``?test_digit=N``
+(:data:`dashboard.common.TEST_DIGIT`): from the built-in samples when it is one of them, else
+from the MNIST test set; picking a sample leaves it.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import numpy as np
 import streamlit as st
 
 from capsules import analysis as A
+from capsules.data import DatasetError
 from capsules.preprocess import Converted
 from dashboard.common import (
-    Clock, Loaded, chart, digit_picker, figure, get_model, get_samples, model_panel, read_drawing,
-    read_upload, report_time, sample_label, view,
+    TEST_DIGIT, Clock, Loaded, chart, digit_picker, figure, get_model, get_samples, get_test_set, model_panel,
+    read_drawing, read_upload, report_time, sample_label, view,
 )
 
 MAX_ITERATIONS = 10
@@ -87,8 +92,45 @@ def routing_iterations(model, trained: int | None) -> int:
                               "Every view uses this r.")
 
 
+def leave_opened_digit() -> None:
+    """Picking a sample leaves the test digit another page opened (its query parameter goes)."""
+    st.query_params.pop(TEST_DIGIT, None)
+
+
+def opened_test_digit(samples: dict[str, np.ndarray]) -> Input | None:
+    """The MNIST test digit another page opened here with ``?test_digit=N``. When it is one of
+    the built-in samples, the sample picker is set to it (call this before the picker is drawn)
+    and None returned: the sample is the input. Otherwise it comes from the MNIST test set; when
+    that is not available either, a note says why and None is returned (the sample stays)."""
+    raw = st.query_params.get(TEST_DIGIT)
+    if raw is None:
+        return None
+    try:
+        index = int(raw)
+    except ValueError:
+        st.warning(f"`{TEST_DIGIT}={raw}` is not an index of the MNIST test set: showing a sample instead.")
+        return None
+    found = np.flatnonzero(samples["indices"] == index)
+    if found.size:
+        st.session_state["sample"] = int(found[0])
+        return None
+    try:
+        images, labels = get_test_set()
+    except DatasetError as exc:
+        st.warning(f"Test digit #{index} is not among the built-in samples and the MNIST test set could not "
+                   f"be read, so a sample is shown instead. {exc}")
+        return None
+    if not 0 <= index < labels.shape[0]:
+        st.warning(f"The MNIST test set has no digit #{index} (it has {labels.shape[0]:,}): showing a sample instead.")
+        return None
+    label = int(labels[index])
+    return Input(A.as_image(images[index].numpy()), f"test digit #{index} (label {label}, from the MNIST test set)",
+                 label, None, drawn=False)
+
+
 def choose_input(samples: dict[str, np.ndarray], draw_col, pick_col) -> Input:
-    """The input row's widgets: a drawing replaces an upload, which replaces the sample."""
+    """The input row's widgets: a drawing replaces an upload, which replaces a test digit opened
+    from another page, which replaces the sample."""
     with draw_col:
         st.subheader("Draw")
         drawn = read_drawing()
@@ -98,10 +140,11 @@ def choose_input(samples: dict[str, np.ndarray], draw_col, pick_col) -> Input:
                    "give one long capsule.")
     with pick_col:
         st.subheader("Or pick one")
+        opened = opened_test_digit(samples)
         sevens = np.flatnonzero(samples["labels"] == 7)
-        k = st.selectbox("Sample MNIST test digit", range(len(samples["labels"])),
-                         index=int(sevens[0]) if sevens.size else 0, key="sample",
-                         format_func=lambda i: sample_label(samples, i),
+        st.session_state.setdefault("sample", int(sevens[0]) if sevens.size else 0)  # opens on a 7
+        k = st.selectbox("Sample MNIST test digit", range(len(samples["labels"])), key="sample",
+                         on_change=leave_opened_digit, format_func=lambda i: sample_label(samples, i),
                          help="20 test digits per class plus digits the shipped model gets wrong "
                               "(predictions as of when the samples were made), as "
                               "“label · #index in the MNIST test set”.")
@@ -110,6 +153,8 @@ def choose_input(samples: dict[str, np.ndarray], draw_col, pick_col) -> Input:
         return Input(drawn.image, "your drawing", None, drawn, drawn=True)
     if uploaded is not None:
         return Input(uploaded.image, f"upload `{name}`", None, uploaded, drawn=False)
+    if opened is not None:
+        return opened
     label = int(samples["labels"][k])
     return Input(A.as_image(samples["images"][k]), f"test digit #{int(samples['indices'][k])} (label {label})",
                  label, None, drawn=False)
@@ -481,3 +526,7 @@ def main() -> None:
         st.session_state["input_key"] = (inp.key, iterations)
         st.session_state["new_input_ms"] = clock.total
     report_time(time_slot, clock)  # last: the whole run
+
+
+if __name__ == "__main__":  # run as a page by st.navigation (dashboard/app.py)
+    main()

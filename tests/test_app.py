@@ -390,3 +390,274 @@ def test_make_samples_selection():
     least = wrong[np.argsort(confidence[wrong], kind="stable")][:60]
     assert set(least.tolist()) <= set(indices.tolist())
     assert not (set(wrong.tolist()) - set(least.tolist())) & set(extra.tolist())
+
+
+# ------------------------------------------------------------------------------ the experiments page
+
+
+EXPERIMENT_CHARTS = ("fig_iterations", "fig_dynamics", "fig_ablations", "fig_robustness", "fig_confusion")
+
+
+@pytest.fixture(scope="module")
+def shipped_results():
+    from capsules.experiments import load_results
+
+    results = load_results()
+    assert results is not None, "the shipped checkpoint's experiments JSON is missing or stale"
+    return results
+
+
+def open_experiments(app):
+    app.switch_page("experiments.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def texts(app) -> str:
+    return " ".join(m.value for m in app.markdown) + " " + " ".join(c.value for c in app.caption)
+
+
+def test_experiments_page_shows_the_shipped_results(at, shipped_results):
+    from dashboard.experiments import iteration_intervals
+
+    open_experiments(at)
+    assert not at.error and not [b for b in at.button if b.key == "compute"]  # shipped: nothing to compute
+    found = charts(at)
+    for key in EXPERIMENT_CHARTS:
+        assert key in found, key
+    accuracy = found["fig_iterations"]["data"][0]
+    np.testing.assert_allclose(array(accuracy["y"]), list(shipped_results["iterations"].values()))
+    np.testing.assert_allclose(array(accuracy["y"]) + array(accuracy["error_y"]["array"]),
+                               iteration_intervals(shipped_results)[:, 1])
+    rotate = found["fig_robustness"]["data"][0]
+    np.testing.assert_allclose(array(rotate["y"]), [a for _, a in shipped_results["robustness"]["rotate"]])
+    text = texts(at)
+    own = shipped_results["ablations"]["routing"]
+    assert f"{own['accuracy']:.2f}% [{own['interval'][0]:.2f}, {own['interval'][1]:.2f}]" in text
+    assert f"On {shipped_results['robustness_subset']:,} test images" in text
+    assert "Zhao et al. used the training set" in text and "Paik et al." in text and "Gu & Tresp" in text
+    assert f"{len(shipped_results['errors'])} of 10,000 test digits are wrong" in text
+    assert f"in {shipped_results['seconds']:.0f} s" in text
+    # every misclassified digit of the shipped model has its button (one page of the gallery)
+    keys = {b.key for b in at.button}
+    assert {f"open_{e['index']}" for e in shipped_results["errors"]} <= keys
+
+
+def test_a_misclassified_digit_opens_in_the_explorer(at, app_model, samples, shipped_results):
+    error = shipped_results["errors"][0]
+    idx = error["index"]
+    open_experiments(at)
+    at.selectbox(key="errors_true").set_value(error["label"]).run()  # the filters keep it
+    at.selectbox(key="errors_pred").set_value(error["prediction"]).run()
+    assert f"open_{idx}" in {b.key for b in at.button}
+    at.button(key=f"open_{idx}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.query_params == {"test_digit": str(idx)}
+    k = int(np.flatnonzero(samples["indices"] == idx)[0])  # the shipped model's mistakes are built-in samples
+    assert at.selectbox(key="sample").value == k
+    assert f"Input now:** test digit #{idx} (label {error['label']})" in texts(at)
+    prediction = metric(at, "Prediction")
+    assert prediction == expected_prediction(app_model, samples["images"][k])
+    assert prediction.startswith(f"{error['prediction']} (")  # the mistake the experiments page listed
+    # picking another sample leaves it, and the address no longer names it. (AppTest reruns the page
+    # its switch_page() named last, unlike a browser, whose address now names the explorer: name it.)
+    other = int(np.flatnonzero(samples["labels"] == 3)[0])
+    at.switch_page("explorer.py")
+    at.selectbox(key="sample").set_value(other).run()
+    assert not at.exception and "test_digit" not in at.query_params
+    assert metric(at, "Prediction") == expected_prediction(app_model, samples["images"][other])
+
+
+@pytest.mark.data
+def test_the_explorer_opens_a_test_digit_from_the_data_folder(monkeypatch, data_dir, mnist_test, app_model,
+                                                            samples):
+    images, labels = mnist_test
+    idx = next(i for i in range(len(labels)) if i not in set(samples["indices"].tolist()))
+    monkeypatch.setenv("CAPSULES_DEVICE", "cpu")
+    monkeypatch.delenv("CAPSULES_CHECKPOINT", raising=False)
+    monkeypatch.setenv("CAPSULES_DATA", str(data_dir))
+    app = AppTest.from_file(str(APP), default_timeout=60)
+    app.query_params["test_digit"] = str(idx)
+    app.run()
+    assert not app.exception and not app.warning
+    assert f"test digit #{idx} (label {int(labels[idx])}, from the MNIST test set)" in texts(app)
+    assert metric(app, "Prediction") == expected_prediction(app_model, images[idx].numpy())
+
+
+def test_the_explorer_says_why_it_cannot_open_a_test_digit(monkeypatch, tmp_path, samples):
+    idx = next(i for i in range(10000) if i not in set(samples["indices"].tolist()))
+    monkeypatch.setenv("CAPSULES_DEVICE", "cpu")
+    monkeypatch.delenv("CAPSULES_CHECKPOINT", raising=False)
+    monkeypatch.setenv("CAPSULES_DATA", str(tmp_path))  # no MNIST there
+    for value, said in ((str(idx), ["not among the built-in samples", "python -m capsules.data fetch"]),
+                        ("seven", ["is not an index of the MNIST test set"])):
+        app = AppTest.from_file(str(APP), default_timeout=60)
+        app.query_params["test_digit"] = value
+        app.run()
+        assert not app.exception
+        warning = " ".join(w.value for w in app.warning)
+        assert all(s in warning for s in said), warning
+        assert "Input now:** test digit #" in texts(app)  # a sample is shown instead
+        assert metric(app, "Prediction")
+
+
+@pytest.fixture()
+def other_checkpoint(tmp_path, app_model):
+    """The shipped weights saved again in half precision: another sha256, no results beside it."""
+    from capsules.checkpoint import save_model
+
+    def make(dtype: str):
+        path = tmp_path / f"capsnet-{dtype}.safetensors"
+        meta = {k: v for k, v in app_model.metadata.items()
+                if k not in ("format", "config", "weights", "weights_dtype", "sha256")}
+        save_model(app_model, path, meta, weights_dtype=dtype)
+        return path
+
+    return make
+
+
+def experiments_app(monkeypatch, checkpoint, data: Path):
+    monkeypatch.setenv("CAPSULES_DEVICE", "cpu")
+    monkeypatch.setenv("CAPSULES_CHECKPOINT", str(checkpoint))
+    monkeypatch.setenv("CAPSULES_DATA", str(data))
+    return open_experiments(AppTest.from_file(str(APP), default_timeout=120).run())
+
+
+def test_experiments_without_mnist_say_how_to_get_it(monkeypatch, tmp_path, other_checkpoint):
+    app = experiments_app(monkeypatch, other_checkpoint("bf16"), tmp_path / "empty")
+    assert "No experiment results ship with `capsnet-bf16.safetensors`" in " ".join(i.value for i in app.info)
+    error = " ".join(e.value for e in app.error)
+    assert "need the MNIST test set" in error and "python -m capsules.data fetch" in error
+    assert not [b for b in app.button if b.key == "compute"] and not app.get("plotly_chart")
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_results_are_computed_once_on_demand(monkeypatch, data_dir, other_checkpoint):
+    """A checkpoint without results: the button starts one computation (the real one, on 60 test
+    images and 8 for robustness), its progress shows while it runs, in a second session too,
+    which does not start another; when it is over both show the plots, and reruns and new sessions
+    read the results without computing again."""
+    import threading
+    import time
+
+    from capsules import experiments as E
+
+    checkpoint = other_checkpoint("fp16")
+    calls, release = [], threading.Event()
+    real = E.run_experiments
+
+    def small(model, images, labels, **kw):
+        calls.append(threading.current_thread().name)
+        assert release.wait(60)
+        return real(model, images[:60], labels[:60], **{**kw, "robustness_size": 8})
+
+    monkeypatch.setattr(E, "run_experiments", small)
+    first = experiments_app(monkeypatch, checkpoint, data_dir)
+    assert "No experiment results ship with `capsnet-fp16.safetensors`" in " ".join(i.value for i in first.info)
+    first.button(key="compute").click().run()
+    assert not first.exception
+    progress = first.get("progress")
+    assert progress and "Computing the experiments" in progress[0].proto.text
+    second = experiments_app(monkeypatch, checkpoint, data_dir)  # another session, while it runs
+    assert second.get("progress") and not [b for b in second.button if b.key == "compute"]
+    release.set()
+    deadline = time.monotonic() + 120
+    while not first.get("plotly_chart") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        first.run()
+    assert not first.exception, [e.value for e in first.exception]
+    assert set(EXPERIMENT_CHARTS) <= set(charts(first))
+    assert "Checkpoint `capsnet-fp16.safetensors`" in texts(first) and "60 MNIST test images" in texts(first)
+    for app in (first, second, experiments_app(monkeypatch, checkpoint, data_dir)):
+        app.run()
+        assert set(EXPERIMENT_CHARTS) <= set(charts(app)) and not app.exception
+    assert len(calls) == 1 and calls[0].startswith("experiments-")  # once, in a thread of its own
+
+
+def test_jobs_run_once_per_key_and_hold_no_lock_while_computing():
+    import threading
+
+    from dashboard.experiments import Jobs
+
+    jobs, release, runs = Jobs(), threading.Event(), []
+
+    def slow(progress):
+        runs.append("slow")
+        progress(0.5, "half way")
+        assert release.wait(30)
+        return {"done": True}
+
+    first = jobs.start("a", slow)
+    assert jobs.start("a", slow) is first  # running: not started twice
+    quick = jobs.start("b", lambda progress: {"quick": True})  # another key runs while "a" computes
+    for _ in range(200):
+        if quick.results is not None and first.fraction == 0.5:
+            break
+        threading.Event().wait(0.05)
+    assert quick.results == {"quick": True} and first.running and jobs.get("a") is first
+    assert (first.fraction, first.message) == (0.5, "half way")
+    release.set()
+    for _ in range(200):
+        if not first.running:
+            break
+        threading.Event().wait(0.05)
+    assert first.results == {"done": True} and jobs.start("a", slow) is first and runs == ["slow"]
+
+    def broken(progress):
+        raise ValueError("no test set")
+
+    failed = jobs.start("c", broken)
+    for _ in range(200):
+        if not failed.running:
+            break
+        threading.Event().wait(0.05)
+    assert failed.error == "ValueError: no test set"
+    retried = jobs.start("c", lambda progress: {"ok": 1})  # a failed computation may be started again
+    assert retried is not failed
+
+
+def test_notes_follow_the_numbers(shipped_results):
+    """The sentences are built from the results: change a number and the verdict follows."""
+    import copy
+
+    from dashboard import experiments as X
+
+    r = copy.deepcopy(shipped_results)
+    iv = X.iteration_intervals(r)
+    here = X.iterations_notes(r, 3).here
+    assert f"k = 1 (uniform coupling): {r['iterations']['1']:.2f}% [{iv[0, 0]:.2f}, {iv[0, 1]:.2f}]" in here
+    changed = round(r["dynamics"]["changed_from_k1"][2] * r["test_images"] / 100)
+    assert f"{changed} of 10,000 predictions differ between k = 1 and k = 3" in here
+    net = r["iterations_correct"]["3"] - r["iterations_correct"]["1"]
+    assert ("turn a right answer into a wrong one" in here) == (changed > 0 and net == -changed)
+    r["iterations_correct"]["1"] -= 2 * changed  # k = 1 worse by twice the changes: now they fix answers
+    assert f"all {changed} turn a wrong answer into a right one" in X.iterations_notes(r, 3).here
+    r["iterations_correct"]["1"] += changed  # then they cannot all go one way
+    assert "all " + str(changed) + " turn" not in X.iterations_notes(r, 3).here
+    r["iterations_correct"]["1"] += changed
+    assert ("all overlap" in here) == bool(iv[:, 0].max() <= iv[:, 1].min())
+    r["iterations_correct"]["10"] = 9800  # k = 10 far worse: its interval leaves the others
+    r["iterations"]["10"] = 98.0
+    assert "The 95% intervals of k = 1 and k = 10 do not overlap" in X.iterations_notes(r, 3).here
+
+    ablation = X.ablation_notes(r, 3).here
+    own = r["ablations"]["routing"]
+    for name in ("uniform", "random", "class_mean"):
+        a = r["ablations"][name]
+        assert f"{X.RULE_NAMES[name]} {X._signed(a['accuracy'] - own['accuracy'])}" in ablation
+    r["ablations"]["class_mean"].update(accuracy=98.0, interval=[97.7, 98.3])
+    assert "class-mean beyond it (no overlap)" in X.ablation_notes(r, 3).here
+    assert "uniform and random within the noise" in X.ablation_notes(r, 3).here
+
+    dyn = X.dynamics_notes(r, 3).here
+    change = r["dynamics"]["logit_change"]
+    word = "rises" if change[-1] > change[0] else "falls"
+    assert f"{word} at every iteration, from {change[0]:.1e} at t = 1 to {change[-1]:.1e} at t = 10" in dyn
+    r["dynamics"]["logit_change"] = change[::-1]
+    assert "falls at every iteration" in X.dynamics_notes(r, 3).here
+
+    curve = [[-2.0, 90.0], [-1.0, 96.0], [0.0, 99.0], [1.0, 97.0], [2.0, 94.0], [3.0, 96.0]]
+    assert X.robust_range(curve, 0.0) == (-1.0, 1.0)  # stops at the first point below 95%
+    assert X.robust_range([[0.0, 90.0]], 0.0) is None
+    assert "5 read as 3 (6×)" in X.confusion_note(shipped_results)

@@ -4,8 +4,10 @@ Draws a vertical stroke on the canvas and checks that the page reads it as a "1"
 the canvas and checks that the page is back on the sample; uploads a scan and a broken file;
 opens every view at 1280 and 1920 pixels and checks what a person sees there (no cut-off text,
 no overlapping titles and legends, every digit labelled, no arrows on numbers that are not
-changes) and that the page asks nothing of any other host. Skipped when chromium or Playwright
-is missing, a failure instead under ``CAPSULES_REQUIRE_BROWSER=1``.
+changes) and that the page asks nothing of any other host; opens the Test-set experiments page at
+both widths, checks the same there, and clicks a misclassified digit through to the explorer,
+which shows it with its prediction. Skipped when chromium or Playwright is missing, a failure
+instead under ``CAPSULES_REQUIRE_BROWSER=1``.
 The "reads as 1" check needs the trained, shipped checkpoint; with an untrained model only the
 page mechanics are checked (the stroke replaces the sample and the page reruns cleanly).
 """
@@ -246,5 +248,93 @@ def test_a_control_in_a_view_reruns_only_that_view(browser, app_url):
         assert metric_value(page, "Compute, this rerun") == page_time  # the page did not rerun
         assert sidebar.inner_text() != before  # the view did, and said so
         assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        page.close()
+
+
+EXPERIMENT_CHARTS = ["Routing with k = 1", "Routing dynamics per iteration", "Coupling rules at inference",
+                     "Accuracy under affine transforms", "Confusion matrix"]
+
+
+def _open_experiments(browser, app_url, width: int):
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{app_url}/experiments", wait_until="domcontentloaded")
+    page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=120_000)
+    wait_idle(page)
+    for chart in page.query_selector_all('[data-testid="stPlotlyChart"]'):  # drawn when visible
+        chart.evaluate("e => e.scrollIntoView({block: 'center'})")
+        page.wait_for_timeout(200)
+    page.wait_for_timeout(300)
+    return page, requests
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_experiments_page_fits_and_nothing_comes_from_another_host(browser, app_url, width):
+    page, requests = _open_experiments(browser, app_url, width)
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert page.locator(".js-plotly-plot").count() == len(EXPERIMENT_CHARTS)
+        assert cut_off_texts(page) == []
+        for marker in EXPERIMENT_CHARTS:
+            boxes = chart_boxes(page, marker)
+            assert boxes is not None, marker
+            parts = [boxes["title"], *boxes["legends"], *boxes["annotations"].values()]
+            for i, a in enumerate(parts):  # title, legends, panel titles and labels: none over another
+                assert not any(overlap(a, b) for b in parts[i + 1:]), (marker, boxes)
+        main = page.locator('[data-testid="stMain"]')
+        for head, count in (("The paper.", 4), ("Later work.", 4), ("This model.", 5)):  # the errors: this model only
+            assert main.get_by_text(head).count() == count, head
+        # the gallery's buttons are not wrapped: each index on one line
+        heights = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stButton"] button')]
+            .filter(b => b.innerText.startsWith('#') && b.offsetParent !== null)
+            .map(b => b.getBoundingClientRect().height)""")
+        assert heights and max(heights) <= min(heights) + 1, heights
+        outside = sorted({u for u in requests if not u.startswith((app_url, "data:", "blob:", "about:"))})
+        assert outside == [], f"requests to other hosts: {outside}"
+        assert errors == [], errors
+    finally:
+        page.close()
+
+
+def test_a_misclassified_digit_opens_in_the_explorer(browser, app_url):
+    """Click a misclassified digit of the experiments page: the explorer shows that test digit
+    with the model's (wrong) prediction, and its address names it."""
+    import numpy as np
+
+    from capsules import analysis as A, load_model
+    from capsules.checkpoint import SHIPPED
+    from capsules.experiments import load_results
+
+    results = load_results(SHIPPED)
+    assert results is not None, "the shipped checkpoint's experiments JSON is missing or stale"
+    error = results["errors"][0]
+    idx = error["index"]
+    with np.load(SHIPPED.parents[1] / "dashboard" / "samples.npz", allow_pickle=False) as z:
+        image = z["images"][int(np.flatnonzero(z["indices"] == idx)[0])]
+    res = A.analyse(load_model(SHIPPED, "cpu"), image)
+    expected = f"{res.prediction} ({res.confidence:.2f})"
+    assert res.prediction == error["prediction"] != error["label"]
+
+    page, _ = _open_experiments(browser, app_url, 1400)
+    try:
+        button = page.get_by_role("button", name=f"#{idx}", exact=True)
+        button.scroll_into_view_if_needed()
+        button.click()
+        page.wait_for_function(f"() => document.body.innerText.includes('Input now: test digit #{idx}')",
+                               timeout=60_000)
+        wait_idle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert metric_value(page, "Prediction") == expected
+        assert f"True label: {error['label']}" in page.inner_text('[data-testid="stMain"]')
+        assert page.url.endswith(f"?test_digit={idx}")  # the explorer is the default page: "/?test_digit=N"
+        page.reload(wait_until="domcontentloaded")  # the address alone opens the digit
+        page.wait_for_function(f"() => document.body.innerText.includes('Input now: test digit #{idx}')",
+                               timeout=60_000)
+        wait_idle(page)
+        assert metric_value(page, "Prediction") == expected
     finally:
         page.close()
