@@ -3,6 +3,9 @@
     python -m capsules.evaluate [--checkpoint PATH] [--data-dir DIR] [--device auto]
     python -m capsules.evaluate --dataset multimnist --checkpoint PATH [--pairs-per-digit 1]
 
+Any model kind on MNIST (a CapsNet, the baseline CNN: ``load_model`` reads which from the file);
+MultiMNIST is scored on capsule lengths, so by a CapsNet only.
+
 Ends with a line ``accuracy: 99.71% (9971/10000)``, or for MultiMNIST
 ``error: 5.20% (520/10000), 95% interval 4.78-5.65%``. Test images are never augmented.
 """
@@ -20,14 +23,15 @@ from tqdm.auto import tqdm
 
 from .data import DatasetError, MultiMNISTBatch, load_mnist, load_multimnist_test, to_float
 from .device import DEVICE_HELP, autocast, describe, pick_device
-from .losses import CapsuleLoss, TwoDigitLoss
+from .losses import TwoDigitLoss
+from .model import CapsNet
 
 
 @dataclass
 class EvalResult:
     correct: int
     total: int
-    loss: float  # margin + 0.0005 x SSE reconstruction (decoder masked by the prediction)
+    loss: float  # the model's own loss (model.loss), batch mean: see evaluate()
     seconds: float
 
     @property
@@ -46,21 +50,31 @@ class EvalResult:
 
 @torch.inference_mode()
 def evaluate(model, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500,
-             precision: str = "fp32", iterations: int | None = None, progress: bool = False) -> EvalResult:
-    """Accuracy and loss of ``model`` on uint8 ``images`` (N, 28, 28) and ``labels`` (N,)."""
+             precision: str = "fp32", iterations: int | None = None, loss_options: dict | None = None,
+             progress: bool = False) -> EvalResult:
+    """Accuracy and loss of ``model``, of any kind, on uint8 ``images`` (N, 28, 28) and ``labels`` (N,).
+
+    An image is right when ``out.prediction`` (CapsNet: the longest digit capsule; the CNN: the
+    largest logit) is its label. The loss is the model's own, ``model.loss(out, x, y,
+    **loss_options)`` on eval-mode outputs: a CapsNet's margin + ``reconstruction_weight`` (0.0005
+    unless given) x SSE with the decoder masked by the prediction, the CNN's cross-entropy.
+    ``iterations`` (routing) applies to a CapsNet only; for another kind it is refused.
+    """
+    if iterations is not None and not isinstance(model, CapsNet):
+        raise ValueError(f"routing iterations apply to a CapsNet, not to a {model.config.NAME}")
+    forward = {} if iterations is None else {"iterations": iterations}
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    loss_fn = CapsuleLoss(n_labels=model.config.n_classes if hasattr(model, "config") else 10)
     correct, loss_sum, start = 0, 0.0, time.perf_counter()
     n = images.shape[0]
     for lo in tqdm(range(0, n, batch_size), desc="evaluate", leave=False, disable=not progress):
         x = to_float(images[lo:lo + batch_size].to(device, non_blocking=True))
         y = labels[lo:lo + batch_size].to(device, non_blocking=True)
         with autocast(device, precision):
-            out = model(x, iterations=iterations)
-        correct += int((out.lengths.argmax(-1) == y).sum())
-        loss_sum += float(loss_fn(out.v, out.reconstruction, x, y)) * x.shape[0]
+            out = model(x, **forward)
+        correct += int((out.prediction == y).sum())
+        loss_sum += float(model.loss(out, x, y, **(loss_options or {}))) * x.shape[0]
     model.train(was_training)
     return EvalResult(correct=correct, total=n, loss=loss_sum / max(n, 1), seconds=time.perf_counter() - start)
 
@@ -151,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="MNIST folder (default: $CAPSULES_DATA or the cache)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--iterations", type=int, default=None, help="routing iterations (default: the model's)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="routing iterations (default: the model's; a CapsNet only)")
     parser.add_argument("--dataset", choices=["mnist", "multimnist"], default="mnist",
                         help="multimnist: the fixed, seeded MultiMNIST test set (a 36x36 model)")
     parser.add_argument("--pairs-per-digit", type=int, default=1,
@@ -159,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         model = load_model(args.checkpoint, pick_device(args.device))
+        if args.iterations is not None and not isinstance(model, CapsNet):
+            raise ValueError(f"--iterations: {model.checkpoint_path} holds a {model.config.NAME}, which does "
+                             "not route")
+        if args.dataset == "multimnist" and not isinstance(model, CapsNet):
+            raise ValueError(f"MultiMNIST is scored on capsule lengths; {model.checkpoint_path} holds a "
+                             f"{model.config.NAME}")
         if args.dataset == "multimnist":
             pairs = load_multimnist_test(args.data_dir, pairs_per_digit=args.pairs_per_digit)
             side = pairs.merged.shape[-1]
@@ -170,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"checkpoint: {model.checkpoint_path}  device: {describe(model.device)}")
+    print(f"checkpoint: {model.checkpoint_path} ({model.config.NAME})  device: {describe(model.device)}")
     if args.dataset == "multimnist":
         result = evaluate_multimnist(model, pairs, batch_size=args.batch_size, iterations=args.iterations,
                                      progress=True)

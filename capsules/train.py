@@ -1,7 +1,8 @@
-"""Train a CapsNet on MNIST, or on MultiMNIST, with the paper's recipe.
+"""Train a CapsNet on MNIST, or on MultiMNIST, with the paper's recipe; or the paper's baseline CNN.
 
     python -m capsules.train --out runs/mnist [--epochs 50] [--resume] ...
     python -m capsules.train --dataset multimnist --out runs/multimnist ...   # section 6
+    python -m capsules.train --model cnn --out runs/cnn ...   # the baseline CNN of Table 1
     torchrun --nproc_per_node N -m capsules.train --out runs/mnist ...   # DistributedDataParallel
 
 Recipe (defaults): Adam, lr 1e-3 decayed exponentially (x0.9 per epoch), batch 128, 3 routing
@@ -10,6 +11,9 @@ training images shifted by up to 2 pixels. MultiMNIST (section 6): a 36x36 CapsN
 of different classes overlaid, each shifted by up to 4 pixels, fresh pairs every epoch; margin
 loss with both digits present and each digit reconstructed from its own capsule against its own
 image; scored by the paper's metric (the two longest capsules are exactly the two digits).
+The baseline CNN (``--model cnn``, section 5, MNIST only): the same data pipeline, shifts, Adam
+and learning-rate schedule (the paper gives no recipe for it; the official code trains its
+baseline with the optimizer and schedule of its CapsNet), cross-entropy, dropout active.
 
 The output folder gets the ``last`` checkpoint (safetensors + JSON; with ``--ema-decay`` also
 ``last-ema``, the moving average of the weights), ``metrics.jsonl`` (one JSON line per epoch) and
@@ -20,8 +24,9 @@ its test score: with no validation split that would select on the test set.
 :func:`train` runs three phases, one section each below: :func:`setup` (configuration and resume,
 device and processes, data, model, optimizer and the objective a step minimises),
 :func:`train_epoch` and :func:`end_of_epoch` (evaluate, checkpoints, metrics line, resume state).
-What differs between data sets is a :class:`DataSet` (batches, test score) and its
-:data:`Objective`, both chosen at setup (see "data sets and objectives").
+What differs between data sets is a :class:`DataSet` (batches, test score); between models the
+model (:data:`MODELS`); the pair chooses the :data:`Objective` a step minimises, all at setup
+(see "data sets, models and objectives").
 """
 
 from __future__ import annotations
@@ -46,16 +51,19 @@ import torch.distributed as torch_dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .baseline import BaselineCNN, BaselineCNNConfig
 from .checkpoint import (CheckpointError, atomic_write_bytes, check_state, load_model, read_tensors,
                          save_model)
 from .data import DatasetError, MultiMNIST, load_mnist, load_multimnist_test, shift_augment, to_float
 from .device import DEVICE_HELP, PRECISIONS, autocast, describe, pick_device, resolve_precision
 from .evaluate import EvalResult, TwoDigitResult, evaluate, evaluate_multimnist, two_digit_correct
 from .losses import CapsuleLoss, TwoDigitLoss
-from .model import CapsNet, CapsNetConfig
+from .model import CapsNet, CapsNetConfig, Model
 
 STATE_FORMAT = "capsules.train-state"
 DATASET_NAMES = ("mnist", "multimnist")  # the keys of DATASETS
+MODEL_NAMES = ("capsnet", "cnn")  # the keys of MODELS
+CAPSNET_OPTIONS = ("iterations", "reconstruction_weight", "detach_inner")  # meaningless for the CNN
 
 
 def option(default, help: str, **argparse_kwargs):
@@ -69,6 +77,12 @@ class TrainConfig:
 
     out: str = option("runs/mnist", "output folder: checkpoints, metrics.jsonl, resume state")
     data_dir: str | None = option(None, "MNIST folder; default $CAPSULES_DATA, else ~/.cache/capsules/data")
+    model: str = option("capsnet", "capsnet, or cnn: the paper's baseline CNN (section 5, 35.4M parameters; "
+                                   "MNIST only), cross entropy, dropout; trained like the CapsNet: the same "
+                                   "data, shifts, batch and Adam with the same learning rate, 1e-3 decayed "
+                                   "x0.9 per epoch by default (the paper gives no CNN recipe; the official code "
+                                   "trains its baseline with its CapsNet's optimizer and schedule)",
+                        choices=MODEL_NAMES)
     dataset: str = option("mnist", "mnist, or multimnist: two overlapping digits on 36x36 (section 6), "
                                    "fresh training pairs every epoch, the fixed seeded test pairs",
                           choices=DATASET_NAMES)
@@ -76,11 +90,11 @@ class TrainConfig:
     batch_size: int = option(128, "images per optimisation step (global, across processes)")
     lr: float = option(1e-3, "Adam learning rate at step 0")
     lr_decay: float = option(0.9, "exponential decay of the lr per epoch, applied smoothly every step")
-    iterations: int = option(3, "routing iterations r")
+    iterations: int = option(3, "routing iterations r (CapsNet)")
     shift: int = option(2, "max shift augmentation in pixels (0 = none); MNIST only: MultiMNIST shifts "
                            "each digit by up to 4 pixels")
-    reconstruction_weight: float = option(0.0005, "scale of the SSE reconstruction loss")
-    detach_inner: bool = option(False, "variant: no gradient through u_hat in inner routing iterations")
+    reconstruction_weight: float = option(0.0005, "scale of the SSE reconstruction loss (CapsNet; 0 = none)")
+    detach_inner: bool = option(False, "variant: no gradient through u_hat in inner routing iterations (CapsNet)")
     ema_decay: float = option(0.0, "variant: also keep an exponential moving average of the weights, "
                                    "w_ema <- D w_ema + (1 - D) w after every step (e.g. 0.999), evaluated "
                                    "and saved as last-ema beside last (0 = off)")
@@ -170,6 +184,24 @@ def two_digit_objective(loss_fn: TwoDigitLoss, precision: str) -> Objective:
     return objective
 
 
+def model_objective(options: dict, precision: str) -> Objective:
+    """A model's own training loss, for any kind with the training hook (:mod:`capsules.model`):
+    the forward pass ``model(images, labels)`` under ``precision`` autocast (through the
+    DistributedDataParallel wrapper, if any), then ``model.loss(out, images, labels, **options)``
+    in fp32; correct when ``out.prediction`` is the label. The baseline CNN trains with it:
+    cross-entropy of the softmax, dropout active (train mode)."""
+
+    def objective(model, batch):
+        images, labels = batch
+        module = model.module if hasattr(model, "module") else model  # under DistributedDataParallel
+        with autocast(images.device, precision):
+            out = model(images, labels)
+        loss = module.loss(out, images, labels, **options)
+        return loss, (out.prediction.detach() == labels).sum()
+
+    return objective
+
+
 def _train_step(model, optimizer, batch: Batch, objective: Objective):
     """The step the loop runs: returns (loss, number correct) as 0-dim tensors."""
     model.train()
@@ -241,8 +273,8 @@ class WeightAverage:
 
 def save_state(path: Path, model, optimizer, generator: torch.Generator, meta: dict,
                average: WeightAverage | None = None) -> None:
-    """Weights, Adam moments, the moving average (if any) and the random generator in one
-    safetensors file, atomically."""
+    """Weights, Adam moments, the moving average (if any), the run's random generator and torch's
+    global one (dropout draws from it; on a GPU, the GPU's) in one safetensors file, atomically."""
     from safetensors.torch import save as st_save
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -253,6 +285,10 @@ def save_state(path: Path, model, optimizer, generator: torch.Generator, meta: d
         for name, value in st.items():
             tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
     tensors["rng"] = generator.get_state()
+    tensors["torch_rng"] = torch.get_rng_state()
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        tensors["cuda_rng"] = torch.cuda.get_rng_state(device)
     header = {"format": STATE_FORMAT, "meta": json.dumps(meta),
               "param_groups": json.dumps(opt["param_groups"])}
     atomic_write_bytes(path, st_save(tensors, metadata=header))
@@ -278,6 +314,10 @@ def load_state(path: Path, model, optimizer, generator: torch.Generator, device,
             state.setdefault(int(idx), {})[name] = v.to(device) if name != "step" else v
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(header["param_groups"])})
     generator.set_state(tensors["rng"])
+    if "torch_rng" in tensors:  # absent from states written before it was saved
+        torch.set_rng_state(tensors["torch_rng"])
+    if "cuda_rng" in tensors and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(tensors["cuda_rng"], device)
     return meta
 
 
@@ -335,22 +375,26 @@ def resumed_config(cfg: TrainConfig, given: set[str]) -> TrainConfig:
     that were named on this command line (defaults never override a saved value).
 
     A resumed run continues the same trajectory, bit-identical to a run that never stopped, so
-    everything that shapes the weights comes from the state file: the data set, the recipe (lr and
-    its decay, batch size, routing, loss weights, shift, precision, the moving average's decay),
-    the seed, the starting weights (``init_from`` is recorded, not loaded again: the weights are in
-    the state) and the data (both subsets, so that the metrics log stays one series). The
+    everything that shapes the weights comes from the state file: the model, the data set, the
+    recipe (lr and its decay, batch size, routing, loss weights, shift, precision, the moving
+    average's decay), the seed, the starting weights (``init_from`` is recorded, not loaded again:
+    the weights are in the state) and the data (both subsets, so that the metrics log stays one series). The
     overrides do not touch the weights: ``out`` (the folder may have moved; it is where the state
     was read), ``data_dir`` (where MNIST lives on this machine), ``device`` (to continue on other
     hardware; bit-identical only on the same kind), ``eval_batch_size`` (evaluation memory only)
     and ``epochs`` (to extend or shorten the run: the learning rate follows the step, not the
     planned number of epochs). A state file written before an option existed resumes with that
-    option's default.
+    option's default. A ``--model`` other than the run's is refused.
     """
     state_path = Path(cfg.out) / "state.safetensors"
     if not state_path.exists():
         raise TrainingError(f"--resume: no training state in {cfg.out} (expected {state_path})")
     _, header, _ = read_tensors(state_path)
     saved = json.loads(json.loads(header["meta"])["config"])
+    trained = saved.get("model", "capsnet")
+    if "model" in given and cfg.model != trained:
+        raise TrainingError(f"--model {cfg.model}: the run in {cfg.out} trains {trained}; --resume continues it "
+                            "as it started")
     keep = RESUME_OVERRIDES & ({"out"} | given)
     return TrainConfig(**{**saved, **{k: getattr(cfg, k) for k in keep}, "resume": True})
 
@@ -383,7 +427,7 @@ def eval_size(cfg: TrainConfig, n_train: int, n_test: int) -> int:
     return n_test
 
 
-# ------------------------------------------------------------------- data sets and objectives
+# ------------------------------------------------------------ data sets, models and objectives
 
 
 @dataclass
@@ -429,7 +473,7 @@ def mnist_data(cfg: TrainConfig, device: torch.device) -> DataSet:
         return shift_augment(to_float(train_x[idx]), cfg.shift, generator), train_y[idx]
 
     def score(model, batch_size):
-        return evaluate(model, test_x, test_y, batch_size=batch_size)
+        return evaluate(model, test_x, test_y, batch_size=batch_size, loss_options=loss_options(cfg, model))
 
     return DataSet("mnist", "images", train_x.shape[-1], train_x.shape[0], n_test, batch, score)
 
@@ -460,14 +504,30 @@ DATASETS: dict[str, Callable[[TrainConfig, torch.device], DataSet]] = {
     "mnist": mnist_data, "multimnist": multimnist_data}
 assert tuple(DATASETS) == DATASET_NAMES
 
-OBJECTIVES: dict[str, Callable[[TrainConfig, nn.Module, str], Objective]] = {
-    "mnist": lambda cfg, model, precision: capsnet_objective(
-        CapsuleLoss(n_labels=model.config.n_classes, reconstruction_weight=cfg.reconstruction_weight), precision),
-    "multimnist": lambda cfg, model, precision: two_digit_objective(
-        TwoDigitLoss(n_labels=model.config.n_classes, reconstruction_weight=cfg.reconstruction_weight), precision),
+MODELS: dict[str, Callable[[TrainConfig, DataSet], Model]] = {
+    "capsnet": lambda cfg, data: CapsNet(CapsNetConfig(image_size=data.image_size, routing_iterations=cfg.iterations,
+                                                       detach_inner=cfg.detach_inner)),
+    "cnn": lambda cfg, data: BaselineCNN(BaselineCNNConfig(image_size=data.image_size)),
 }
-"""Per data set, ``(config, model, resolved precision) -> objective``. Another kind of model joins
-with a builder beside :func:`_build`'s CapsNet and its objectives here (keyed by kind and data set)."""
+"""Per ``--model``, ``(config, data set) -> model`` for the data set's images (the paper's defaults)."""
+assert tuple(MODELS) == MODEL_NAMES
+
+
+def loss_options(cfg: TrainConfig, model: Model) -> dict:
+    """The run's values of the model's loss options (``model.LOSS_OPTIONS``: CapsNet's
+    reconstruction weight; the CNN has none)."""
+    return {name: getattr(cfg, name) for name in model.LOSS_OPTIONS}
+
+
+OBJECTIVES: dict[tuple[str, str], Callable[[TrainConfig, nn.Module, str], Objective]] = {
+    ("capsnet", "mnist"): lambda cfg, model, precision: capsnet_objective(
+        CapsuleLoss(n_labels=model.config.n_classes, reconstruction_weight=cfg.reconstruction_weight), precision),
+    ("capsnet", "multimnist"): lambda cfg, model, precision: two_digit_objective(
+        TwoDigitLoss(n_labels=model.config.n_classes, reconstruction_weight=cfg.reconstruction_weight), precision),
+    ("cnn", "mnist"): lambda cfg, model, precision: model_objective(loss_options(cfg, model), precision),
+}
+"""Per (model, data set), ``(config, model, resolved precision) -> objective``; a pair that is not
+here is refused at setup (:func:`_check_options`)."""
 
 
 # ---------------------------------------------------------------------------- the run
@@ -527,7 +587,18 @@ def _start_processes(cfg: TrainConfig, world: int, local_rank: int) -> torch.dev
 
 
 def _check_options(cfg: TrainConfig, given: set[str]) -> None:
-    """Options that make no sense together, refused before anything is loaded."""
+    """Options that make no sense together, refused before anything is loaded: among them the
+    CapsNet's own (routing, reconstruction, MultiMNIST) for another model, whether named on the
+    command line or changed from their defaults in code."""
+    if cfg.model != "capsnet":
+        defaults = TrainConfig()
+        named = [n for n in CAPSNET_OPTIONS if n in given or getattr(cfg, n) != getattr(defaults, n)]
+        if named:
+            flags = ", ".join("--" + n.replace("_", "-") for n in named)
+            raise TrainingError(f"{flags}: CapsNet options; --model {cfg.model} has no routing and no decoder")
+    if (cfg.model, cfg.dataset) not in OBJECTIVES:
+        raise TrainingError(f"--model {cfg.model} trains on {', '.join(d for m, d in OBJECTIVES if m == cfg.model)} "
+                            f"only, not --dataset {cfg.dataset}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise TrainingError(f"--ema-decay must be at least 0 and below 1, got {cfg.ema_decay}")
     if cfg.dataset != "mnist" and "shift" in given:
@@ -537,14 +608,23 @@ def _check_options(cfg: TrainConfig, given: set[str]) -> None:
 
 
 def _build(cfg: TrainConfig, data: DataSet, device: torch.device, precision: str):
-    """The model for the data set's images (seeded), its optimizer, the random generator for
+    """The ``--model`` for the data set's images (seeded), its optimizer, the random generator for
     shuffling and augmentation (on the CPU) and the objective a step minimises."""
     torch.manual_seed(cfg.seed)
-    model = CapsNet(CapsNetConfig(image_size=data.image_size, routing_iterations=cfg.iterations,
-                                  detach_inner=cfg.detach_inner)).to(device)
+    model = MODELS[cfg.model](cfg, data).to(device)
     optimizer = make_optimizer(model, cfg.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
-    return model, optimizer, generator, OBJECTIVES[data.name](cfg, model, precision)
+    return model, optimizer, generator, OBJECTIVES[cfg.model, data.name](cfg, model, precision)
+
+
+def recorded_config(cfg: TrainConfig) -> dict:
+    """The run's options as its checkpoints' JSON (``train_config``) and its resume state record
+    them: all of them, less the CapsNet's own for another model (they played no part)."""
+    options = dataclasses.asdict(cfg)
+    if cfg.model != "capsnet":
+        for name in CAPSNET_OPTIONS:
+            del options[name]
+    return options
 
 
 def _init_from(model: nn.Module, path: Path) -> dict:
@@ -723,7 +803,7 @@ def end_of_epoch(run: Run, epoch: int, stats: EpochStats) -> dict:
     summary = {
         **_prefixed("test_", result), "epoch": epoch, "epochs": cfg.epochs, "steps": run.step,
         "train_seconds": round(run.train_seconds, 1), "hardware": run.hardware, "precision": run.precision,
-        "dataset": cfg.dataset, "train_images": run.data.n_train, "train_config": dataclasses.asdict(cfg),
+        "dataset": cfg.dataset, "train_images": run.data.n_train, "train_config": recorded_config(cfg),
         **({"init_from": run.init_from} if run.init_from else {}),
         "command": run.commands[0], "commands": run.commands,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
@@ -736,7 +816,7 @@ def end_of_epoch(run: Run, epoch: int, stats: EpochStats) -> dict:
                                                 "every step, float32", "decay": cfg.ema_decay}})
     _append_line(run.out / "metrics.jsonl", record)
     meta = {"epoch": epoch, "step": run.step, "train_seconds": run.train_seconds,
-            "config": json.dumps(dataclasses.asdict(cfg)),
+            "config": json.dumps(recorded_config(cfg)),
             "history": {"commands": run.commands, **({"init_from": run.init_from} if run.init_from else {})}}
     save_state(run.out / "state.safetensors", run.model, run.optimizer, run.generator, meta,
                run.average)  # the commit point

@@ -1,65 +1,134 @@
-"""Copy a training run's last checkpoint (and its JSON) into checkpoints/ as a shipped model.
+"""Copy a training run's last checkpoint into checkpoints/ as a shipped model, in half precision
+when that costs no test image.
 
     python scripts/ship_checkpoint.py runs/mnist/last.safetensors          # -> checkpoints/capsnet-mnist
     python scripts/ship_checkpoint.py runs/mnist/last-ema.safetensors      # its moving average
     python scripts/ship_checkpoint.py runs/multimnist/last.safetensors     # -> checkpoints/capsnet-multimnist
+    python scripts/ship_checkpoint.py runs/cnn/last.safetensors            # -> checkpoints/cnn-mnist
+    python scripts/ship_checkpoint.py runs/r1/last.safetensors --name capsnet-mnist-r1   # a variant
 
 Only ``last`` (the last epoch) or ``last-ema`` (the moving average of the weights at the last
 epoch) is shipped: with no validation split, any checkpoint picked by its test score would be
 selected on the test set. Anything else is refused with a message. The weights are checked by
-loading them (sha256, tensors, config) before anything is copied; the target is named after the
-run's data set (``--name`` names another).
+loading them (sha256, tensors, config) before anything is written. The target is
+``checkpoints/<model>-<data set>[-variant].safetensors``: the model kind (``capsnet``, ``cnn``)
+from the file, the data set from its JSON, a variant by ``--name``.
+
+Half precision: the model is evaluated on the full test set of its data set (MNIST's 10,000
+images, or the 10,000 MultiMNIST pairs) twice, with its float32 weights and with the same weights
+rounded to float16; the weights are stored as float16 if and only if both get the same number of
+test examples right, else as float32. The JSON says which (``weights_dtype``) and records the
+check (``half_precision_check``); its ``test_*`` figures are those of the shipped weights on the
+full test set (float32 evaluation), whatever the run evaluated on.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import re
 import sys
 from pathlib import Path
 
-from capsules.checkpoint import SHIPPED, CheckpointError, atomic_write_bytes, atomic_write_json, load_model, sidecar
+import torch
+
+from capsules import BaselineCNN, CapsNet
+from capsules.checkpoint import SHIPPED, CheckpointError, load_model, save_model, sidecar
+from capsules.data import DatasetError, load_mnist, load_multimnist_test
+from capsules.device import DEVICE_HELP, describe, pick_device
+from capsules.evaluate import EvalResult, TwoDigitResult, evaluate, evaluate_multimnist
 
 SHIPPABLE = ("last.safetensors", "last-ema.safetensors")
 CHECKPOINTS = SHIPPED.parent
+KIND_NAMES = {CapsNet: "capsnet", BaselineCNN: "cnn"}  # as python -m capsules.train --model names them
 
 
-def target(info: dict, name: str | None) -> Path:
-    """``checkpoints/<name>.safetensors``; by default ``capsnet-<data set>`` (the run's JSON says which)."""
-    dataset = info.get("dataset") or info.get("train_config", {}).get("dataset", "mnist")
-    return CHECKPOINTS / f"{name or f'capsnet-{dataset}'}.safetensors"
+def dataset_of(info: dict) -> str:
+    return info.get("dataset") or info.get("train_config", {}).get("dataset", "mnist")
 
 
-def ship(src: Path, name: str | None = None) -> Path:
-    """Check and copy ``src`` (a run's ``last`` or ``last-ema``) with its JSON; returns the target."""
+def target(model, name: str | None) -> Path:
+    """``checkpoints/<name>.safetensors``; ``name`` is ``<model>-<data set>`` (the default) or that
+    followed by ``-<variant>`` (lower-case letters, digits and dashes)."""
+    prefix = f"{KIND_NAMES[type(model)]}-{dataset_of(model.metadata)}"
+    if name is not None and not re.fullmatch(rf"{re.escape(prefix)}(-[a-z0-9][a-z0-9-]*)?", name):
+        raise CheckpointError(f"--name {name}: a shipped name is {prefix} or {prefix}-<variant> "
+                              "(this checkpoint's model and data set, then lower-case letters, digits, dashes)")
+    return CHECKPOINTS / f"{name or prefix}.safetensors"
+
+
+def full_test_score(model, data_dir: str | None) -> EvalResult | TwoDigitResult:
+    """The model's score on the full test set of its data set, float32 evaluation, with the loss
+    options it was trained with."""
+    info = model.metadata
+    trained = info.get("train_config", {})
+    if dataset_of(info) == "multimnist":
+        return evaluate_multimnist(model, load_multimnist_test(data_dir))
+    images, labels = load_mnist("test", data_dir)
+    options = {k: trained[k] for k in model.LOSS_OPTIONS if k in trained}
+    return evaluate(model, images, labels, loss_options=options)
+
+
+def rounded_to_fp16(model):
+    """A copy of ``model`` whose weights are rounded to float16 and held as float32: what
+    ``load_model`` returns from weights saved with ``weights_dtype="fp16"``."""
+    half = copy.deepcopy(model)
+    half.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
+    return half
+
+
+def n_correct(result: EvalResult | TwoDigitResult) -> int:
+    return result.total - result.errors if isinstance(result, TwoDigitResult) else result.correct
+
+
+def ship(src: Path, name: str | None = None, *, data_dir: str | None = None, device: str = "auto") -> Path:
+    """Check ``src`` (a run's ``last`` or ``last-ema``), evaluate it in float32 and rounded to
+    float16 on the full test set, and write it to ``checkpoints/`` with its JSON, in float16 when
+    both score the same; returns the target."""
     if src.name not in SHIPPABLE:
         raise CheckpointError(f"{src} is not a run's last checkpoint: only {' or '.join(SHIPPABLE)} is shipped "
                               "(the last epoch, or its moving average), never one picked by its test score")
-    model = load_model(src, "cpu")  # refuses anything damaged
+    model = load_model(src, pick_device(device))  # refuses anything damaged
     if "train_config" not in model.metadata:
         raise CheckpointError(f"{sidecar(src)} does not record the training run (no train_config)")
-    dest = target(model.metadata, name)
-    info = {**model.metadata, "weights": dest.name, "shipped_from": str(src)}
-    atomic_write_bytes(dest, src.read_bytes())
-    atomic_write_json(sidecar(dest), info)
-    load_model(dest, "cpu")
+    dest = target(model, name)
+    half = rounded_to_fp16(model)
+    full, rounded = full_test_score(model, data_dir), full_test_score(half, data_dir)
+    dtype = "fp16" if n_correct(rounded) == n_correct(full) else "fp32"
+    shipped, result = (half, rounded) if dtype == "fp16" else (model, full)
+    check = {"rule": "fp16 if and only if the weights rounded to fp16 get as many test examples right as "
+                     "the fp32 weights, on the full test set (fp32 evaluation)",
+             "dataset": dataset_of(model.metadata), "total": full.total, "fp32_correct": n_correct(full),
+             "fp16_correct": n_correct(rounded), "weights_dtype": dtype, "device": describe(model.device)}
+    info = {**model.metadata, **{f"test_{k}": v for k, v in result.fields().items()},
+            "shipped_from": str(src), "source_sha256": model.metadata.get("sha256"), "half_precision_check": check}
+    save_model(shipped, dest, info, weights_dtype=dtype)
+    loaded = load_model(dest, "cpu")  # what ships is what was evaluated
+    for (k, a), b in zip(loaded.state_dict().items(), shipped.state_dict().values()):
+        if not torch.equal(a, b.cpu()):
+            raise CheckpointError(f"{dest}: tensor {k} does not read back as evaluated")
     return dest
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python scripts/ship_checkpoint.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a run's last.safetensors or last-ema.safetensors")
-    parser.add_argument("--name", default=None, help="file name in checkpoints/ without .safetensors "
-                                                     "(default: capsnet-<data set>)")
+    parser.add_argument("--name", default=None, help="file name in checkpoints/ without .safetensors: "
+                                                     "<model>-<data set>[-variant] (default: <model>-<data set>)")
+    parser.add_argument("--data-dir", default=None, help="MNIST folder (default: $CAPSULES_DATA or the cache)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     args = parser.parse_args(argv)
     try:
-        dest = ship(args.checkpoint, args.name)
-    except CheckpointError as exc:
+        dest = ship(args.checkpoint, args.name, data_dir=args.data_dir, device=args.device)
+    except (CheckpointError, DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     info = load_model(dest, "cpu").metadata
+    check = info["half_precision_check"]
     score = (f"test error {info['test_error']:.2f}%" if "test_error" in info
              else f"test accuracy {info['test_accuracy']:.2f}%")
-    print(f"shipped {args.checkpoint} -> {dest}: {score} after epoch {info['epoch']}")
+    print(f"shipped {args.checkpoint} -> {dest}: {score} after epoch {info['epoch']}; weights {check['weights_dtype']} "
+          f"({check['fp16_correct']} right in fp16, {check['fp32_correct']} in fp32, of {check['total']})")
     return 0
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from capsules import CapsNet
-from capsules.checkpoint import save_model
-from capsules.data import DatasetError, load_mnist, shift_augment
+from capsules import BaselineCNN, BaselineCNNConfig, CapsNet, CapsNetConfig
+from capsules.checkpoint import read_tensors, save_model
+from capsules.data import DatasetError, load_mnist, shift_augment, to_float
 from capsules.train import (TrainConfig, TrainingError, WeightAverage, _shard, epoch_batches, learning_rate, eval_size,
                             train, train_step)
 
@@ -297,8 +297,6 @@ def test_init_from_starts_from_the_checkpoint_and_records_it(tmp_path, data_dir)
 
 @pytest.mark.slow
 def test_init_from_refuses_a_checkpoint_of_another_model(tmp_path, data_dir):
-    from capsules import CapsNetConfig
-
     save_model(CapsNet(CapsNetConfig(routing_iterations=1)), tmp_path / "r1.safetensors")
     with pytest.raises(TrainingError, match=r"routing_iterations 1 \(this run: 3\)"):
         tiny_run(tmp_path, data_dir, "a", init_from=str(tmp_path / "r1.safetensors"))
@@ -313,27 +311,207 @@ def test_init_from_refuses_a_checkpoint_of_another_model(tmp_path, data_dir):
 
 # ------------------------------------------------------------------------------------ shipping
 
+SMALL_CNN = BaselineCNNConfig(conv_channels=(4, 4, 2), fc_hidden=(8, 8))
 
-def test_ship_checkpoint_ships_last_or_its_moving_average_and_refuses_anything_else(tmp_path, monkeypatch, capsys):
+
+def ship_module(monkeypatch, tmp_path):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("ship_checkpoint", ROOT / "scripts" / "ship_checkpoint.py")
     ship = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ship)
     monkeypatch.setattr(ship, "CHECKPOINTS", tmp_path / "checkpoints")
+    return ship
+
+
+def constant_cnn(bias_gap: float) -> BaselineCNN:
+    """A small CNN that predicts class 1 for every image by a margin of ``bias_gap`` over class 0:
+    its classifier ignores the features (zero weights); biases 1 for class 0, 1 + gap for class 1,
+    0 for the others. A gap of 1e-5 is lost when rounded to fp16 (spacing 1/1024 near 1): the
+    rounded model ties, and argmax takes the first, class 0."""
     torch.manual_seed(0)
-    model = CapsNet()
+    model = BaselineCNN(SMALL_CNN)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.zero_()
+        model.classifier.bias[0] = 1.0
+        model.classifier.bias[1] = 1.0 + bias_gap
+    return model
+
+
+@pytest.mark.data
+def test_ship_stores_fp16_exactly_when_the_full_test_set_scores_the_same(tmp_path, monkeypatch, capsys, data_dir,
+                                                                         mnist_test):
+    ship = ship_module(monkeypatch, tmp_path)
+    _, labels = mnist_test
+    ones, zeros = int((labels == 1).sum()), int((labels == 0).sum())
+    assert ones != zeros  # 1135 and 980: the two models below score differently in fp16
+    meta = {"test_accuracy": 50.0, "test_correct": 5, "test_total": 10, "epoch": 3, "sha256": "recorded",
+            "train_config": {"model": "cnn", "dataset": "mnist"}}
+    info = save_model(constant_cnn(1e-2), tmp_path / "wide" / "last.safetensors", meta)
+    save_model(constant_cnn(1e-5), tmp_path / "narrow" / "last.safetensors", meta)
+    args = ["--data-dir", str(data_dir), "--device", "cpu"]
+
+    assert ship.main([str(tmp_path / "wide" / "last.safetensors"), *args]) == 0
+    dest = tmp_path / "checkpoints" / "cnn-mnist.safetensors"
+    assert read_tensors(dest)[1]["weights_dtype"] == "fp16"
+    shipped = load_model_cpu(dest)
+    assert type(shipped) is BaselineCNN and shipped.metadata["weights_dtype"] == "fp16"
+    check = shipped.metadata["half_precision_check"]
+    assert (check["total"], check["fp32_correct"], check["fp16_correct"]) == (10000, ones, ones)
+    assert check["weights_dtype"] == "fp16"
+    # the JSON's test figures are the shipped weights' on the full test set, not the run's
+    assert (shipped.metadata["test_correct"], shipped.metadata["test_total"]) == (ones, 10000)
+    assert shipped.metadata["source_sha256"] == info["sha256"] != shipped.metadata["sha256"]
+    assert f"weights fp16 ({ones} right in fp16, {ones} in fp32, of 10000)" in capsys.readouterr().out
+
+    assert ship.main([str(tmp_path / "narrow" / "last.safetensors"), *args, "--name", "cnn-mnist-narrow"]) == 0
+    dest = tmp_path / "checkpoints" / "cnn-mnist-narrow.safetensors"
+    assert read_tensors(dest)[1]["weights_dtype"] == "fp32"
+    shipped = load_model_cpu(dest)
+    check = shipped.metadata["half_precision_check"]
+    assert (check["fp32_correct"], check["fp16_correct"], check["weights_dtype"]) == (ones, zeros, "fp32")
+    assert shipped.metadata["weights_dtype"] == "fp32" and shipped.metadata["test_correct"] == ones
+    assert torch.equal(shipped.classifier.bias, constant_cnn(1e-5).classifier.bias)
+
+
+def test_ship_checkpoint_ships_last_or_its_moving_average_and_refuses_anything_else(tmp_path, monkeypatch,
+                                                                                      capsys):
+    ship = ship_module(monkeypatch, tmp_path)
     meta = {"test_accuracy": 99.0, "epoch": 3, "train_config": {"dataset": "mnist"}}
     for name in ("last", "last-ema", "best"):
-        save_model(model, tmp_path / "run" / f"{name}.safetensors", meta)
-
+        save_model(constant_cnn(1e-2), tmp_path / "run" / f"{name}.safetensors", meta)
     assert ship.main([str(tmp_path / "run" / "best.safetensors")]) == 1
     assert "only last.safetensors or last-ema.safetensors" in capsys.readouterr().err
+    for name in ("capsnet-mnist", "cnn-multimnist", "cnn-mnist-", "cnn-mnist-R3", "cnn-mnist/x", "cnn"):
+        assert ship.main([str(tmp_path / "run" / "last-ema.safetensors"), "--name", name]) == 1
+        assert "a shipped name is cnn-mnist or cnn-mnist-<variant>" in capsys.readouterr().err
     assert not (tmp_path / "checkpoints").exists()
+    # the default name: the model kind from the file, the data set from its JSON
+    capsnet = CapsNet(CapsNetConfig(routing_iterations=1))
+    capsnet.metadata = {"train_config": {"dataset": "multimnist"}}
+    assert ship.target(capsnet, None).name == "capsnet-multimnist.safetensors"
+    assert ship.target(capsnet, "capsnet-multimnist-r1-norecon").name == "capsnet-multimnist-r1-norecon.safetensors"
 
-    assert ship.main([str(tmp_path / "run" / "last-ema.safetensors")]) == 0
-    shipped = load_model_cpu(tmp_path / "checkpoints" / "capsnet-mnist.safetensors")
-    assert shipped.metadata["shipped_from"].endswith("last-ema.safetensors") and shipped.metadata["epoch"] == 3
-    assert "test accuracy 99.00% after epoch 3" in capsys.readouterr().out
-    assert ship.main([str(tmp_path / "run" / "last.safetensors"), "--name", "capsnet-r3"]) == 0
-    assert (tmp_path / "checkpoints" / "capsnet-r3.json").exists()
+
+@pytest.mark.data
+def test_ship_scores_a_multimnist_capsnet_on_the_two_digit_test_set(tmp_path, monkeypatch, data_dir):
+    from capsules.data import load_multimnist_test
+    from capsules.evaluate import evaluate_multimnist
+
+    ship = ship_module(monkeypatch, tmp_path)
+    monkeypatch.setattr(ship, "load_multimnist_test", lambda d: load_multimnist_test(d)[:20])  # not 10,000
+    torch.manual_seed(0)
+    model = CapsNet(CapsNetConfig(image_size=36, routing_iterations=1))
+    save_model(model, tmp_path / "run" / "last.safetensors", {"epoch": 1, "train_config": {"dataset": "multimnist"}})
+    dest = ship.ship(tmp_path / "run" / "last.safetensors", data_dir=str(data_dir), device="cpu")
+    assert dest.name == "capsnet-multimnist.safetensors"
+    shipped = load_model_cpu(dest)
+    errors = evaluate_multimnist(model, load_multimnist_test(data_dir)[:20]).errors
+    assert shipped.metadata["test_errors"] == errors and shipped.metadata["half_precision_check"]["total"] == 20
+    assert shipped.metadata["half_precision_check"]["fp32_correct"] == 20 - errors
+
+
+# ---------------------------------------------------------------------------- the baseline CNN
+
+
+def test_cnn_refuses_capsnet_options_with_one_line(tmp_path, capsys):
+    from capsules.train import main
+
+    for args, named in ((["--iterations", "1"], "--iterations"), (["--reconstruction-weight", "0"],
+                                                                    "--reconstruction-weight"),
+                        (["--detach-inner"], "--detach-inner"), (["--iterations", "3"], "--iterations")):
+        assert main(["--model", "cnn", "--out", str(tmp_path / "run"), *args]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {named}: CapsNet options; --model cnn") and err.count("\n") == 1, err
+    assert main(["--model", "cnn", "--dataset", "multimnist", "--out", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == "error: --model cnn trains on mnist only, not --dataset multimnist\n"
+    with pytest.raises(TrainingError, match="--reconstruction-weight: CapsNet options"):
+        train(TrainConfig(model="cnn", reconstruction_weight=0.0, out=str(tmp_path / "run")))  # set in code
+    assert not (tmp_path / "run").exists(), "refused before anything is written"
+
+
+def test_cnn_objective_is_cross_entropy_with_dropout_in_training():
+    from capsules.train import model_objective
+
+    torch.manual_seed(0)
+    model = BaselineCNN(SMALL_CNN)
+    x, y = torch.rand(6, 1, 28, 28), torch.tensor([0, 1, 2, 3, 4, 5])
+    objective = model_objective({}, "fp32")
+    model.eval()
+    loss, correct = objective(model, (x, y))
+    logits = model(x).logits
+    assert torch.equal(loss, torch.nn.functional.cross_entropy(logits, y))
+    assert int(correct) == int((logits.argmax(-1) == y).sum())
+    model.train()
+    assert not torch.equal(objective(model, (x, y))[0], objective(model, (x, y))[0]), "dropout draws anew"
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_cnn_smoke_training_checkpoints_and_resume_matches_an_uninterrupted_run(data_dir, tmp_path, mnist_test):
+    # the paper's 35.4M-parameter CNN; dropout draws from torch's global generator, which the
+    # resume state keeps: without it the resumed weights would differ
+    common = dict(model="cnn", data_dir=str(data_dir), train_subset=192, test_subset=50, batch_size=32,
+                  ema_decay=0.9, eval_batch_size=50)  # default precision: bf16 where native
+    full = train(TrainConfig(out=str(tmp_path / "full"), epochs=2, **common))
+    log = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [6, 12]
+    assert log[1]["train_loss"] < log[0]["train_loss"]
+    assert full["train_config"]["model"] == "cnn" and "iterations" not in full["train_config"]
+    last = load_model_cpu(tmp_path / "full" / "last.safetensors")
+    ema = load_model_cpu(tmp_path / "full" / "last-ema.safetensors")
+    assert type(last) is type(ema) is BaselineCNN and last.config == BaselineCNNConfig()
+    assert last.metadata["format"] == "capsules.baseline-cnn" and ema.metadata["weights_average"]["decay"] == 0.9
+    images, labels = mnist_test
+    prediction = last(to_float(images[:50])).prediction
+    assert prediction.shape == (50,) and int((prediction == labels[:50]).sum()) == log[1]["test_correct"]
+
+    # --init-from a CNN checkpoint (lr 0: the weights stay where they start); not from a CapsNet's
+    tiny_run(tmp_path, data_dir, "init", model="cnn", init_from=str(tmp_path / "full" / "last.safetensors"), lr=0.0)
+    started = load_model_cpu(tmp_path / "init" / "last.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(started.state_dict().values(), last.state_dict().values()))
+    save_model(CapsNet(), tmp_path / "capsnet.safetensors")
+    with pytest.raises(TrainingError, match="holds a CapsNet; this run trains a BaselineCNN"):
+        tiny_run(tmp_path, data_dir, "init2", model="cnn", init_from=str(tmp_path / "capsnet.safetensors"))
+
+    train(TrainConfig(out=str(tmp_path / "cut"), epochs=1, **common))
+    with pytest.raises(TrainingError, match="--model capsnet: the run in .* trains cnn"):
+        train(TrainConfig(out=str(tmp_path / "cut"), epochs=2, resume=True), given={"out", "resume", "model"})
+    resumed = train(TrainConfig(out=str(tmp_path / "cut"), epochs=2, resume=True, data_dir=str(data_dir)),
+                    given={"out", "epochs", "resume", "data_dir"})
+    assert resumed["epoch"] == 2 and resumed["test_correct"] == full["test_correct"]
+    for name in ("last", "last-ema"):
+        a = load_model_cpu(tmp_path / "full" / f"{name}.safetensors")
+        b = load_model_cpu(tmp_path / "cut" / f"{name}.safetensors")
+        for (k, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(ta, tb), (name, k)
+
+
+@pytest.mark.data
+def test_evaluate_a_cnn_checkpoint(tmp_path, data_dir, mnist_test, capsys):
+    from capsules.evaluate import evaluate, main
+
+    torch.manual_seed(0)
+    model = BaselineCNN(SMALL_CNN).eval()
+    path = tmp_path / "cnn.safetensors"
+    save_model(model, path)
+    images, labels = mnist_test
+    with torch.no_grad():
+        logits = torch.cat([model(to_float(images[k:k + 2000])).logits for k in range(0, 10000, 2000)])
+    correct = int((logits.argmax(-1) == labels).sum())
+    loss = float(torch.nn.functional.cross_entropy(logits, labels))
+
+    result = evaluate(model, images, labels)
+    assert result.correct == correct and result.loss == pytest.approx(loss, rel=1e-5)
+    with pytest.raises(ValueError, match="routing iterations apply to a CapsNet, not to a baseline CNN"):
+        evaluate(model, images, labels, iterations=3)
+
+    assert main(["--checkpoint", str(path), "--data-dir", str(data_dir), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"accuracy: {100 * correct / 10000:.2f}% ({correct}/10000)" in out and "(baseline CNN)" in out
+    assert f"loss: {loss:.5f}" in out
+    for args in (["--iterations", "2"], ["--dataset", "multimnist"]):
+        assert main(["--checkpoint", str(path), "--data-dir", str(data_dir), "--device", "cpu", *args]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "baseline CNN" in err and err.count("\n") == 1, err
