@@ -60,3 +60,33 @@ def test_shipped_checkpoint_in_fp16_scores_the_same(mnist_test, tmp_path):
     images, labels = mnist_test
     result = evaluate(load_model(path, "cpu"), images, labels)
     assert result.accuracy == pytest.approx(model.metadata["test_accuracy"], abs=0.01)
+
+
+# Every other shipped model (the model zoo of Table 1): self-describing, and re-scored in full.
+ZOO = sorted(p for p in SHIPPED.parent.glob("*.safetensors") if p != SHIPPED)
+
+
+@pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
+def test_zoo_checkpoint_metadata(path):
+    info = json.loads(sidecar(path).read_text())
+    missing = [k for k in REQUIRED + ("weights_dtype", "half_precision_check") if k not in info]
+    assert not missing, missing
+    assert info["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert info["train_images"] == 60000 and info["epoch"] == info["epochs"], "the last epoch of a full run"
+    check = info["half_precision_check"]
+    assert info["weights_dtype"] == "fp16" and check["fp16_correct"] == check["fp32_correct"] == info["test_correct"]
+    _, meta, _ = read_tensors(path)
+    assert meta["weights_dtype"] == "fp16"
+    assert path.stat().st_size < 36 * 2**20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
+def test_zoo_checkpoint_scores_what_its_json_records(path, mnist_test):
+    model = load_model(path, device="cpu")
+    images, labels = mnist_test
+    options = {k: model.metadata["train_config"][k] for k in model.LOSS_OPTIONS
+               if k in model.metadata["train_config"]}
+    result = evaluate(model, images, labels, loss_options=options)
+    assert result.total == 10000
+    assert result.correct == model.metadata["test_correct"]
