@@ -154,13 +154,14 @@ VIEWS = ["Capsule lengths", "Routing step by step", "Evidence map", "Routing ite
          "Pose perturbation", "Transform explorer"]
 
 
-def _open(browser, app_url, width: int):
-    """A new page of ``width`` pixels on the app, settled; and the list its requests go to."""
+def _open(browser, url, width: int, ready: str = '[data-testid="stMetric"]'):
+    """A new page of ``width`` pixels on ``url`` (the app by default), settled once ``ready``
+    shows; and the list its requests go to."""
     page = browser.new_page(viewport={"width": width, "height": 1000})
     requests = []
     page.on("request", lambda r: requests.append(r.url))
-    page.goto(app_url, wait_until="domcontentloaded")
-    page.wait_for_selector('[data-testid="stMetric"]', timeout=120_000)
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector(ready, timeout=120_000)
     wait_idle(page)
     return page, requests
 
@@ -257,12 +258,7 @@ EXPERIMENT_CHARTS = ["Routing with k = 1", "Routing dynamics per iteration", "Co
 
 
 def _open_experiments(browser, app_url, width: int):
-    page = browser.new_page(viewport={"width": width, "height": 1000})
-    requests = []
-    page.on("request", lambda r: requests.append(r.url))
-    page.goto(f"{app_url}/experiments", wait_until="domcontentloaded")
-    page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=120_000)
-    wait_idle(page)
+    page, requests = _open(browser, f"{app_url}/experiments", width, ready='[data-testid="stPlotlyChart"]')
     for chart in page.query_selector_all('[data-testid="stPlotlyChart"]'):  # drawn when visible
         chart.evaluate("e => e.scrollIntoView({block: 'center'})")
         page.wait_for_timeout(200)
