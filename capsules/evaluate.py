@@ -80,14 +80,16 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor, *, batch_size: i
 
 
 def binomial_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a proportion of ``k`` in ``n``, as fractions in [0, 1]."""
+    """Wilson score interval for a proportion of ``k`` in ``n``, as fractions in [0, 1]: the one
+    interval of the project (:func:`capsules.experiments.wilson_interval` gives it in percent)."""
     if n <= 0:
         return 0.0, 1.0
     z = {0.9: 1.6448536269514722, 0.95: 1.959963984540054, 0.99: 2.5758293035489004}[confidence]
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # the interval always contains p; min/max only absorb rounding at p = 0 and p = 1
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def two_digit_correct(lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -53,6 +53,7 @@ from torch import Tensor
 
 from .data import DatasetError, load_mnist, to_float
 from .device import DEVICE_HELP, describe, pick_device
+from .evaluate import binomial_interval
 from .layers import routing_iterations, squash
 from .losses import capsule_lengths
 from .model import CapsNet
@@ -66,7 +67,6 @@ __all__ = [
 
 FORMAT = "capsules.experiments"
 VERSION = 1
-Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
 
 Progress = Callable[[float, str], None]
 
@@ -98,22 +98,17 @@ def _span(progress: Progress | None, lo: float, hi: float) -> Progress | None:
     return lambda f, msg: progress(lo + (hi - lo) * f, msg)
 
 
-def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion ``correct / total``, in percent."""
-    if total <= 0:
-        return (0.0, 100.0)
-    p = correct / total
-    denom = 1.0 + z * z / total
-    centre = (p + z * z / (2 * total)) / denom
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    # the interval always contains p; min/max only absorb rounding at p = 0 and p = 1
-    return (100.0 * max(0.0, min(p, centre - half)), 100.0 * min(1.0, max(p, centre + half)))
+def wilson_interval(correct: int, total: int) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion ``correct / total``, in percent
+    (:func:`capsules.evaluate.binomial_interval`)."""
+    lo, hi = binomial_interval(correct, total)
+    return 100.0 * lo, 100.0 * hi
 
 
-def accuracy_interval(accuracy: float, total: int, z: float = Z95) -> tuple[float, float]:
+def accuracy_interval(accuracy: float, total: int) -> tuple[float, float]:
     """:func:`wilson_interval` of an accuracy given in percent over ``total`` images (as the
     results file stores the robustness curves): the count is ``round(accuracy * total / 100)``."""
-    return wilson_interval(round(accuracy * total / 100.0), total, z)
+    return wilson_interval(round(accuracy * total / 100.0), total)
 
 
 def intervals_overlap(*intervals: tuple[float, float] | list[float]) -> bool:
