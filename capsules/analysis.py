@@ -41,9 +41,9 @@ from .layers import primary_position
 from .model import CapsNetConfig
 
 __all__ = [
-    "Analysis", "COUPLING_VIEWS", "CouplingView", "EVIDENCE_MODES", "EVIDENCE_SPREADS", "Geometry",
+    "Analysis", "COUPLING_VIEWS", "Classification", "CouplingView", "EVIDENCE_MODES", "EVIDENCE_SPREADS", "Geometry",
     "IterationSweep", "LONG", "M_MINUS", "M_PLUS", "MNIST", "Reading", "RoutingStep", "TRANSFORMS",
-    "TransformSweep", "analyse", "as_image", "coverage", "evidence_map", "evidence_maps", "field_ink",
+    "TransformSweep", "analyse", "as_image", "classify", "coverage", "evidence_map", "evidence_maps", "field_ink",
     "is_identity", "offset_pose", "perturbation_deltas", "perturbation_grid", "prepare", "reading",
     "receptive_field", "reconstruct", "training_iterations", "transform_image", "transform_images",
     "transform_sweep", "transform_values",
@@ -126,6 +126,25 @@ def as_image(image) -> np.ndarray:
 
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What a softmax classifier (the baseline CNN) says about one image."""
+
+    prediction: int
+    probability: float  # the softmax probability of the prediction
+    probabilities: np.ndarray  # (n_classes,) float32, sums to 1
+
+
+@torch.inference_mode()
+def classify(model, image) -> Classification:
+    """One image through a model whose output has softmax ``probabilities`` (the baseline CNN),
+    in eval mode as loaded: its prediction and the probability it gives it."""
+    x = prepare(image, model.device, side=model.config.image_size)
+    p = model(x).probabilities[0]  # (10,)
+    k = int(p.argmax())
+    return Classification(prediction=k, probability=float(p[k]), probabilities=_np(p))
 
 
 # --------------------------------------------------------------------------------------------

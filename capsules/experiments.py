@@ -1,6 +1,7 @@
 """Test-set experiments: does routing matter for a trained CapsNet?
 
     python -m capsules.experiments [--checkpoint PATH] [--data-dir DIR] [--json OUT]
+    python -m capsules.experiments --checkpoint checkpoints/cnn-mnist.safetensors   # robustness only
 
 Everything is computed on the MNIST test set by plain functions that return dataclasses and
 JSON-ready dicts, with an optional ``progress(fraction, message)`` callback (the dashboard passes
@@ -31,7 +32,10 @@ one that drives ``st.progress``; the command line drives a tqdm bar). Notation a
 - **Errors**: the confusion matrix and the misclassified test images of the model's own routing.
 
 :func:`run_experiments` does all of it and returns the JSON object that the command line writes
-and :func:`load_results` reads back for the checkpoint whose sha256 it records.
+and :func:`load_results` reads back for the checkpoint whose sha256 it records. For a model that
+does not route (the baseline CNN) only the robustness curves apply: :func:`robustness_experiments`
+writes them as a results file of their own (the command line picks it by the checkpoint's kind),
+on the same seeded subset, so that the dashboard draws them beside a CapsNet's.
 """
 
 from __future__ import annotations
@@ -61,8 +65,8 @@ from .model import CapsNet
 __all__ = [
     "FORMAT", "ROBUSTNESS", "Ablation", "RoutingPass", "accuracy_interval", "affine", "checkpoint_sha256",
     "confusion_matrix", "coupling_ablations", "intervals_overlap", "load_results", "misclassified", "predict",
-    "random_logits", "results_path", "robustness", "robustness_results", "robustness_subset", "route_fixed",
-    "routing_pass", "run_experiments", "save_results", "wilson_interval",
+    "random_logits", "results_path", "robustness", "robustness_experiments", "robustness_results", "robustness_subset",
+    "route_fixed", "routing_pass", "run_experiments", "same_subset", "save_results", "wilson_interval",
 ]
 
 FORMAT = "capsules.experiments"
@@ -381,6 +385,13 @@ def robustness_results(model, images: Tensor, labels: Tensor, *, size: int = 500
             "robustness_units": UNITS}
 
 
+def same_subset(a: dict, b: dict) -> bool:
+    """Whether two results files drew their robustness curves from the same test images (the same
+    test set size, subset size and seed), so that their curves compare point for point."""
+    keys = ("test_images", "robustness_subset", "robustness_seed")
+    return all(a.get(k) is not None and a.get(k) == b.get(k) for k in keys)
+
+
 # --------------------------------------------------------------------------------------------
 # errors
 
@@ -436,14 +447,10 @@ def run_experiments(model, images: Tensor, labels: Tensor, *, iterations: int = 
     t_end = time.perf_counter()
     _report(progress, 1.0, "done")
 
-    path = model.checkpoint_path
     keys = [str(k) for k in range(1, rp.iterations + 1)]
     own = rp.own
     return {
-        "format": FORMAT, "version": VERSION,
-        "checkpoint": Path(path).name if path else None,
-        "checkpoint_sha256": checkpoint_sha256(path) if path else None,
-        "test_images": n,
+        "format": FORMAT, "version": VERSION, "kind": CapsNet.FORMAT, **_source(model, n),
         "model_iterations": rp.model_iterations,
         "iterations": dict(zip(keys, (_percent(c, n) for c in rp.correct))),
         "iterations_correct": dict(zip(keys, rp.correct)),
@@ -470,15 +477,43 @@ def run_experiments(model, images: Tensor, labels: Tensor, *, iterations: int = 
         **robust,
         "confusion": confusion_matrix(rp.labels, own.argmax(-1), own.shape[-1]),
         "errors": misclassified(rp.labels, own),
-        "seconds": t_end - start,
-        "cpu_seconds": time.process_time() - cpu_start,
         "phase_seconds": {"routing": rp.seconds, "ablations": t_robust - t_ablation, "robustness": t_end - t_robust},
+        **_run(model, start, cpu_start, batch_size),
+    }
+
+
+def _source(model, n: int) -> dict:
+    """The keys of a results file that name what it was computed for."""
+    path = model.checkpoint_path
+    return {"checkpoint": Path(path).name if path else None,
+            "checkpoint_sha256": checkpoint_sha256(path) if path else None, "test_images": n}
+
+
+def _run(model, start: float, cpu_start: float, batch_size: int) -> dict:
+    """The keys of a results file that say how, where and when it was computed."""
+    return {
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu_start,
         "batch_size": batch_size,
         "precision": "fp32",
         "torch": torch.__version__,
-        "device": describe(model.device),
+        "device": describe(next(model.parameters()).device),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def robustness_experiments(model, images: Tensor, labels: Tensor, *, robustness_size: int = 500, seed: int = 0,
+                           batch_size: int = 500, progress: Progress | None = None) -> dict:
+    """The experiments that apply to a model without routing (the baseline CNN), as the JSON object
+    of its results file: :func:`robustness_results` on the seeded subset a CapsNet's results use
+    (the same ``robustness_size`` and ``seed`` on the same test images draw the same digits), with
+    ``kind`` naming the model and none of the routing keys."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    robust = robustness_results(model, images, labels, size=robustness_size, seed=seed, batch_size=batch_size,
+                                progress=progress)
+    _report(progress, 1.0, "done")
+    return {"format": FORMAT, "version": VERSION, "kind": type(model).FORMAT, **_source(model, images.shape[0]),
+            **robust, **_run(model, start, cpu_start, batch_size)}
 
 
 def results_path(checkpoint_path: str | Path) -> Path:
@@ -548,13 +583,22 @@ def main(argv: list[str] | None = None) -> int:
             bar.update(round(1000 * fraction) - bar.n)
 
         try:
-            results = run_experiments(model, images, labels, iterations=args.iterations,
-                                      robustness_size=args.robustness_size, seed=args.seed,
-                                      batch_size=args.batch_size, progress=progress)
+            if not isinstance(model, CapsNet):  # the baseline CNN: the robustness curves only
+                results = robustness_experiments(model, images, labels, robustness_size=args.robustness_size,
+                                                 seed=args.seed, batch_size=args.batch_size, progress=progress)
+            else:
+                results = run_experiments(model, images, labels, iterations=args.iterations,
+                                          robustness_size=args.robustness_size, seed=args.seed,
+                                          batch_size=args.batch_size, progress=progress)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     save_results(results, out)
+    if "iterations" not in results:
+        print("robustness (mean accuracy over each curve): " + "  ".join(
+            f"{kind}: {sum(a for _, a in curve) / len(curve):.1f}%" for kind, curve in results["robustness"].items()))
+        print(f"time: {results['seconds']:.1f} s  wrote {out}")
+        return 0
     its = results["iterations"]
     print("accuracy by iterations: " + "  ".join(f"{k}: {a:.2f}%" for k, a in its.items()))
     print("ablations: " + "  ".join(f"{k}: {a['accuracy']:.2f}% [{a['interval'][0]:.2f}, {a['interval'][1]:.2f}]"

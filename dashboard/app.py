@@ -10,8 +10,10 @@ sidebar's model panel) is in :mod:`dashboard.common`. A new page is one more fil
 ``st.Page`` in :func:`pages`; pages are files, not functions, so that ``st.switch_page`` and
 Streamlit's AppTest can open each of them by its path.
 
-The model is the shipped checkpoint, or ``$CAPSULES_CHECKPOINT``, on
-``pick_device($CAPSULES_DEVICE)`` (the GPU when there is one). The server's torch work is one
+The model is picked in the sidebar (:func:`dashboard.common.pick_model`, drawn here so that the
+choice holds on every page): the shipped MNIST CapsNets and ``$CAPSULES_CHECKPOINT`` when it is set
+(then picked first; else the shipped checkpoint is), on ``pick_device($CAPSULES_DEVICE)`` (the GPU
+when there is one). The server's torch work is one
 image at a time, where more CPU threads cost more in start-up and contention (with each other,
 other sessions and the browser) than they gain: it runs on ``$CAPSULES_THREADS`` threads, 1 by
 default.
@@ -25,7 +27,7 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from dashboard.common import EXPERIMENTS_PAGE, EXPLORER_PAGE
+from dashboard.common import EXPERIMENTS_PAGE, EXPLORER_PAGE, pick_model
 
 ICON = "🧮"  # an emoji: the browser draws it, nothing is fetched from another host
 HERE = Path(__file__).resolve().parent
@@ -44,7 +46,9 @@ def main() -> None:
     threads = max(1, int(os.environ.get("CAPSULES_THREADS") or 1))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    st.navigation(pages()).run()
+    navigation = st.navigation(pages())
+    pick_model()
+    navigation.run()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,12 @@
-"""What every page of the dashboard shares: the model (loaded once per process), the sample
-digits, the MNIST test set, the input widgets, the sidebar's model panel and a clock for the
-compute figure.
+"""What every page of the dashboard shares: the model picker and the models (each loaded once per
+process), the sample digits, the MNIST test set, the input widgets, the sidebar's model panel and
+a clock for the compute figure.
+
+The model picker (:func:`pick_model`, drawn by the entry ``dashboard/app.py`` so that the choice
+holds on every page) offers ``$CAPSULES_CHECKPOINT`` when it is set and every shipped MNIST
+CapsNet (:func:`capsules.zoo.list_shipped`: ``checkpoints/``, or ``$CAPSULES_CHECKPOINT_DIR``); a
+newly shipped model appears by itself. A shipped baseline CNN is no CapsNet and is not offered:
+pages compare with it (:func:`get_baselines`) where that makes sense.
 
 Pages import these instead of copying them. Nothing here computes: the arithmetic is in
 :mod:`capsules.analysis` and :mod:`capsules.preprocess`, the drawing in :mod:`dashboard.figures`.
@@ -18,7 +24,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from capsules import CapsNet
+from capsules import CapsNet, Model
+from capsules import zoo as Z
 from capsules.checkpoint import SHIPPED, CheckpointError, load_model
 from capsules.data import load_mnist, resolve_data_dir
 from capsules.device import describe, pick_device
@@ -41,23 +48,76 @@ TEST_DIGIT = "test_digit"
 
 @dataclass
 class Loaded:
-    """The model a page works with. ``key`` names it in the caches of results (path, file
+    """A model a page works with. ``key`` names it in the caches of results (path, file
     time and device): a replaced checkpoint gives new results."""
 
-    model: CapsNet
+    model: Model
     device: torch.device
     key: str
 
+    @property
+    def name(self) -> str:
+        """The checkpoint's name (``capsnet-mnist-r1``), or "untrained"."""
+        path = self.model.checkpoint_path
+        return path.stem if path is not None else "untrained"
+
+
+MODEL_PICKER = "model"  # session-state key of the sidebar's model picker
+MAX_MODELS = 4  # models held in memory per process (a CapsNet is 33 MB in float32, the CNN 142 MB)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _listing(folder: str, stamp: float) -> list[Z.Shipped]:
+    return Z.list_shipped(folder)
+
+
+def shipped() -> list[Z.Shipped]:
+    """The shipped models (:func:`capsules.zoo.list_shipped`), read again whenever the folder
+    changes (shipping a model writes into it)."""
+    folder = Z.checkpoints_dir()
+    return _listing(str(folder), folder.stat().st_mtime if folder.is_dir() else 0.0)
+
+
+def _key(path: str | os.PathLike) -> str:
+    return str(Path(path).resolve())
+
+
+def model_choices() -> dict[str, str]:
+    """What the model picker offers, path -> label: ``$CAPSULES_CHECKPOINT`` first when it is set,
+    then the shipped checkpoint and the other shipped MNIST CapsNets. With none of them, the
+    shipped checkpoint's path: it loads as an untrained CapsNet, with a warning."""
+    choices = {}
+    env = os.environ.get("CAPSULES_CHECKPOINT")
+    if env:
+        choices[_key(env)] = f"{Path(env).stem} ($CAPSULES_CHECKPOINT)"
+    capsnets = [m for m in shipped() if m.kind == "capsnet" and m.dataset == "mnist"]
+    for m in sorted(capsnets, key=lambda m: m.path.resolve() != SHIPPED.resolve()):  # the shipped one first
+        choices.setdefault(_key(m.path), m.label)
+    return choices or {_key(SHIPPED): SHIPPED.stem}
+
+
+def pick_model() -> Path:
+    """The sidebar's model picker; returns the path picked. The entry draws it on every page."""
+    choices = model_choices()
+    with st.sidebar:
+        picked = st.selectbox("Model", list(choices), key=MODEL_PICKER, format_func=choices.get,
+                              help="The CapsNet every view of every page shows: the shipped models (Table 1's "
+                                   "comparison models among them) and $CAPSULES_CHECKPOINT when it is set.")
+    return Path(picked)
+
 
 def checkpoint_path() -> Path:
-    """``$CAPSULES_CHECKPOINT``, else the shipped checkpoint."""
-    return Path(os.environ.get("CAPSULES_CHECKPOINT") or SHIPPED)
+    """The picked model: the picker's choice, else its first (``$CAPSULES_CHECKPOINT``, else the
+    shipped checkpoint)."""
+    choices = model_choices()
+    picked = st.session_state.get(MODEL_PICKER)
+    return Path(picked if picked in choices else next(iter(choices)))
 
 
-@st.cache_resource(show_spinner="Loading the CapsNet…", max_entries=1)
-def _get_model(path: str, stamp: float, device_name: str | None) -> tuple[CapsNet, torch.device]:
-    """One model per process, shared by every session. ``stamp`` (the file's mtime) makes a
-    replaced checkpoint reload; a missing file gives an untrained, seeded CapsNet."""
+@st.cache_resource(show_spinner="Loading the model…", max_entries=MAX_MODELS)
+def _get_model(path: str, stamp: float, device_name: str | None) -> tuple[Model, torch.device]:
+    """One model per checkpoint and process, shared by every session. ``stamp`` (the file's mtime)
+    makes a replaced checkpoint reload; a missing file gives an untrained, seeded CapsNet."""
     device = pick_device(device_name)
     if Path(path).is_file():
         return load_model(path, device), device
@@ -66,7 +126,8 @@ def _get_model(path: str, stamp: float, device_name: str | None) -> tuple[CapsNe
 
 
 def get_model() -> Loaded:
-    """The page's model; a checkpoint that cannot be loaded stops the page with its one line."""
+    """The page's CapsNet, the one picked; a checkpoint that cannot be loaded, or that holds no
+    MNIST CapsNet, stops the page with its one line."""
     path = checkpoint_path()
     stamp = path.stat().st_mtime if path.is_file() else 0.0
     try:
@@ -74,10 +135,32 @@ def get_model() -> Loaded:
     except (CheckpointError, ValueError) as exc:
         st.error(f"The model could not be loaded: {exc}")
         st.stop()
+    if not isinstance(model, CapsNet) or model.config.image_size != 28:
+        side = model.config.image_size
+        st.error(f"`{path.name}` holds a {model.config.NAME} for {side}×{side} images: the pages show an MNIST "
+                 "CapsNet. Pick one in the sidebar.")
+        st.stop()
     key = f"{path}:{stamp if model.checkpoint_path else 'untrained'}:{device}"
     if model.checkpoint_path is None:
         st.warning(f"No checkpoint at `{path}`: this is an **untrained** CapsNet.", icon="⚠️")
     return Loaded(model=model, device=device, key=key)
+
+
+def get_baselines() -> list[Loaded]:
+    """The shipped MNIST baseline CNNs, to compare with the CapsNet; each loaded once per process.
+    One that cannot be loaded is left out with a warning."""
+    found = []
+    for m in shipped():
+        if m.kind != "cnn" or m.dataset != "mnist":
+            continue
+        stamp = m.path.stat().st_mtime if m.path.is_file() else 0.0
+        try:
+            model, device = _get_model(str(m.path), stamp, os.environ.get("CAPSULES_DEVICE"))
+        except (CheckpointError, ValueError) as exc:
+            st.warning(f"The baseline CNN `{m.name}` could not be loaded: {exc}")
+            continue
+        found.append(Loaded(model=model, device=device, key=f"{m.path}:{stamp}:{device}"))
+    return found
 
 
 @st.cache_data(show_spinner=False)
@@ -215,6 +298,8 @@ def model_panel(loaded: Loaded):
         if model.checkpoint_path is not None:
             st.markdown(f"**Checkpoint:** `{model.checkpoint_path.name}`")
         rows = []
+        if meta.get("format") in Z.KIND_NAMES:
+            rows.append(f"- trained with {Z.Shipped.of(model.checkpoint_path, meta).recipe}")
         if meta.get("test_accuracy") is not None:  # training writes a percentage
             rows.append(f"- test accuracy **{float(meta['test_accuracy']):.2f} %**")
         if meta.get("epoch") is not None:

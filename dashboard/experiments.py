@@ -1,11 +1,15 @@
 """Test-set experiments: does routing matter for this checkpoint?
 
-A page of ``streamlit run dashboard/app.py``. It shows what :mod:`capsules.experiments` computes
+A page of ``streamlit run dashboard/app.py``. It opens on the paper's Table 1 beside the shipped
+models (:func:`capsules.zoo.table1`: their test errors with 95% intervals, epochs, hardware, and
+which rows are within the noise of each other), then shows what :mod:`capsules.experiments` computes
 over the MNIST test set (accuracy by routing iterations, the routing dynamics, coupling ablations,
 affine robustness, the confusion matrix and the misclassified digits), each figure with what the
 paper claimed, what later papers found and what this checkpoint shows. The sentences are built by
 the plain functions ``*_notes`` below from the results (never typed in), so they follow any
-checkpoint; a misclassified digit opens in the explorer page with one click.
+checkpoint (the one picked in the sidebar); a misclassified digit opens in the explorer page with
+one click. A shipped baseline CNN joins the robustness curves, from its own results file (the
+robustness keys only, :func:`capsules.experiments.robustness_experiments`) on the same test digits.
 
 Where the results come from: the shipped checkpoint's ship beside it and load at once
 (:func:`capsules.experiments.load_results`, which checks the checkpoint's sha256). For any other
@@ -25,19 +29,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from capsules import analysis as A
 from capsules import experiments as E
+from capsules import zoo as Z
 from capsules.data import DatasetError
 from dashboard import figures as F
 from dashboard.common import (
-    EXPLORER_PAGE, TEST_DIGIT, Clock, Loaded, chart, figure, get_model, get_samples, get_test_set, model_panel,
-    report_time,
+    EXPLORER_PAGE, TEST_DIGIT, Clock, Loaded, chart, figure, get_baselines, get_model, get_samples, get_test_set,
+    model_panel, report_time, shipped,
 )
 
 # What the papers report, as they report it (the page's numbers for this model are computed).
-PAPER_ERROR = {1: 0.29, 3: 0.25}  # Sabour et al. 2017, Table 1: MNIST test error (%), with reconstruction
+PAPER_ERROR = {row.iterations: row.mnist for row in Z.PAPER  # Sabour et al. 2017, Table 1: MNIST test error (%),
+               if row.kind == "capsnet" and row.reconstruction}  # with reconstruction, by routing iterations
 PAPER_AFFNIST = {"CapsNet": 79, "CNN": 66}  # Sabour et al. 2017, §5.2: affNIST accuracy (%)
 GU_TRESP_AFFNIST = 93.2  # Gu & Tresp 2020: affNIST accuracy (%) of their variant without routing
 ZHAO_LOSS = 0.5  # Zhao et al. 2019: class-mean coupling loses under this much (%) on MNIST variants
@@ -47,7 +54,6 @@ ABLATION_LABELS = {"routing": "own routing", "uniform": "uniform c = 1/10", "ran
 RULE_NAMES = {"uniform": "uniform", "random": "random", "class_mean": "class-mean"}
 ROBUST_LEVEL = 95.0  # the robustness note gives the range of each transform kept at this accuracy (%)
 ROBUSTNESS_SIZE = 500  # test images of the robustness curves computed here (the command line's default)
-MODEL_NAME = "CapsNet (this checkpoint)"
 GALLERY_COLUMNS = 8
 GALLERY_PAGE = 48  # misclassified digits per page of the gallery (6 rows)
 SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
@@ -126,20 +132,25 @@ def _stamp(path: Path) -> float:
 
 
 @st.fragment(run_every=1.0)
-def follow(job: Job) -> None:
+def follow(job: Job, what: str = "the experiments") -> None:
     """The progress of a computation under way, redrawn every second; the whole page reruns
     when it is over."""
     if not job.running:
         st.rerun()
-    st.progress(job.fraction, text=f"Computing the experiments: {job.message}")
+    st.progress(job.fraction, text=f"Computing {what}: {job.message}")
     st.caption("The computation runs on the server in a thread of its own: other sessions carry on, and "
                "you can leave this page (or open it in another tab) and come back. It runs once per "
                "checkpoint; every session then reads its results.")
 
 
-def results_for(loaded: Loaded) -> dict | None:
-    """The results for the page's checkpoint: the shipped ones, else those computed in this server
-    process. Without either, it offers the computation (or follows it) and returns None."""
+Compute = Callable[..., dict]  # (model, images, labels, progress) -> the results file's JSON object
+
+
+def stored_or_offered(loaded: Loaded, compute: Compute, *, offer: str, what: str, button: str,
+                      button_key: str) -> dict | None:
+    """The results for ``loaded``'s checkpoint: those shipped beside it, else those computed in this
+    server process. Without either it says ``offer`` and offers the computation (a button), or
+    follows it while it runs, and returns None."""
     model, path = loaded.model, loaded.model.checkpoint_path
     if path is not None:
         found = shipped_results(str(path), (_stamp(path), _stamp(E.results_path(path))))
@@ -152,13 +163,9 @@ def results_for(loaded: Loaded) -> dict | None:
     if job is not None and job.results is not None:
         return job.results
     if job is not None and job.running:
-        follow(job)
+        follow(job, what)
         return None
-    name = f"`{path.name}`" if path is not None else "this untrained model"
-    st.info(f"No experiment results ship with {name}. They can be computed here: a traced routing pass "
-            f"over the 10,000 test images, the coupling ablations and the robustness curves on "
-            f"{ROBUSTNESS_SIZE} of them (`python -m capsules.experiments --checkpoint PATH` does the same "
-            "and writes them beside the checkpoint).")
+    st.info(offer)
     try:
         images, labels = get_test_set()
     except DatasetError as exc:
@@ -166,11 +173,51 @@ def results_for(loaded: Loaded) -> dict | None:
         return None
     if job is not None:
         st.error(f"The last computation failed: {job.error}")
-    if st.button("Compute the experiments", type="primary", key="compute"):
-        jobs().start(key, lambda progress: E.run_experiments(model, images, labels, robustness_size=ROBUSTNESS_SIZE,
-                                                             progress=progress))
+    if st.button(button, type="primary", key=button_key):
+        jobs().start(key, lambda progress: compute(model, images, labels, progress))
         st.rerun()
     return None
+
+
+def results_for(loaded: Loaded) -> dict | None:
+    """The results for the page's checkpoint (:func:`stored_or_offered`): all the experiments."""
+    path = loaded.model.checkpoint_path
+    name = f"`{path.name}`" if path is not None else "this untrained model"
+    offer = (f"No experiment results ship with {name}. They can be computed here: a traced routing pass "
+             f"over the 10,000 test images, the coupling ablations and the robustness curves on "
+             f"{ROBUSTNESS_SIZE} of them (`python -m capsules.experiments --checkpoint PATH` does the same "
+             "and writes them beside the checkpoint).")
+    return stored_or_offered(
+        loaded, lambda model, images, labels, progress: E.run_experiments(
+            model, images, labels, robustness_size=ROBUSTNESS_SIZE, progress=progress),
+        offer=offer, what="the experiments", button="Compute the experiments", button_key="compute")
+
+
+def baseline_results(baselines: list[Loaded], results: dict) -> dict[str, dict]:
+    """The robustness results of each shipped baseline CNN drawn on the same test digits as
+    ``results``, by name; one without them offers their computation (or follows it), one on other
+    digits is named in a caption."""
+    found = {}
+    for b in baselines:
+        offer = (f"No robustness curves ship with the baseline CNN `{b.name}`. They can be computed here, on the "
+                 f"same {ROBUSTNESS_SIZE} test digits as the CapsNet's (several minutes on a CPU: the CNN costs "
+                 f"about ten times the CapsNet's arithmetic per image; `python -m capsules.experiments "
+                 f"--checkpoint {b.model.checkpoint_path.name if b.model.checkpoint_path else 'PATH'}` does the "
+                 "same and writes them beside the checkpoint).")
+        other = stored_or_offered(
+            b, lambda model, images, labels, progress: E.robustness_experiments(
+                model, images, labels, robustness_size=ROBUSTNESS_SIZE, progress=progress),
+            offer=offer, what=f"the robustness curves of `{b.name}`", button=f"Compute the curves of {b.name}",
+            button_key=f"compute_{b.name}")
+        if other is None:
+            continue
+        if E.same_subset(results, other):
+            found[b.name] = other
+        else:
+            st.caption(f"The robustness curves of `{b.name}` were drawn on other test digits "
+                       f"({other.get('robustness_subset')} of {other.get('test_images')}, seed "
+                       f"{other.get('robustness_seed')}) than the CapsNet's: not compared.")
+    return found
 
 
 # ------------------------------------------------------------------------------ the sentences
@@ -317,8 +364,8 @@ UNIT_SUFFIX = {"rotate": "°", "scale": "×", "shear": "°", "shift_x": " px"}
 KIND_WORDS = {"rotate": "rotations", "scale": "scales", "shear": "shears", "shift_x": "horizontal shifts"}
 
 
-def robustness_notes(results: dict) -> Notes:
-    curves, subset = results["robustness"], results.get("robustness_subset", results["test_images"])
+def _kept(curves: dict) -> tuple[list[str], list[str]]:
+    """In words, for each curve: the range kept at :data:`ROBUST_LEVEL` or more, its lowest point."""
     ranges, lows = [], []
     for kind, curve in curves.items():
         found = robust_range(curve, E.IDENTITY[kind])
@@ -327,13 +374,32 @@ def robustness_notes(results: dict) -> Notes:
             ranges.append(f"{KIND_WORDS.get(kind, kind)} {_num(found[0])}…{_num(found[1])}{unit}")
         worst = min(curve, key=lambda p: p[1])
         lows.append(f"{worst[1]:.1f}% at {_num(worst[0])}{unit}")
+    return ranges, lows
+
+
+def _mean(curve: list) -> float:
+    return float(np.mean([a for _, a in curve]))
+
+
+def robustness_notes(results: dict, baselines: dict[str, dict] | None = None) -> Notes:
+    """``baselines``: the results of baseline CNNs on the same test digits, by name."""
+    curves, subset = results["robustness"], results.get("robustness_subset", results["test_images"])
+    ranges, lows = _kept(curves)
     seed = results.get("robustness_seed")
     drawn = f" drawn with seed {seed}" if seed is not None else ""
     here = (f"On {subset:,} test images{drawn}, accuracy stays at {ROBUST_LEVEL:g}% or more for "
-            + ", ".join(ranges) + "; the lowest points of each curve: " + "; ".join(lows) + ". This model was "
-            "trained on 28×28 MNIST, not on affNIST's 40×40 canvas, so these numbers do not compare with "
-            "the papers'; no CNN baseline is available yet to compare with on the same digits. The bars are "
-            f"95% intervals for {subset:,} images.")
+            + (", ".join(ranges) or "no transform") + "; the lowest points of each curve: " + "; ".join(lows) + ".")
+    for name, other in (baselines or {}).items():
+        theirs, _ = _kept(other["robustness"])
+        means = ", ".join(f"{KIND_WORDS.get(k, k)} {_mean(curves[k]):.1f}% against {_mean(other['robustness'][k]):.1f}%"
+                          for k in curves if k in other["robustness"])
+        here += (f" The baseline CNN `{name}` on the same digits: {ROBUST_LEVEL:g}% or more for "
+                 f"{', '.join(theirs) or 'no transform'}; mean accuracy over each curve, this CapsNet against the "
+                 f"CNN: {means}.")
+    here += (f" {'These models were' if baselines else 'This model was'} trained on 28×28 MNIST, not on affNIST's "
+             "40×40 canvas, so these numbers do not compare with the papers'" + ("" if baselines else "; no baseline CNN's curves are at hand to "
+                                           "compare with on the same digits") +
+             f". The bars are 95% intervals for {subset:,} images.")
     return Notes(
         paper=(f"On affNIST, a CapsNet trained on MNIST placed at random on a 40×40 canvas classified "
                f"{PAPER_AFFNIST['CapsNet']}% of affine-transformed digits, a CNN {PAPER_AFFNIST['CNN']}%."),
@@ -419,6 +485,19 @@ def gallery(results: dict, samples: dict[str, np.ndarray]) -> None:
                     st.switch_page(EXPLORER_PAGE, query_params={TEST_DIGIT: str(idx)})
 
 
+def show_table1() -> None:
+    """The paper's Table 1 beside the shipped models (:func:`capsules.zoo.table1`)."""
+    st.subheader("Table 1: the paper's models and the shipped ones")
+    table = Z.table1(shipped())
+    st.dataframe(pd.DataFrame(table.records(), columns=list(Z.COLUMNS)), hide_index=True)
+    st.markdown(f"**Within the noise?** {table.noise}")
+    st.caption(f"Test error in percent on the full test set. The paper's ± is the standard deviation over three "
+               f"trials; this project's brackets are the 95% Wilson interval of one model (on MNIST's 10,000 test "
+               f"images 0.05 points is five images). “{Z.PENDING}”: no such model shipped yet. Rows compare fairly "
+               "only at the same epochs; the paper trained far longer, on a GPU. Pick a CapsNet in the sidebar "
+               "for its experiments below.")
+
+
 def show(results: dict, loaded: Loaded, clock: Clock) -> None:
     trained = A.training_iterations(loaded.model.metadata)
     r, n = model_r(results, trained), results["test_images"]
@@ -451,12 +530,14 @@ def show(results: dict, loaded: Loaded, clock: Clock) -> None:
 
     st.subheader("Robustness to affine transforms")
     subset = results.get("robustness_subset", n)
-    curves = {MODEL_NAME: results["robustness"]}
-    intervals = {MODEL_NAME: {kind: [list(E.accuracy_interval(a, subset)) for _, a in curve]
-                              for kind, curve in results["robustness"].items()}}
+    others = baseline_results(get_baselines(), results)
+    runs = {f"CapsNet ({loaded.name})": results, **{f"baseline CNN ({name})": r for name, r in others.items()}}
+    curves = {label: r["robustness"] for label, r in runs.items()}
+    intervals = {label: {kind: [list(E.accuracy_interval(a, subset)) for _, a in curve] for kind, curve in c.items()}
+                 for label, c in curves.items()}
     chart(figure("robustness_figure", curves, intervals, subset=subset, units=results.get("robustness_units")),
           "fig_robustness")
-    show_notes(robustness_notes(results))
+    show_notes(robustness_notes(results, others))
 
     st.subheader("Errors")
     left, right = st.columns([1, 1], gap="large")
@@ -475,6 +556,8 @@ def main() -> None:
     loaded = get_model()
     time_slot = model_panel(loaded)
     st.title("Test-set experiments: does routing matter?")
+    show_table1()
+    st.divider()  # above: every shipped model; below: the one picked
     results = results_for(loaded)
     if results is not None:
         show(results, loaded, clock)

@@ -7,6 +7,10 @@ one view. Each view is a fragment (:func:`dashboard.common.view`): its own contr
 the view; the input, r and the tabs rerun the page. Figures are cached by their numbers
 (:func:`dashboard.common.figure`), so a rerun redraws only what changed.
 
+The CapsNet is the one picked in the sidebar. A shipped baseline CNN (the paper's Table 1 baseline)
+answers beside it where a comparison makes sense: its prediction and softmax probability for the
+same input, and for the transformed input of the transform explorer.
+
 Another page opens a given MNIST test digit here with the query parameter ``?test_digit=N``
 (:data:`dashboard.common.TEST_DIGIT`): from the built-in samples when it is one of them, else
 from the MNIST test set; picking a sample leaves it.
@@ -23,8 +27,8 @@ from capsules import analysis as A
 from capsules.data import DatasetError
 from capsules.preprocess import Converted
 from dashboard.common import (
-    TEST_DIGIT, Clock, Loaded, chart, digit_picker, figure, get_model, get_samples, get_test_set, model_panel,
-    read_drawing, read_upload, report_time, sample_label, view,
+    TEST_DIGIT, Clock, Loaded, chart, digit_picker, figure, get_baselines, get_model, get_samples, get_test_set,
+    model_panel, read_drawing, read_upload, report_time, sample_label, view,
 )
 
 MAX_ITERATIONS = 10
@@ -68,6 +72,24 @@ def cached_analysis(_model, model_key: str, image: np.ndarray, iterations: int) 
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
+def cached_classification(_model, model_key: str, image: np.ndarray) -> A.Classification:
+    return A.classify(_model, image)
+
+
+def classified(baselines: list[Loaded], image: np.ndarray, clock: Clock) -> list[tuple[str, A.Classification]]:
+    """Each baseline CNN's answer for ``image``, by checkpoint name."""
+    return [(b.name, clock(f"CNN {b.name}", cached_classification, b.model, b.key, np.ascontiguousarray(image)))
+            for b in baselines]
+
+
+def baseline_metric(col, name: str, answer: A.Classification, label: str = "Baseline CNN") -> None:
+    col.metric(f"{label} ({name})", f"{answer.prediction} ({answer.probability:.2f})",
+               help=f"The paper's baseline CNN (`{name}`) on the same 28×28 image: its prediction and, in brackets, "
+                    "its softmax probability (the CapsNet's figure is the capsule's length, a probability of "
+                    "another kind).")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
 def cached_grid(_model, model_key: str, pose: np.ndarray, digit: int) -> np.ndarray:
     return A.perturbation_grid(_model, pose, digit)
 
@@ -81,13 +103,16 @@ def cached_sweep(_model, model_key: str, image: np.ndarray, kind: str, base: tup
 # ------------------------------------------------------------------------------ reading widgets
 
 
-def routing_iterations(model, trained: int | None) -> int:
-    """The sidebar's r, used by every view."""
-    default_r = int(model.config.routing_iterations)
+def routing_iterations(loaded: Loaded, trained: int | None) -> int:
+    """The sidebar's r, used by every view; another model picked starts from its own r."""
+    default_r = int(loaded.model.config.routing_iterations)
     said = f"training used r = {trained}" if trained else f"the model's default is r = {default_r}"
+    if st.session_state.get("iterations_model") != loaded.key or "iterations" not in st.session_state:
+        st.session_state["iterations_model"] = loaded.key
+        st.session_state["iterations"] = default_r  # the slider's value (it has no default of its own)
     with st.sidebar:
         st.header("Routing")
-        return st.slider("Routing iterations r", 1, MAX_ITERATIONS, default_r, key="iterations",
+        return st.slider("Routing iterations r", 1, MAX_ITERATIONS, key="iterations",
                          help=f"Procedure 1 runs r iterations; the paper uses 3 and {said}. "
                               "Every view uses this r.")
 
@@ -208,14 +233,19 @@ def reading_notes(res: A.Analysis, inp: Input, trained: int | None) -> list[str]
     return notes
 
 
-def prediction_panel(res: A.Analysis, inp: Input, trained: int | None) -> None:
+def prediction_panel(res: A.Analysis, inp: Input, trained: int | None,
+                     compared: list[tuple[str, A.Classification]]) -> None:
     st.subheader("Prediction")
     m1, m2 = st.columns(2)
     m1.metric("Prediction", f"{res.prediction} ({res.confidence:.2f})",
               help="The longest digit capsule and its length |v|, the model's probability that the digit is present.")
     m2.metric("Runner-up", f"{res.runner_up} ({res.lengths[res.runner_up]:.2f})")
+    for name, answer in compared:  # below, the whole width: a third column would cut the figures short
+        baseline_metric(st, name, answer)
     if inp.label is not None:
-        st.caption(f"True label: **{inp.label}** " + ("✓" if inp.label == res.prediction else "✗ (misclassified)"))
+        st.caption(f"True label: **{inp.label}** " + ("✓" if inp.label == res.prediction else "✗ (misclassified)")
+                   + "".join(f"; CNN `{name}` " + ("✓" if inp.label == a.prediction else "✗")
+                             for name, a in compared))
     for note in reading_notes(res, inp, trained):
         st.info(note)
     chart(figure("image_pair_figure", res.image, res.reconstruction, res.prediction, height=260), "fig_pair")
@@ -451,7 +481,7 @@ def transform_params() -> tuple[dict[str, float], str]:
 
 
 @view
-def view_transform(loaded: Loaded, inp: Input, res: A.Analysis, clock: Clock) -> None:
+def view_transform(loaded: Loaded, inp: Input, res: A.Analysis, baselines: list[Loaded], clock: Clock) -> None:
     model, pred = loaded.model, res.prediction
     st.caption("Transform the input and watch the capsules respond: the paper argues the pose vector "
                "changes smoothly with the digit's pose (equivariance) while the length, the "
@@ -468,6 +498,8 @@ def view_transform(loaded: Loaded, inp: Input, res: A.Analysis, clock: Clock) ->
         chart(figure("image_pair_figure", tres.image, tres.reconstruction, tres.prediction, height=250,
                      first="Transformed"), "fig_tf_pair")
         st.metric("Prediction (transformed)", f"{tres.prediction} ({tres.confidence:.2f})")
+        for name, answer in classified(baselines, tres.image, clock):
+            baseline_metric(st, name, answer, label="Baseline CNN, transformed")
     with mid:
         chart(figure("lengths_figure", tres.lengths, tres.prediction, title="Lengths |v<sub>j</sub>|", height=300,
                      values=False), "fig_tf_lengths")
@@ -497,8 +529,9 @@ def main() -> None:
                f"{g.caps} primary capsules ({g.types} types × {g.grid}×{g.grid}, {cfg.primary_dim}D) → routing "
                f"→ {cfg.n_classes} digit capsules ({cfg.digit_dim}D) → decoder. Draw a digit or pick one, "
                "then explore the tabs.")
-    iterations = routing_iterations(loaded.model, trained)
+    iterations = routing_iterations(loaded, trained)
     time_slot = model_panel(loaded)
+    baselines = get_baselines()
     samples = get_samples()
     draw_col, pick_col, pred_col = st.columns([1.1, 1.0, 1.3], gap="medium")
     inp = choose_input(samples, draw_col, pick_col)
@@ -508,14 +541,14 @@ def main() -> None:
         st.caption(f"**Input now:** {inp.source}. " + ("Reset the canvas to go back to the sample." if inp.drawn
                                                        else "Draw on the canvas to replace it."))
     with pred_col:
-        prediction_panel(res, inp, trained)
+        prediction_panel(res, inp, trained, classified(baselines, inp.image, clock))
     views = {  # each a fragment: its controls rerun only the view
         "Capsule lengths": lambda: view_lengths(res),
         "Routing step by step": lambda: view_routing(res),
         "Evidence map": lambda: view_evidence(res),
         "Routing iterations": lambda: view_iterations(res, trained),
         "Pose perturbation": lambda: view_pose(loaded, res),
-        "Transform explorer": lambda: view_transform(loaded, inp, res),
+        "Transform explorer": lambda: view_transform(loaded, inp, res, baselines),
     }
     tabs = st.tabs(list(views), key="view", on_change="rerun")  # only the open tab computes and draws
     for tab, draw in zip(tabs, views.values()):

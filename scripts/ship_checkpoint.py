@@ -32,25 +32,20 @@ from pathlib import Path
 
 import torch
 
-from capsules import BaselineCNN, CapsNet
 from capsules.checkpoint import SHIPPED, CheckpointError, load_model, save_model, sidecar
 from capsules.data import DatasetError, load_mnist, load_multimnist_test
 from capsules.device import DEVICE_HELP, describe, pick_device
 from capsules.evaluate import EvalResult, TwoDigitResult, evaluate, evaluate_multimnist
+from capsules.zoo import KIND_NAMES, dataset_of
 
 SHIPPABLE = ("last.safetensors", "last-ema.safetensors")
 CHECKPOINTS = SHIPPED.parent
-KIND_NAMES = {CapsNet: "capsnet", BaselineCNN: "cnn"}  # as python -m capsules.train --model names them
-
-
-def dataset_of(info: dict) -> str:
-    return info.get("dataset") or info.get("train_config", {}).get("dataset", "mnist")
 
 
 def target(model, name: str | None) -> Path:
     """``checkpoints/<name>.safetensors``; ``name`` is ``<model>-<data set>`` (the default) or that
     followed by ``-<variant>`` (lower-case letters, digits and dashes)."""
-    prefix = f"{KIND_NAMES[type(model)]}-{dataset_of(model.metadata)}"
+    prefix = f"{KIND_NAMES[model.FORMAT]}-{dataset_of(model.metadata)}"
     if name is not None and not re.fullmatch(rf"{re.escape(prefix)}(-[a-z0-9][a-z0-9-]*)?", name):
         raise CheckpointError(f"--name {name}: a shipped name is {prefix} or {prefix}-<variant> "
                               "(this checkpoint's model and data set, then lower-case letters, digits, dashes)")

@@ -353,3 +353,19 @@ def test_projected_evidence_decomposes_the_length_of_s(result):
     full = A.evidence_maps(result.c, result.u_hat, spread="ink", image=np.ones((28, 28), np.float32),
                            along=result.v_per_iteration)
     np.testing.assert_allclose(full.sum(axis=(-1, -2)), np.linalg.norm(s, axis=-1), rtol=1e-4)
+
+
+def test_classify_gives_the_cnns_prediction_and_softmax_probability(image):
+    from capsules import BaselineCNN, BaselineCNNConfig
+
+    torch.manual_seed(0)
+    cnn = BaselineCNN(BaselineCNNConfig(conv_channels=(4, 4, 2), fc_hidden=(8, 8))).eval()
+    with torch.no_grad():
+        logits = cnn(torch.from_numpy(image)[None, None]).logits[0].double()
+    p = torch.exp(logits - logits.logsumexp(0))  # the softmax, computed apart
+    answer = A.classify(cnn, image)
+    assert answer.prediction == int(logits.argmax()) and answer.probability == pytest.approx(float(p.max()), rel=1e-5)
+    np.testing.assert_allclose(answer.probabilities, p.numpy(), rtol=1e-5)
+    assert A.classify(cnn, (image * 255).astype(np.uint8)).prediction == answer.prediction  # 0..255 grey levels too
+    with pytest.raises(ValueError, match="28x28"):
+        A.classify(cnn, np.zeros((36, 36), np.float32))

@@ -13,8 +13,9 @@ from capsules.checkpoint import SHIPPED, atomic_write_json
 from capsules.data import to_float
 from capsules.experiments import (
     FORMAT, IDENTITY, VERSION, accuracy_interval, affine, checkpoint_sha256, confusion_matrix, coupling_ablations,
-    intervals_overlap, load_results, main, misclassified, random_logits, results_path, robustness, robustness_subset,
-    route_fixed, routing_pass, run_experiments, wilson_interval,
+    intervals_overlap, load_results, main, misclassified, random_logits, results_path, robustness,
+    robustness_experiments, robustness_subset, route_fixed, routing_pass, run_experiments, same_subset, save_results,
+    wilson_interval,
 )
 
 
@@ -282,3 +283,49 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and "not found" in err and err.count("\n") == 1
     assert main(["--robustness-size", "0"]) == 2
+
+
+# ------------------------------------------------------------------------------ a model that does not route
+
+
+@pytest.fixture()
+def small_cnn(tmp_path):
+    """A small baseline CNN, saved and loaded back as a shipped checkpoint is."""
+    from capsules import BaselineCNN, BaselineCNNConfig, save_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "cnn-mnist.safetensors"
+    save_model(BaselineCNN(BaselineCNNConfig(conv_channels=(4, 4, 2), fc_hidden=(8, 8))), path, {"epoch": 1})
+    return load_model(path, "cpu")
+
+
+def test_robustness_experiments_of_a_cnn_share_the_capsnets_digits(small_cnn, tiny_model):
+    """The CNN's results file: the robustness curves alone, on the same seeded subset as a CapsNet's
+    results, keyed by the checkpoint's sha256 so that load_results reads it back."""
+    images, labels = random_images(30, seed=5)
+    results = robustness_experiments(small_cnn, images, labels, robustness_size=6, batch_size=4)
+    assert results["format"] == FORMAT and results["version"] == VERSION and results["kind"] == "capsules.baseline-cnn"
+    assert "iterations" not in results and "ablations" not in results
+    assert results["checkpoint"] == "cnn-mnist.safetensors"
+    assert results["checkpoint_sha256"] == checkpoint_sha256(small_cnn.checkpoint_path)
+    subset = robustness_subset(30, 6, 0)
+    assert results["robustness"] == robustness(small_cnn, images[subset], labels[subset])
+    assert (results["test_images"], results["robustness_subset"], results["robustness_seed"]) == (30, 6, 0)
+    tiny_model.checkpoint_path = None
+    capsnet = run_experiments(tiny_model, images, labels, iterations=3, robustness_size=6, batch_size=8)
+    assert capsnet["kind"] == "capsules.capsnet" and same_subset(capsnet, results)
+    assert not same_subset(capsnet, {**results, "robustness_seed": 1})
+    assert not same_subset(capsnet, {**results, "test_images": 10000}) and not same_subset({}, {})
+    save_results(json.loads(json.dumps(results)), results_path(small_cnn.checkpoint_path))
+    assert load_results(small_cnn.checkpoint_path) == json.loads(json.dumps(results))
+
+
+@pytest.mark.data
+def test_command_line_writes_a_cnns_robustness(small_cnn, data_dir, capsys):
+    path = small_cnn.checkpoint_path
+    assert main(["--checkpoint", str(path), "--data-dir", str(data_dir), "--limit", "20", "--robustness-size", "4",
+                 "--device", "cpu"]) == 0
+    results = load_results(path)
+    assert results is not None and results["kind"] == "capsules.baseline-cnn"
+    assert set(results["robustness"]) == set(IDENTITY) and results["robustness_subset"] == 4
+    assert "robustness (mean accuracy over each curve)" in capsys.readouterr().out

@@ -1,0 +1,309 @@
+"""The shipped models (``checkpoints/``) and the paper's Table 1 beside what they measure.
+
+A shipped model is ``<name>.safetensors`` with its JSON ``<name>.json`` beside it
+(:mod:`capsules.checkpoint`, written by ``scripts/ship_checkpoint.py``). :func:`list_shipped`
+lists them from their JSONs alone, no weights read: the kind (``capsnet``, ``cnn``: the JSON's
+``format``), the data set, the two training options Table 1 varies (routing iterations and
+reconstruction weight, from ``train_config``), the epochs trained, the test score and how the
+weights are stored. A newly shipped model appears by itself.
+
+:func:`table1` sets the paper's Table 1 (Sabour, Frosst & Hinton 2017: test error in percent of
+the baseline CNN and of CapsNet routed with 1 or 3 iterations, with and without the reconstruction
+loss; MNIST, and MultiMNIST for three of its rows) beside the shipped models that match each row:
+their measured error with a 95% Wilson interval (:func:`capsules.evaluate.binomial_interval`), the
+epochs and the hardware, and which measured rows are within the noise of each other (overlapping
+intervals, :func:`capsules.experiments.intervals_overlap`). A row no shipped model matches yet is
+marked as in training, never filled in. ``python scripts/table1.py`` prints it as markdown (the
+README's), the dashboard's experiments page as a table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+from .analysis import training_iterations
+from .baseline import BaselineCNN
+from .checkpoint import SHIPPED, CheckpointError, read_metadata
+from .evaluate import binomial_interval
+from .experiments import intervals_overlap
+from .model import CapsNet
+
+__all__ = ["CHECKPOINT_DIR", "COLUMNS", "DATASET_NAMES", "KIND_NAMES", "PAPER", "PENDING", "PaperRow", "Shipped", "Table1",
+           "Table1Row", "checkpoints_dir", "dataset_of", "list_shipped", "table1"]
+
+CHECKPOINT_DIR = "CAPSULES_CHECKPOINT_DIR"  # environment variable: the folder of shipped models
+KIND_NAMES = {CapsNet.FORMAT: "capsnet", BaselineCNN.FORMAT: "cnn"}  # as ``python -m capsules.train --model``
+DATASET_NAMES = {"mnist": "MNIST", "multimnist": "MultiMNIST"}
+PENDING = "training"  # what a Table 1 row without a shipped model says in place of a figure
+
+
+def checkpoints_dir() -> Path:
+    """The folder of the shipped models: ``$CAPSULES_CHECKPOINT_DIR``, else ``checkpoints/``."""
+    return Path(os.environ.get(CHECKPOINT_DIR) or SHIPPED.parent)
+
+
+def dataset_of(info: dict) -> str:
+    """The data set a checkpoint's JSON says it was trained on (``mnist`` when it does not say)."""
+    return info.get("dataset") or (info.get("train_config") or {}).get("dataset", "mnist")
+
+
+# --------------------------------------------------------------------------------------------
+# the shipped models
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """One shipped model as its JSON describes it. Figures the JSON lacks are None."""
+
+    name: str  # the file name without .safetensors: capsnet-mnist-r1
+    path: Path  # the .safetensors file
+    kind: str  # "capsnet" or "cnn"
+    dataset: str  # "mnist" or "multimnist"
+    iterations: int | None  # routing iterations r of training (a CapsNet)
+    reconstruction_weight: float | None  # of training (a CapsNet); 0: no reconstruction loss
+    epochs: int | None  # epochs trained (the last epoch, the one shipped)
+    correct: int | None  # test examples right (MultiMNIST: pairs with both digits right)
+    total: int | None  # test examples
+    accuracy: float | None  # percent, as the JSON records it
+    weights_dtype: str  # how the file stores the weights: fp32, fp16 or bf16
+    hardware: str | None
+    train_seconds: float | None
+
+    @classmethod
+    def of(cls, path: str | os.PathLike, info: dict) -> Shipped:
+        """The description of the checkpoint at ``path`` from its JSON ``info``; raises
+        :class:`~capsules.checkpoint.CheckpointError` for a format that is no model kind."""
+        path = Path(path)
+        kind = KIND_NAMES.get(info.get("format"))
+        if kind is None:
+            raise CheckpointError(f"{path}: format {info.get('format')!r} is not a model kind "
+                                  f"({', '.join(KIND_NAMES)})")
+        trained = info.get("train_config") if isinstance(info.get("train_config"), dict) else {}
+        iterations = weight = None
+        if kind == "capsnet":
+            iterations = training_iterations(info)
+            if iterations is None and isinstance(info.get("config"), dict):
+                iterations = info["config"].get("routing_iterations")
+            weight = trained.get("reconstruction_weight")
+
+        def number(key, type_):
+            return type_(info[key]) if info.get(key) is not None else None
+
+        return cls(name=path.stem, path=path, kind=kind, dataset=dataset_of(info), iterations=iterations,
+                   reconstruction_weight=None if weight is None else float(weight), epochs=number("epoch", int),
+                   correct=number("test_correct", int), total=number("test_total", int),
+                   accuracy=number("test_accuracy", float), weights_dtype=info.get("weights_dtype", "fp32"),
+                   hardware=info.get("hardware"), train_seconds=number("train_seconds", float))
+
+    @property
+    def reconstruction(self) -> bool | None:
+        """Whether training used the reconstruction loss (None: not recorded, or not a CapsNet)."""
+        return None if self.reconstruction_weight is None else self.reconstruction_weight > 0
+
+    @property
+    def errors(self) -> int | None:
+        return None if self.correct is None or self.total is None else self.total - self.correct
+
+    @property
+    def error(self) -> float | None:
+        """Test error, percent."""
+        return None if self.errors is None or not self.total else 100.0 * self.errors / self.total
+
+    @property
+    def error_interval(self) -> tuple[float, float] | None:
+        """95% Wilson interval of the test error, percent."""
+        if self.errors is None:
+            return None
+        lo, hi = binomial_interval(self.errors, self.total)
+        return 100.0 * lo, 100.0 * hi
+
+    @property
+    def recipe(self) -> str:
+        """What Table 1 varies, in words: "r = 3, with reconstruction"; "baseline CNN"."""
+        if self.kind == "cnn":
+            return "baseline CNN"
+        said = {True: "with reconstruction", False: "no reconstruction", None: "reconstruction not recorded"}
+        return f"r = {self.iterations if self.iterations is not None else '?'}, {said[self.reconstruction]}"
+
+    @property
+    def label(self) -> str:
+        """One line for a picker: name, recipe, epochs, test accuracy."""
+        parts = [self.recipe]
+        if self.epochs is not None:
+            parts.append(f"{self.epochs} epochs")
+        if self.accuracy is not None:
+            parts.append(f"{self.accuracy:.2f}%")
+        return f"{self.name} · " + ", ".join(parts)
+
+
+def list_shipped(folder: str | os.PathLike | None = None) -> list[Shipped]:
+    """The shipped models in ``folder`` (default :func:`checkpoints_dir`), by name: every
+    ``*.safetensors`` with a readable JSON beside it that names a model kind. A file without one
+    is not a shipped model and is left out (``load_model`` still reads it)."""
+    folder = Path(folder) if folder is not None else checkpoints_dir()
+    found = []
+    for path in sorted(folder.glob("*.safetensors"), key=lambda p: p.stem):
+        try:
+            info = read_metadata(path)
+            if info:
+                found.append(Shipped.of(path, info))
+        except CheckpointError:
+            continue
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Table 1
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One row of the paper's Table 1: the model and its test errors (percent) as printed."""
+
+    kind: str  # "cnn" or "capsnet"
+    iterations: int | None  # routing iterations (a CapsNet)
+    reconstruction: bool | None  # trained with the reconstruction loss (a CapsNet)
+    mnist: float  # MNIST test error, %
+    mnist_std: float | None  # its +- (standard deviation over three trials), when the paper gives one
+    multimnist: float | None  # MultiMNIST test error, %, when the paper gives one
+
+    @property
+    def label(self) -> str:
+        if self.kind == "cnn":
+            return "baseline CNN"
+        return f"CapsNet, r = {self.iterations}, {'with' if self.reconstruction else 'no'} reconstruction"
+
+    def matches(self, model: Shipped) -> bool:
+        """Whether ``model`` is what this row describes (a CapsNet by r and the reconstruction loss)."""
+        if model.kind != self.kind:
+            return False
+        return self.kind == "cnn" or (model.iterations == self.iterations and model.reconstruction == self.reconstruction)
+
+    def error(self, dataset: str) -> float | None:
+        return self.mnist if dataset == "mnist" else self.multimnist
+
+
+# Sabour, Frosst & Hinton (2017), Table 1: test error (%), single model.
+PAPER = (
+    PaperRow("cnn", None, None, 0.39, None, 8.1),
+    PaperRow("capsnet", 1, False, 0.34, 0.032, None),
+    PaperRow("capsnet", 1, True, 0.29, 0.011, 7.5),
+    PaperRow("capsnet", 3, False, 0.35, 0.036, None),
+    PaperRow("capsnet", 3, True, 0.25, 0.005, 5.2),
+)
+
+
+@dataclass(frozen=True)
+class Table1Row:
+    """A row of the paper's Table 1 on one data set beside one shipped model (None: none yet)."""
+
+    paper: PaperRow
+    dataset: str
+    model: Shipped | None
+
+    @property
+    def paper_error(self) -> str:
+        error = self.paper.error(self.dataset)
+        if error is None:
+            return "–"
+        std = f" ± {self.paper.mnist_std:g}" if self.dataset == "mnist" and self.paper.mnist_std else ""
+        return f"{error:g}%{std}"
+
+    def cells(self) -> dict[str, str]:
+        """The row as text, by column."""
+        m = self.model
+        row = {"Table 1 row": self.paper.label, "data set": DATASET_NAMES.get(self.dataset, self.dataset),
+               "paper: error": self.paper_error}
+        if m is None:
+            return {**row, "this project: model": PENDING, "error [95% interval]": "–", "epochs": "–",
+                    "training": "–"}
+        if m.error is None:
+            measured = "not recorded"
+        else:
+            lo, hi = m.error_interval
+            measured = f"{m.error:.2f}% [{lo:.2f}, {hi:.2f}] ({m.errors}/{m.total:,})"
+        hours = f"{m.train_seconds / 3600:.1f} h" if m.train_seconds is not None else "time not recorded"
+        return {**row, "this project: model": m.name, "error [95% interval]": measured,
+                "epochs": str(m.epochs) if m.epochs is not None else "?",
+                "training": f"{hours} on {m.hardware}" if m.hardware else hours}
+
+
+COLUMNS = ("Table 1 row", "data set", "paper: error", "this project: model", "error [95% interval]", "epochs",
+           "training")
+
+
+@dataclass(frozen=True)
+class Table1:
+    """The paper's Table 1 beside the shipped models; :attr:`noise` says which measured rows are
+    within the noise of each other."""
+
+    rows: tuple[Table1Row, ...]
+
+    def measured(self, dataset: str) -> list[Shipped]:
+        return [r.model for r in self.rows if r.dataset == dataset and r.model is not None and r.model.error is not None]
+
+    def pairs(self, dataset: str) -> tuple[list[tuple[Shipped, Shipped]], list[tuple[Shipped, Shipped]]]:
+        """The pairs of measured models on ``dataset``: (within the noise: 95% intervals overlap,
+        beyond it: apart)."""
+        within, beyond = [], []
+        for a, b in combinations(self.measured(dataset), 2):
+            (within if intervals_overlap(a.error_interval, b.error_interval) else beyond).append((a, b))
+        return within, beyond
+
+    @property
+    def noise(self) -> str:
+        """Which measured rows are within the noise of each other, per data set, in sentences."""
+        sentences = []
+        for dataset in dict.fromkeys(r.dataset for r in self.rows):
+            name, models = DATASET_NAMES.get(dataset, dataset), self.measured(dataset)
+            if len(models) < 2:
+                only = f"one measured row ({models[0].name})" if models else "no measured row"
+                sentences.append(f"{name}: {only}, nothing to compare yet.")
+                continue
+            within, beyond = self.pairs(dataset)
+            if not beyond:
+                which = "both" if len(models) == 2 else f"all {len(models)}"
+                totals = {m.total for m in models}
+                of = f" of {totals.pop():,} test images" if len(totals) == 1 else ""
+                sentences.append(f"{name}: the 95% intervals of {which} measured rows "
+                                 f"({', '.join(m.name for m in models)}) overlap{'' if len(models) == 2 else ' pairwise'}: "
+                                 f"every difference between them is within the noise{of}.")
+                continue
+
+            def listed(pairs):
+                return "; ".join(f"{a.name} ({a.error:.2f}%) and {b.name} ({b.error:.2f}%)" for a, b in pairs)
+
+            rest = (f" Within the noise (intervals overlap): {listed(within)}." if within
+                    else " No two measured rows are within the noise of each other.")
+            sentences.append(f"{name}: beyond the noise (95% intervals apart): {listed(beyond)}.{rest}")
+        return " ".join(sentences)
+
+    def records(self) -> list[dict[str, str]]:
+        """The rows as text, by column (:data:`COLUMNS`): for a dataframe or :meth:`markdown`."""
+        return [r.cells() for r in self.rows]
+
+    def markdown(self) -> str:
+        """The table as a GitHub markdown table."""
+        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        lines += ["| " + " | ".join(rec[c].replace("|", "\\|") for c in COLUMNS) + " |" for rec in self.records()]
+        return "\n".join(lines)
+
+
+def table1(models: list[Shipped] | None = None) -> Table1:
+    """Table 1 beside ``models`` (default: :func:`list_shipped`): on MNIST every row of the paper,
+    once per shipped model it matches (by name) or once marked :data:`PENDING`; on another data
+    set (MultiMNIST) only the rows a shipped model matches. A model no row matches is left out."""
+    models = list_shipped() if models is None else models
+    datasets = ["mnist", *sorted({m.dataset for m in models} - {"mnist"})]
+    rows = []
+    for dataset in datasets:
+        for paper in PAPER:
+            found = sorted((m for m in models if m.dataset == dataset and paper.matches(m)), key=lambda m: m.name)
+            if found:
+                rows += [Table1Row(paper, dataset, m) for m in found]
+            elif dataset == "mnist":
+                rows.append(Table1Row(paper, dataset, None))
+    return Table1(tuple(rows))

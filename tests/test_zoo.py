@@ -1,0 +1,185 @@
+"""capsules.zoo: the shipped models listed from their JSONs, and the paper's Table 1 beside them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from capsules import zoo as Z
+from capsules.checkpoint import SHIPPED
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fake(folder: Path, name: str, *, kind: str = "capsnet", iterations: int | None = 3, recon: float | None = 0.0005,
+         correct: int = 9956, total: int = 10000, epoch: int = 10, dataset: str | None = None,
+         weights_dtype: str | None = "fp16") -> Path:
+    """A shipped model as the listing sees it: a JSON as ship_checkpoint.py writes it, beside a
+    .safetensors file whose bytes are never read."""
+    path = folder / f"{name}.safetensors"
+    path.write_bytes(b"weights are not read by the listing")
+    trained = {"epochs": epoch, "seed": 0}
+    if kind == "capsnet":
+        trained.update(iterations=iterations, reconstruction_weight=recon)
+    else:
+        trained["model"] = "cnn"
+    if dataset is not None:
+        trained["dataset"] = dataset
+    info = {"test_accuracy": round(100 * correct / total, 4), "test_correct": correct, "test_total": total,
+            "epoch": epoch, "epochs": epoch, "train_seconds": 5400.0, "hardware": "CPU: test, 2 threads",
+            "train_config": trained, "format": {"capsnet": "capsules.capsnet", "cnn": "capsules.baseline-cnn"}[kind],
+            "config": {"routing_iterations": 3} if kind == "capsnet" else {}, "weights": path.name}
+    if weights_dtype is not None:
+        info["weights_dtype"] = weights_dtype
+    if dataset is not None:
+        info["dataset"] = dataset
+    path.with_suffix(".json").write_text(json.dumps(info))
+    return path
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    fake(tmp_path, "capsnet-mnist", iterations=3, recon=0.0005, correct=9956, epoch=29, weights_dtype=None)
+    fake(tmp_path, "capsnet-mnist-r1", iterations=1, recon=0.0005, correct=9946)
+    fake(tmp_path, "capsnet-mnist-r3-norecon", iterations=3, recon=0.0, correct=9900)
+    fake(tmp_path, "cnn-mnist", kind="cnn", correct=9940, weights_dtype="fp32")
+    fake(tmp_path, "capsnet-multimnist", iterations=3, correct=9400, dataset="multimnist")
+    (tmp_path / "stray.safetensors").write_bytes(b"no JSON beside it")
+    (tmp_path / "other.safetensors").write_bytes(b"")
+    (tmp_path / "other.json").write_text(json.dumps({"format": "someone.else"}))
+    (tmp_path / "broken.safetensors").write_bytes(b"")
+    (tmp_path / "broken.json").write_text("{not json")
+    return tmp_path
+
+
+def by_name(models):
+    return {m.name: m for m in models}
+
+
+def test_listing_reads_each_models_json(folder):
+    models = Z.list_shipped(folder)
+    assert [m.name for m in models] == ["capsnet-mnist", "capsnet-mnist-r1", "capsnet-mnist-r3-norecon",
+                                        "capsnet-multimnist", "cnn-mnist"]  # by name; no JSON, no model kind: left out
+    m = by_name(models)
+    main, r1, norecon, cnn, multi = (m[k] for k in ("capsnet-mnist", "capsnet-mnist-r1", "capsnet-mnist-r3-norecon",
+                                                    "cnn-mnist", "capsnet-multimnist"))
+    assert (main.kind, main.dataset, main.iterations, main.reconstruction_weight, main.epochs) == \
+        ("capsnet", "mnist", 3, 0.0005, 29)
+    assert (main.correct, main.total, main.accuracy, main.weights_dtype) == (9956, 10000, 99.56, "fp32")
+    assert main.path == folder / "capsnet-mnist.safetensors" and main.hardware == "CPU: test, 2 threads"
+    assert (r1.iterations, r1.reconstruction, r1.weights_dtype) == (1, True, "fp16")
+    assert (norecon.iterations, norecon.reconstruction_weight, norecon.reconstruction) == (3, 0.0, False)
+    assert (cnn.kind, cnn.iterations, cnn.reconstruction_weight, cnn.reconstruction) == ("cnn", None, None, None)
+    assert (multi.kind, multi.dataset) == ("capsnet", "multimnist")
+    assert main.recipe == "r = 3, with reconstruction" and norecon.recipe == "r = 3, no reconstruction"
+    assert cnn.recipe == "baseline CNN"
+    assert r1.label == "capsnet-mnist-r1 · r = 1, with reconstruction, 10 epochs, 99.46%"
+
+
+def test_listing_follows_the_environment_and_tolerates_an_empty_folder(folder, tmp_path_factory, monkeypatch):
+    monkeypatch.setenv(Z.CHECKPOINT_DIR, str(folder))
+    assert Z.checkpoints_dir() == folder and len(Z.list_shipped()) == 5
+    monkeypatch.delenv(Z.CHECKPOINT_DIR)
+    assert Z.checkpoints_dir() == SHIPPED.parent
+    assert Z.list_shipped(tmp_path_factory.mktemp("empty")) == []
+
+
+def test_iterations_fall_back_to_the_config_and_unrecorded_figures_are_none(tmp_path):
+    path = tmp_path / "capsnet-mnist-old.safetensors"
+    path.write_bytes(b"")
+    path.with_suffix(".json").write_text(json.dumps({"format": "capsules.capsnet", "config": {"routing_iterations": 2}}))
+    (m,) = Z.list_shipped(tmp_path)
+    assert (m.iterations, m.reconstruction_weight, m.reconstruction, m.epochs) == (2, None, None, None)
+    assert m.error is None and m.error_interval is None and m.weights_dtype == "fp32"
+    assert m.recipe == "r = 2, reconstruction not recorded"
+
+
+def test_error_and_its_wilson_interval(folder):
+    m = by_name(Z.list_shipped(folder))["capsnet-mnist"]
+    assert m.errors == 44 and m.error == pytest.approx(0.44)
+    lo, hi = m.error_interval  # 95% Wilson score interval of 44 in 10,000, computed by hand
+    assert lo == pytest.approx(0.32794, abs=1e-4) and hi == pytest.approx(0.59012, abs=1e-4)
+
+
+def test_the_papers_table_1():
+    """As printed in Sabour et al. (2017), Table 1 (see ../shared/reference/capsnet-paper.md)."""
+    rows = {(r.kind, r.iterations, r.reconstruction): (r.mnist, r.mnist_std, r.multimnist) for r in Z.PAPER}
+    assert rows == {("cnn", None, None): (0.39, None, 8.1), ("capsnet", 1, False): (0.34, 0.032, None),
+                    ("capsnet", 1, True): (0.29, 0.011, 7.5), ("capsnet", 3, False): (0.35, 0.036, None),
+                    ("capsnet", 3, True): (0.25, 0.005, 5.2)}
+
+
+def test_table_1_sets_each_model_beside_its_row_and_marks_the_rest(folder):
+    fake(folder, "capsnet-mnist-r3", iterations=3, recon=0.0005, correct=9950)  # a second r = 3 with reconstruction
+    table = Z.table1(Z.list_shipped(folder))
+    cells = [(r["Table 1 row"], r["data set"], r["paper: error"], r["this project: model"]) for r in table.records()]
+    assert cells == [
+        ("baseline CNN", "MNIST", "0.39%", "cnn-mnist"),
+        ("CapsNet, r = 1, no reconstruction", "MNIST", "0.34% ± 0.032", Z.PENDING),
+        ("CapsNet, r = 1, with reconstruction", "MNIST", "0.29% ± 0.011", "capsnet-mnist-r1"),
+        ("CapsNet, r = 3, no reconstruction", "MNIST", "0.35% ± 0.036", "capsnet-mnist-r3-norecon"),
+        ("CapsNet, r = 3, with reconstruction", "MNIST", "0.25% ± 0.005", "capsnet-mnist"),
+        ("CapsNet, r = 3, with reconstruction", "MNIST", "0.25% ± 0.005", "capsnet-mnist-r3"),
+        ("CapsNet, r = 3, with reconstruction", "MultiMNIST", "5.2%", "capsnet-multimnist"),
+    ]
+    main = table.records()[4]
+    assert main["error [95% interval]"] == "0.44% [0.33, 0.59] (44/10,000)"
+    assert main["epochs"] == "29" and main["training"] == "1.5 h on CPU: test, 2 threads"
+    pending = table.records()[1]
+    assert pending["error [95% interval]"] == pending["epochs"] == pending["training"] == "–"
+    md = table.markdown().splitlines()
+    assert md[0] == "| " + " | ".join(Z.COLUMNS) + " |" and len(md) == 2 + len(cells)
+    assert md[3] == "| CapsNet, r = 1, no reconstruction | MNIST | 0.34% ± 0.032 | training | – | – | – |"
+
+
+def test_table_1_with_nothing_shipped_invents_nothing(tmp_path):
+    table = Z.table1([])
+    assert [r["this project: model"] for r in table.records()] == [Z.PENDING] * 5
+    assert table.noise == "MNIST: no measured row, nothing to compare yet."
+
+
+def test_the_noise_statement_follows_the_intervals(tmp_path):
+    fake(tmp_path, "capsnet-mnist", correct=9956)  # 0.44% [0.33, 0.59]
+    fake(tmp_path, "capsnet-mnist-r1", iterations=1, correct=9946)  # 0.54% [0.41, 0.70]
+    models = Z.list_shipped(tmp_path)
+    one = Z.table1(models[:1]).noise
+    assert one == "MNIST: one measured row (capsnet-mnist), nothing to compare yet."
+    both = Z.table1(models).noise
+    assert both == ("MNIST: the 95% intervals of both measured rows (capsnet-mnist-r1, capsnet-mnist) overlap: "
+                    "every difference between them is within the noise of 10,000 test images.")
+    fake(tmp_path, "cnn-mnist", kind="cnn", correct=9900)  # 1.00% [0.82, 1.21]: apart from both
+    table = Z.table1(Z.list_shipped(tmp_path))
+    within, beyond = table.pairs("mnist")
+    assert [(x.name, y.name) for x, y in within] == [("capsnet-mnist-r1", "capsnet-mnist")]
+    assert [(x.name, y.name) for x, y in beyond] == [("cnn-mnist", "capsnet-mnist-r1"), ("cnn-mnist", "capsnet-mnist")]
+    assert table.noise == ("MNIST: beyond the noise (95% intervals apart): cnn-mnist (1.00%) and capsnet-mnist-r1 "
+                           "(0.54%); cnn-mnist (1.00%) and capsnet-mnist (0.44%). Within the noise (intervals "
+                           "overlap): capsnet-mnist-r1 (0.54%) and capsnet-mnist (0.44%).")
+    fake(tmp_path, "capsnet-mnist-r1", iterations=1, correct=9990)  # 0.10%: now apart from capsnet-mnist too
+    assert "No two measured rows are within the noise of each other." in Z.table1(Z.list_shipped(tmp_path)).noise
+
+
+def test_the_shipped_checkpoints_are_listed():
+    m = by_name(Z.list_shipped())
+    main = m["capsnet-mnist"]
+    assert (main.kind, main.dataset, main.iterations, main.reconstruction_weight) == ("capsnet", "mnist", 3, 0.0005)
+    assert main.path == SHIPPED and main.correct == json.loads(SHIPPED.with_suffix(".json").read_text())["test_correct"]
+    r1 = m["capsnet-mnist-r1"]
+    assert (r1.kind, r1.iterations, r1.reconstruction, r1.weights_dtype, r1.epochs) == ("capsnet", 1, True, "fp16", 10)
+
+
+def test_the_readme_shows_table_1_of_the_shipped_models(capsys):
+    """README's Table 1 is the output of scripts/table1.py for checkpoints/: shipping a model
+    changes it (run the script and paste its output)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("table1", ROOT / "scripts" / "table1.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--checkpoints", str(SHIPPED.parent)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(Z.table1().markdown())
+    readme = (ROOT / "README.md").read_text()
+    assert printed.strip() in readme, "README's Table 1 is stale: run python scripts/table1.py and paste its output"
