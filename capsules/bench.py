@@ -9,7 +9,14 @@ Measures, with medians over repeats:
       (16 dimensions x 11 offsets = 176 decodes);
   (c) batch inference throughput;
   (d) peak memory (CUDA: allocated by PyTorch; CPU: the peak resident set of a fresh process
-      that makes only that measurement, so it includes PyTorch itself, about 300 MB).
+      that makes only that measurement, so it includes PyTorch itself, about 300 MB);
+  (e) the distance to the machine's limit: the floating-point work of a training step and of
+      inference per image (counted by ``torch.utils.flop_counter``), the achieved GFLOP/s, and
+      beside them the peak of a large GEMM and of the PrimaryCaps convolution in the default
+      precision, measured on the same machine in the same run; the limit in images/s is that
+      peak divided by the work per image;
+  (f) this step against the seed's in one process at batch 64, alternating the two, the median
+      of the per-pair ratios (so that a machine whose speed drifts affects both alike).
 
 The seed is the ``labml-nn`` package (``pip install --no-deps labml-nn``; its capsule modules need
 only torch); its MNIST model is assembled from its own Squash and Router as its ``mnist.py`` does.
@@ -142,6 +149,78 @@ def bench_seed_train(device, batch_size, repeats, warmup):
     return {"seconds_per_step": sec, "images_per_second": batch_size / sec, "peak_memory_mb": _peak_memory_mb(device)}
 
 
+def flops_per_image(device, precision: str, batch_size: int = 8) -> dict[str, float]:
+    """Floating-point operations per image of one training step (forward, backward; the Adam
+    update is not counted) and of one inference forward pass, counted by
+    :class:`torch.utils.flop_counter.FlopCounterMode` (a multiply-add is 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .device import autocast
+
+    torch.manual_seed(0)
+    model = CapsNet().to(device)
+    opt = make_optimizer(model, 1e-3)
+    x = torch.rand(batch_size, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+    with FlopCounterMode(display=False) as counter:
+        train_step(model, opt, x, y, loss_fn=CapsuleLoss(), precision=precision)
+    train = counter.get_total_flops() / batch_size
+    model.eval()
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter, autocast(device, precision):
+        model(x)
+    return {"train": train, "inference": counter.get_total_flops() / batch_size}
+
+
+def bench_peaks(device, precision: str, repeats: int, warmup: int) -> dict[str, float]:
+    """GFLOP/s of a 2048^3 GEMM and of the PrimaryCaps convolution (batch 128, 256 -> 256
+    channels, 9x9, stride 2, on 20x20 maps: the model's costliest op) in ``precision``: what
+    this machine can do, the yardstick for the rows above."""
+    from .device import autocast
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    n = 2048
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    gemm = median_seconds(lambda: a @ b, device, repeats, warmup)
+    conv = nn.Conv2d(256, 256, 9, stride=2).to(device)
+    x = torch.randn(128, 256, 20, 20, device=device)
+
+    @torch.inference_mode()
+    def conv_forward():
+        with autocast(device, precision):
+            return conv(x)
+
+    sec = median_seconds(conv_forward, device, repeats, warmup)
+    conv_flops = 2 * 128 * 256 * 6 * 6 * 256 * 9 * 9
+    return {"precision": precision, "gemm_gflops": 2 * n**3 / gemm / 1e9, "conv_gflops": conv_flops / sec / 1e9}
+
+
+def bench_paired(device, batch_size, pairs, warmup, precision):
+    """This step against the seed's in one process, alternating: the median of the per-pair
+    ratios of images/s (ours over the seed's), and each side's median images/s."""
+    built = seed_model()
+    if built is None:
+        return None
+    cls, margin = built
+    torch.manual_seed(0)
+    ours, seed = CapsNet().to(device), cls().to(device)
+    opt_ours, opt_seed = make_optimizer(ours, 1e-3), torch.optim.Adam(seed.parameters(), lr=1e-3)
+    loss_ours, loss_seed = CapsuleLoss(), margin(n_labels=10)
+    x = torch.rand(batch_size, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+    step_ours = lambda: train_step(ours, opt_ours, x, y, loss_fn=loss_ours, precision=precision)  # noqa: E731
+    step_seed = lambda: seed_train_step(seed, opt_seed, loss_seed, x, y)  # noqa: E731
+    t_ours, t_seed = [], []
+    for _ in range(pairs):
+        t_ours.append(median_seconds(step_ours, device, 1, warmup))
+        t_seed.append(median_seconds(step_seed, device, 1, warmup))
+        warmup = 0
+    ratios = [s / o for o, s in zip(t_ours, t_seed)]
+    return {"batch_size": batch_size, "pairs": pairs, "ratio": statistics.median(ratios),
+            "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "ours_images_per_second": batch_size / statistics.median(t_ours),
+            "seed_images_per_second": batch_size / statistics.median(t_seed)}
+
+
 def bench_interaction(device, repeats, warmup):
     from .analysis import perturbation_grid
 
@@ -190,7 +269,7 @@ def _isolated(fn, *args):
 
 
 def run(device: torch.device, batch_size: int = 128, repeats: int = 5, warmup: int = 2,
-        inference_batch: int = 500, skip_seed: bool = False) -> dict:
+        inference_batch: int = 500, skip_seed: bool = False, pairs: int = 7, pair_batch: int = 64) -> dict:
     default = resolve_precision("auto", device)
     results: dict = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -205,7 +284,27 @@ def run(device: torch.device, batch_size: int = 128, repeats: int = 5, warmup: i
     results["inference_fp32"] = _isolated(bench_inference, device, inference_batch, repeats, warmup, "fp32")
     if default != "fp32":
         results["inference_default"] = _isolated(bench_inference, device, inference_batch, repeats, warmup, default)
+    results["paired"] = None if skip_seed else _isolated(bench_paired, device, pair_batch, pairs, warmup, "auto")
+    results["flops_per_image"] = {p: _isolated(flops_per_image, device, p) for p in sorted({default, "fp32"})}
+    results["peaks"] = {p: _isolated(bench_peaks, device, p, repeats, warmup) for p in sorted({default, "fp32"})}
+    add_limits(results)
     return results
+
+
+def add_limits(r: dict) -> None:
+    """Beside each throughput row: the GFLOP/s it achieves and its share of the machine's limit in
+    its precision (the larger of the measured GEMM and convolution peaks)."""
+    rows = {"train_default": ("train", r["default_precision"]), "train_fp32": ("train", "fp32"),
+            "inference_default": ("inference", r["default_precision"]), "inference_fp32": ("inference", "fp32")}
+    for key, (kind, precision) in rows.items():
+        m = r.get(key)
+        if not m:
+            continue
+        flops = r["flops_per_image"][precision][kind]
+        peak = max(r["peaks"][precision]["gemm_gflops"], r["peaks"][precision]["conv_gflops"])
+        m["gflops"] = m["images_per_second"] * flops / 1e9
+        m["limit_images_per_second"] = peak * 1e9 / flops
+        m["share_of_limit"] = m["gflops"] / peak
 
 
 def table(r: dict) -> str:
@@ -215,10 +314,15 @@ def table(r: dict) -> str:
     if seed:
         rows.append(("training step, seed (labml-nn, fp32)", seed))
     lines = [f"device: {r['device']}   torch {r['torch']}   batch {r['batch_size']}   {r['date']}", "",
-             f"{'measurement':44s} {'value':>16s} {'vs seed':>9s} {'peak MB':>9s}"]
+             f"{'measurement':44s} {'value':>16s} {'vs seed':>9s} {'peak MB':>9s} {'GFLOP/s':>8s} {'of limit':>8s}"]
+
+    def limit(m):
+        return f" {m['gflops']:8.0f} {100 * m['share_of_limit']:7.0f}%" if "gflops" in m else ""
+
     for name, m in rows:
         ratio = f"{m['images_per_second'] / seed['images_per_second']:.2f}x" if seed else "-"
-        lines.append(f"{name:44s} {m['images_per_second']:10.1f} img/s {ratio:>9s} {m['peak_memory_mb']:9.0f}")
+        lines.append(f"{name:44s} {m['images_per_second']:10.1f} img/s {ratio:>9s} {m['peak_memory_mb']:9.0f}"
+                     + limit(m))
     i = r["interaction"]
     lines.append(f"{'dashboard interaction (trace + Fig. 4 grid)':44s} {i['milliseconds']:13.2f} ms {'':>9s} "
                  f"{i['peak_memory_mb']:9.0f}")
@@ -226,7 +330,21 @@ def table(r: dict) -> str:
         if key in r:
             m = r[key]
             name = "batch inference, " + ("fp32" if key.endswith("fp32") else r["default_precision"])
-            lines.append(f"{name:44s} {m['images_per_second']:10.1f} img/s {'':>9s} {m['peak_memory_mb']:9.0f}")
+            lines.append(f"{name:44s} {m['images_per_second']:10.1f} img/s {'':>9s} {m['peak_memory_mb']:9.0f}"
+                         + limit(m))
+    p = r.get("paired")
+    if p:
+        lines.append(f"{'step vs seed, one process, batch ' + str(p['batch_size']):44s} {p['ratio']:12.2f}x    "
+                     f"median of {p['pairs']} alternating pairs ({p['ratio_min']:.2f}-{p['ratio_max']:.2f}x; "
+                     f"{p['ours_images_per_second']:.0f} vs {p['seed_images_per_second']:.0f} img/s)")
+    lines.append("")
+    for precision, peak in r.get("peaks", {}).items():
+        work = {k: v / 1e9 for k, v in r["flops_per_image"][precision].items()}  # GFLOP an image
+        lines.append(f"limit, {precision}: GEMM {peak['gemm_gflops']:.0f} GFLOP/s, PrimaryCaps convolution "
+                     f"{peak['conv_gflops']:.0f} GFLOP/s; a training image costs {work['train']:.2f} GFLOP "
+                     f"(-> at most {max(peak['gemm_gflops'], peak['conv_gflops']) / work['train']:.0f} img/s), "
+                     f"an inference image {work['inference']:.2f} GFLOP "
+                     f"(-> {max(peak['gemm_gflops'], peak['conv_gflops']) / work['inference']:.0f} img/s)")
     if not seed:
         lines.append("(seed not measured: pip install --no-deps labml-nn)")
     return "\n".join(lines)
@@ -240,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--skip-seed", action="store_true", help="do not measure the seed implementation")
+    parser.add_argument("--pairs", type=int, default=7, help="alternating pairs of the one-process comparison "
+                        "with the seed (default: 7)")
+    parser.add_argument("--pair-batch", type=int, default=64, help="batch of that comparison (default: 64)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     try:
@@ -247,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    results = run(device, args.batch_size, args.repeats, args.warmup, args.inference_batch, args.skip_seed)
+    results = run(device, args.batch_size, args.repeats, args.warmup, args.inference_batch, args.skip_seed,
+                  args.pairs, args.pair_batch)
     print(table(results))
     if args.json:
         from .checkpoint import atomic_write_json
