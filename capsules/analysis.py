@@ -21,13 +21,18 @@ Quantities (all per image):
 
 Sizes (the 6x6 grid of 32 types, the 17x17 fields, the 28x28 input) come from the model's
 :class:`~capsules.model.CapsNetConfig` through :class:`Geometry`; the numbers above are the
-paper's MNIST model.
+paper's MNIST model. Every function takes the MultiMNIST CapsNet as well (36x36 input, a 10x10
+grid: 3200 primaries); for its two digits, :func:`read_pair` decodes the two longest capsules
+and one the model rejects (the paper's Fig. 5), :func:`match_sources` pairs reconstructions with
+the digits they redraw and :func:`source_shares` splits an evidence map between the two digits'
+ink.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -42,11 +47,11 @@ from .model import CapsNetConfig
 
 __all__ = [
     "Analysis", "COUPLING_VIEWS", "Classification", "CouplingView", "EVIDENCE_MODES", "EVIDENCE_SPREADS", "Geometry",
-    "IterationSweep", "LONG", "M_MINUS", "M_PLUS", "MNIST", "Reading", "RoutingStep", "TRANSFORMS",
+    "IterationSweep", "LONG", "M_MINUS", "M_PLUS", "MNIST", "PairReading", "Reading", "RoutingStep", "TRANSFORMS",
     "TransformSweep", "analyse", "as_image", "classify", "coverage", "evidence_map", "evidence_maps", "field_ink",
-    "is_identity", "offset_pose", "perturbation_deltas", "perturbation_grid", "prepare", "reading",
-    "receptive_field", "reconstruct", "training_iterations", "transform_image", "transform_images",
-    "transform_sweep", "transform_values",
+    "is_identity", "longest", "match_sources", "offset_pose", "perturbation_deltas", "perturbation_grid", "prepare",
+    "read_pair", "reading", "receptive_field", "reconstruct", "source_shares", "training_iterations",
+    "transform_image", "transform_images", "transform_sweep", "transform_values",
 ]
 
 M_PLUS, M_MINUS = 0.9, 0.1  # the margin loss's thresholds (eq. 4; capsules.losses.MarginLoss)
@@ -197,10 +202,17 @@ class Reading:
         return len(self.long) > 1
 
 
+def longest(lengths, k: int | None = None) -> list[int]:
+    """The digit capsules by length, longest first (equal lengths: the lower digit first); the
+    first ``k`` of them, or all."""
+    order = np.argsort(-np.asarray(lengths, dtype=np.float64), kind="stable")
+    return [int(j) for j in order[:k]]
+
+
 def reading(lengths, long: float = LONG, m_plus: float = M_PLUS) -> Reading:
     """:class:`Reading` of the 10 capsule lengths of one input."""
     lengths = np.asarray(lengths, dtype=np.float64)
-    order = np.argsort(-lengths, kind="stable")
+    order = longest(lengths)
     top = int(order[0])
     return Reading(prediction=top, length=float(lengths[top]),
                    long=[int(j) for j in order if lengths[j] > long],
@@ -282,7 +294,7 @@ class Analysis:
     @property
     def runner_up(self) -> int:
         """The second-longest digit capsule."""
-        return int(np.argsort(-self.lengths, kind="stable")[1])
+        return longest(self.lengths, 2)[1]
 
     @property
     def reading(self) -> Reading:
@@ -558,6 +570,84 @@ def evidence_map(c, u_hat, digit: int, geometry: Geometry = MNIST, spread: str =
 
 
 # --------------------------------------------------------------------------------------------
+# two digits (MultiMNIST, section 6)
+
+
+@dataclass
+class PairReading:
+    """An image of two digits as the paper reads it (section 6): the two longest capsules are the
+    digits, each decoded from its own capsule alone (the others masked to zero, as the decoder is
+    trained on MultiMNIST), and a capsule outside the two decoded the same way, to show the digit
+    the model rejects (Fig. 5's starred reconstructions)."""
+
+    digits: tuple[int, int]  # the two longest capsules, longest first
+    lengths: np.ndarray  # (10,) every capsule's length
+    reconstructions: np.ndarray  # (2, side, side): row k decoded from capsule digits[k]
+    absent: int  # the rejected capsule decoded below
+    absent_reconstruction: np.ndarray  # (side, side) decoded from capsule ``absent``
+
+    def correct(self, labels) -> bool:
+        """The paper's criterion for a pair whose true digits are ``labels`` (two classes): the
+        two longest capsules are exactly those digits
+        (:func:`capsules.evaluate.two_digit_correct`, the metric the test error counts)."""
+        from .evaluate import two_digit_correct
+
+        lengths = torch.as_tensor(np.asarray(self.lengths, dtype=np.float32))[None]
+        return bool(two_digit_correct(lengths, torch.as_tensor([[int(d) for d in labels]]))[0])
+
+
+def read_pair(model, res: Analysis, absent: int | None = None) -> PairReading:
+    """:class:`PairReading` of the analysis ``res`` of one image: its two longest capsules
+    decoded, each from its own pose, and capsule ``absent`` (default: the third-longest, the
+    strongest digit the model rejects), all in one decoder call."""
+    digits = longest(res.lengths, 2)
+    absent = longest(res.lengths, 3)[2] if absent is None else int(absent)
+    if absent in digits or not 0 <= absent < len(res.lengths):
+        raise ValueError(f"capsule {absent} is not one the model rejects: the digits read are {digits}")
+    chosen = [*digits, absent]
+    images = reconstruct(model, res.v[chosen], chosen)
+    return PairReading(digits=(digits[0], digits[1]), lengths=res.lengths, reconstructions=images[:2],
+                       absent=absent, absent_reconstruction=images[2])
+
+
+def match_sources(images, sources) -> tuple[int, ...]:
+    """Which source each of ``images`` (K, H, W) redraws: ``order[k]`` is the index in
+    ``sources`` (K, H, W) of the one image ``k`` is matched with, the one-to-one assignment with
+    the largest total cosine similarity (a source without ink matches nothing better than any
+    other). For the two reconstructions of a pair and its two digits (or two pens' ink)."""
+    a = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+    b = np.asarray(sources, dtype=np.float64).reshape(len(sources), -1)
+    if a.shape != b.shape:
+        raise ValueError(f"{a.shape[0]} images of {a.shape[1]} pixels against {b.shape[0]} sources of "
+                         f"{b.shape[1]}: expected as many of the same size")
+
+    def unit(x):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    similarity = unit(a) @ unit(b).T  # (K, K)
+    orders = itertools.permutations(range(len(a)))
+    return tuple(int(k) for k in max(orders, key=lambda o: similarity[np.arange(len(o)), list(o)].sum()))
+
+
+def source_shares(maps, sources) -> np.ndarray:
+    """How an evidence map divides between the ink of several sources (the two digits of a
+    pair, or the two pens of a drawing): ``maps`` (..., H, W) non-negative (NaN pixels left out),
+    ``sources`` (K, H, W) ink of each source, the same frame. Each pixel's value is shared among
+    the sources in proportion to their ink there (where both digits overlap, half and half when
+    equally bright); returns (..., K), each source's part of the map's total. The parts add up to
+    1 when the map lies on the sources' ink (the "ink" spread of :func:`evidence_maps`), to less
+    when some of it lies elsewhere; a map without evidence gives zeros."""
+    m = np.nan_to_num(np.asarray(maps, dtype=np.float64), nan=0.0)
+    ink = np.clip(np.asarray(sources, dtype=np.float64), 0.0, None)
+    if ink.ndim != 3 or ink.shape[1:] != m.shape[-2:]:
+        raise ValueError(f"sources of shape {ink.shape} do not match maps of shape {m.shape}")
+    weight = ink / np.maximum(ink.sum(axis=0), 1e-12)  # (K, H, W): each pixel's split
+    parts = np.einsum("...hw,khw->...k", m, weight)
+    total = m.sum(axis=(-2, -1))[..., None]
+    return np.where(total > 0, parts / np.where(total > 0, total, 1.0), 0.0)
+
+
+# --------------------------------------------------------------------------------------------
 # pose perturbation (Fig. 4)
 
 
@@ -567,12 +657,17 @@ def perturbation_deltas(step: float = 0.05, steps: int = 5) -> np.ndarray:
 
 
 @torch.inference_mode()
-def reconstruct(model, poses, digit: int) -> np.ndarray:
-    """Decode one pose (16,) -> (28, 28), or several (N, 16) -> (N, 28, 28), as digit ``digit``."""
+def reconstruct(model, poses, digit) -> np.ndarray:
+    """Decode one pose (16,) -> (side, side), or several (N, 16) -> (N, side, side), as digit
+    ``digit``: one digit for all, or one per pose (a sequence of N)."""
     p = torch.as_tensor(np.asarray(poses), dtype=torch.float32, device=model.device)
     single = p.dim() == 1
     p = p.reshape(-1, p.shape[-1])
-    digits = torch.full((p.shape[0],), int(digit), dtype=torch.long, device=model.device)
+    digits = torch.as_tensor(np.asarray(digit), dtype=torch.long, device=model.device).reshape(-1)
+    if digits.numel() == 1:
+        digits = digits.expand(p.shape[0])
+    elif digits.numel() != p.shape[0]:
+        raise ValueError(f"{p.shape[0]} poses but {digits.numel()} digits")
     out = _np(model.decode(p, digits)[:, 0])
     return out[0] if single else out
 

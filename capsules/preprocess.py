@@ -30,8 +30,8 @@ from struct import error as struct_error  # raised by some PIL plugins on bad he
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["Converted", "ImageError", "MAX_PIXELS", "MIN_CONTRAST", "TINY", "convert", "convert_upload",
-           "load_image", "to_mnist", "upload_to_mnist"]
+__all__ = ["Converted", "ConvertedPair", "ImageError", "MAX_PIXELS", "MIN_CONTRAST", "PAIR_FRAME", "TINY", "convert",
+           "convert_pair", "convert_upload", "load_image", "to_mnist", "upload_to_mnist"]
 
 #: Largest image :func:`load_image` decodes (50 megapixels); bigger ones are refused.
 MAX_PIXELS = 50_000_000
@@ -211,32 +211,44 @@ def _ink(arr: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the recipe
 
-def _fit_and_centre(ink: np.ndarray) -> np.ndarray | None:
-    """Crop to the bounding box, fit into BOX x BOX, place by centre of mass in FRAME x FRAME."""
+def _box(ink: np.ndarray) -> tuple[slice, slice] | None:
+    """The bounding box of the ink (rows, cols), or None when there is none."""
     rows = np.flatnonzero(ink.any(axis=1))
     cols = np.flatnonzero(ink.any(axis=0))
-    crop = np.ascontiguousarray(ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], dtype=np.float32)
+    if not rows.size:
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _resize(crop: np.ndarray, scale: float) -> np.ndarray:
+    """``crop`` scaled by ``scale`` (at least one pixel a side), anti-aliased, clipped at 0."""
+    crop = np.ascontiguousarray(crop, dtype=np.float32)
     h, w = crop.shape
-    scale = BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL: (width, height)
     # PIL resizes with a filter widened by the scale factor when shrinking: anti-aliased.
-    fitted = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR),
-                        dtype=np.float32)
-    fitted = np.clip(fitted, 0.0, None)
-    total = float(fitted.sum())
+    fitted = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+    return np.clip(fitted, 0.0, None)
+
+
+def _centre_of_mass(a: np.ndarray) -> tuple[float, float] | None:
+    """(row, col) of the centre of mass of ``a``, or None when it has no ink."""
+    total = float(a.sum())
     if not total > 0.0:
         return None
-    ys = np.arange(fitted.shape[0], dtype=np.float64)
-    xs = np.arange(fitted.shape[1], dtype=np.float64)
-    cy = float(fitted.sum(axis=1) @ ys) / total
-    cx = float(fitted.sum(axis=0) @ xs) / total
-    top, left = int(round(_CENTRE - cy)), int(round(_CENTRE - cx))
-    out = np.zeros((FRAME, FRAME), dtype=np.float32)
-    # Paste with clipping (a lopsided digit can stick out of the frame on one side).
+    ys = np.arange(a.shape[0], dtype=np.float64)
+    xs = np.arange(a.shape[1], dtype=np.float64)
+    return float(a.sum(axis=1) @ ys) / total, float(a.sum(axis=0) @ xs) / total
+
+
+def _paste(fitted: np.ndarray, top: int, left: int, frame: int) -> np.ndarray | None:
+    """``fitted`` on a black ``frame`` x ``frame`` square with its corner at (top, left), clipped
+    at the edges (a lopsided digit can stick out on one side), scaled so that its brightest pixel
+    is 1; None when nothing of it lands in the frame."""
+    out = np.zeros((frame, frame), dtype=np.float32)
     fy0, fx0 = max(0, -top), max(0, -left)
     oy0, ox0 = max(0, top), max(0, left)
-    hh = min(fitted.shape[0] - fy0, FRAME - oy0)
-    ww = min(fitted.shape[1] - fx0, FRAME - ox0)
+    hh = min(fitted.shape[0] - fy0, frame - oy0)
+    ww = min(fitted.shape[1] - fx0, frame - ox0)
     if hh <= 0 or ww <= 0:
         return None
     out[oy0:oy0 + hh, ox0:ox0 + ww] = fitted[fy0:fy0 + hh, fx0:fx0 + ww]
@@ -246,6 +258,18 @@ def _fit_and_centre(ink: np.ndarray) -> np.ndarray | None:
     out /= peak
     np.clip(out, 0.0, 1.0, out=out)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _fit_and_centre(ink: np.ndarray) -> np.ndarray | None:
+    """Crop to the bounding box, fit into BOX x BOX, place by centre of mass in FRAME x FRAME."""
+    rows, cols = _box(ink)
+    crop = ink[rows, cols]
+    fitted = _resize(crop, BOX / max(crop.shape))
+    centre = _centre_of_mass(fitted)
+    if centre is None:
+        return None
+    cy, cx = centre
+    return _paste(fitted, int(round(_CENTRE - cy)), int(round(_CENTRE - cx)), FRAME)
 
 
 def to_mnist(image) -> np.ndarray | None:
@@ -399,3 +423,87 @@ def upload_to_mnist(data: bytes, name: str = "the file") -> tuple[np.ndarray | N
     """:func:`convert_upload` with the 28x28 image only: ``(image, "")`` or ``(None, message)``."""
     converted, message = convert_upload(data, name)
     return (None if converted is None else converted.image), message
+
+
+# ----------------------------------------------------------------------------- two digits
+
+#: MultiMNIST's frame (section 6): an MNIST frame padded by 4 on each side, 36x36, in which each
+#: digit is shifted by up to PAIR_SHIFT pixels per axis (:class:`capsules.data.MultiMNIST`).
+PAIR_PAD, PAIR_SHIFT = 4, 4
+PAIR_FRAME = FRAME + 2 * PAIR_PAD
+_PAIR_CENTRE = _CENTRE + PAIR_PAD
+
+
+@dataclass
+class ConvertedPair:
+    """Two digits drawn apart (one ink mask each) as the MultiMNIST model's input."""
+
+    image: np.ndarray  # (36, 36) float32 in [0, 1]: the clipped sum of the two, what the model sees
+    sources: np.ndarray  # (2, 36, 36) float32: each digit alone, as placed (zeros for one without ink)
+    distance: float | None  # the larger of the row and column distances between the digits'
+    #                         centres of mass, pixels; None when one has no ink
+
+    @property
+    def apart(self) -> bool:
+        """Further apart than any MultiMNIST pair: each digit moves up to PAIR_SHIFT pixels per
+        axis, so their centres are never more than 2 x PAIR_SHIFT apart in training."""
+        return self.distance is not None and self.distance > 2 * PAIR_SHIFT + 0.5
+
+    @property
+    def missing(self) -> list[int]:
+        """The digits (0, 1) without ink."""
+        return [k for k in range(len(self.sources)) if not self.sources[k].any()]
+
+
+def convert_pair(masks) -> ConvertedPair | None:
+    """Two digits drawn over each other, one ink mask each (white ink on black, e.g. the two pens
+    of :func:`rasterise_strokes`), as a MultiMNIST image: :func:`convert`'s recipe for a 36x36
+    frame in which both digits keep their sizes and relative positions.
+
+    ``masks`` is (2, H, W), grey (any dtype :func:`to_mnist` takes). Both are cropped
+    to the bounding box of all the ink and scaled by one factor, the one that makes the larger
+    digit's box 20 pixels on its longer side as an MNIST digit's (smaller when the two together
+    would not fit the 36x36 frame), anti-aliased; then placed so that the midpoint of their centres
+    of mass lies at the centre of the frame, pixel (18, 18), where a MultiMNIST pair's digits lie
+    on average (each is an MNIST digit, centred at (14, 14), padded by 4 and shifted by -4..4).
+    Each digit is scaled so that its brightest pixel is 1 and the image is their clipped sum,
+    min(a + b, 1), as :class:`capsules.data.MultiMNIST` merges. None when there is no ink at all
+    (below ``MIN_CONTRAST``); one digit alone is placed as the pair would be.
+    """
+    try:
+        arrays = [_as_image(m) for m in masks]
+    except TypeError:
+        raise ImageError("the masks are no sequence of images; expected (2, H, W)") from None
+    if len(arrays) != 2 or len({a.shape for a in arrays}) != 1 or arrays[0].shape[2] != 1:
+        raise ImageError(f"expected two grey ink masks (2, H, W) of one size, got shapes "
+                         f"{[a.shape[:2] if a.shape[2] == 1 else a.shape for a in arrays]}")
+    ink = np.stack([_reduce(a, premultiply=False)[:, :, 0] for a in arrays])  # (2, h, w)
+    peak = float(ink.max())
+    if not peak >= MIN_CONTRAST:
+        return None
+    ink = ink / peak
+    ink[ink < NOISE_FLOOR] = 0.0
+    boxes = [_box(k) for k in ink]
+    drawn = [k for k, b in enumerate(boxes) if b is not None]
+    if not drawn:
+        return None
+    rows, cols = _box(ink.max(axis=0))
+    union = max(rows.stop - rows.start, cols.stop - cols.start)
+    largest = max(max(r.stop - r.start, c.stop - c.start) for r, c in (boxes[k] for k in drawn))
+    scale = min(BOX / largest, PAIR_FRAME / union)
+    fitted = [_resize(k[rows, cols], scale) for k in ink]
+    centres = [_centre_of_mass(fitted[k]) for k in drawn]
+    centres = [c for c in centres if c is not None]
+    if not centres:
+        return None
+    cy, cx = np.mean(centres, axis=0)
+    top, left = int(round(_PAIR_CENTRE - cy)), int(round(_PAIR_CENTRE - cx))
+    placed = [_paste(f, top, left, PAIR_FRAME) for f in fitted]
+    sources = np.stack([np.zeros((PAIR_FRAME, PAIR_FRAME), np.float32) if p is None else p for p in placed])
+    if not sources.any():
+        return None
+    distance = None
+    if len(centres) == 2:
+        distance = float(max(abs(centres[0][0] - centres[1][0]), abs(centres[0][1] - centres[1][1])))
+    image = np.ascontiguousarray(np.clip(sources.sum(axis=0), 0.0, 1.0), dtype=np.float32)
+    return ConvertedPair(image=image, sources=sources, distance=distance)

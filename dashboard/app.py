@@ -3,8 +3,9 @@
 This file is the entry: it sets up the browser tab and the navigation between pages. Each page
 is a file of its own beside this one with a ``main()``, which ``st.navigation`` runs as a script
 (``if __name__ == "__main__": main()``) and the tests import as a module:
-:mod:`dashboard.explorer`, the explorer of one digit, and :mod:`dashboard.experiments`, the
-test-set experiments (does routing matter?). What pages share (the model, loaded once per
+:mod:`dashboard.explorer`, the explorer of one digit, :mod:`dashboard.experiments`, the
+test-set experiments (does routing matter?), and :mod:`dashboard.two_digits`, two overlapping
+digits read by the MultiMNIST CapsNet (the paper's section 6). What pages share (the model, loaded once per
 process with ``st.cache_resource``, the sample digits, the test set, the input widgets, the
 sidebar's model panel) is in :mod:`dashboard.common`. A new page is one more file and one more
 ``st.Page`` in :func:`pages`; pages are files, not functions, so that ``st.switch_page`` and
@@ -13,7 +14,8 @@ Streamlit's AppTest can open each of them by its path.
 The model is picked in the sidebar (:func:`dashboard.common.pick_model`, drawn here so that the
 choice holds on every page): the shipped MNIST CapsNets and ``$CAPSULES_CHECKPOINT`` when it is set
 (then picked first; else the shipped checkpoint is), on ``pick_device($CAPSULES_DEVICE)`` (the GPU
-when there is one). The server's torch work is one
+when there is one); on the two-digit page the MultiMNIST CapsNets and
+``$CAPSULES_MULTIMNIST_CHECKPOINT`` (:data:`dashboard.common.PAGE_MODELS`). The server's torch work is one
 image at a time, where more CPU threads cost more in start-up and contention (with each other,
 other sessions and the browser) than they gain: it runs on ``$CAPSULES_THREADS`` threads, 1 by
 default.
@@ -27,7 +29,9 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from dashboard.common import EXPERIMENTS_PAGE, EXPLORER_PAGE, pick_model
+from dashboard.common import (
+    EXPERIMENTS_PAGE, EXPLORER_PAGE, MNIST_MODELS, PAGE_MODELS, TWO_DIGITS_PAGE, TWO_DIGITS_URL, pick_model,
+)
 
 ICON = "🧮"  # an emoji: the browser draws it, nothing is fetched from another host
 HERE = Path(__file__).resolve().parent
@@ -38,6 +42,7 @@ def pages() -> list:
         st.Page(HERE / EXPLORER_PAGE, title="One digit", icon="✏️", url_path="explorer", default=True),
         st.Page(HERE / EXPERIMENTS_PAGE, title="Test-set experiments", icon=":material/bar_chart:",
                 url_path="experiments"),
+        st.Page(HERE / TWO_DIGITS_PAGE, title="Two digits", icon=":material/join_inner:", url_path=TWO_DIGITS_URL),
     ]
 
 
@@ -47,7 +52,7 @@ def main() -> None:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     navigation = st.navigation(pages())
-    pick_model()
+    pick_model(PAGE_MODELS.get(navigation.url_path, MNIST_MODELS))
     navigation.run()
 
 

@@ -1,12 +1,16 @@
 """What every page of the dashboard shares: the model picker and the models (each loaded once per
-process), the sample digits, the MNIST test set, the input widgets, the sidebar's model panel and
-a clock for the compute figure.
+process), the sample digits, the MNIST test set and the MultiMNIST test pairs, the input widgets,
+the routing-iterations slider, the traced analysis of an image, the sidebar's model panel and a
+clock for the compute figure.
 
 The model picker (:func:`pick_model`, drawn by the entry ``dashboard/app.py`` so that the choice
-holds on every page) offers ``$CAPSULES_CHECKPOINT`` when it is set and every shipped MNIST
-CapsNet (:func:`capsules.zoo.list_shipped`: ``checkpoints/``, or ``$CAPSULES_CHECKPOINT_DIR``); a
-newly shipped model appears by itself. A shipped baseline CNN is no CapsNet and is not offered:
-pages compare with it (:func:`get_baselines`) where that makes sense.
+holds on every page) offers the CapsNets of the page's data set (:class:`Models`): for the MNIST
+pages ``$CAPSULES_CHECKPOINT`` when it is set and every shipped MNIST CapsNet
+(:func:`capsules.zoo.list_shipped`: ``checkpoints/``, or ``$CAPSULES_CHECKPOINT_DIR``), for the
+two-digit page ``$CAPSULES_MULTIMNIST_CHECKPOINT`` and the shipped MultiMNIST CapsNets; a newly
+shipped model appears by itself. Each data set's choice is kept while a page of the other is
+open. A shipped baseline CNN is no CapsNet and is not offered: pages compare with it
+(:func:`get_baselines`) where that makes sense.
 
 Pages import these instead of copying them. Nothing here computes: the arithmetic is in
 :mod:`capsules.analysis` and :mod:`capsules.preprocess`, the drawing in :mod:`dashboard.figures`.
@@ -24,10 +28,11 @@ import numpy as np
 import streamlit as st
 import torch
 
-from capsules import CapsNet, Model
+from capsules import CapsNet, CapsNetConfig, Model
+from capsules import analysis as A
 from capsules import zoo as Z
 from capsules.checkpoint import SHIPPED, CheckpointError, load_model
-from capsules.data import load_mnist, resolve_data_dir
+from capsules.data import MultiMNIST, MultiMNISTBatch, load_mnist, load_multimnist_test, resolve_data_dir
 from capsules.device import describe, pick_device
 from capsules.preprocess import Converted, ImageError, convert, convert_upload
 from dashboard import figures as F
@@ -40,7 +45,10 @@ PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "se
 # ``/explorer?test_digit=247`` shows MNIST test image 247.
 EXPLORER_PAGE = "explorer.py"
 EXPERIMENTS_PAGE = "experiments.py"
+TWO_DIGITS_PAGE = "two_digits.py"
+TWO_DIGITS_URL = "two-digits"  # the two-digit page's address: /two-digits
 TEST_DIGIT = "test_digit"
+MAX_ITERATIONS = 10  # the routing-iterations slider's top, and the iterations every analysis traces
 
 
 # ------------------------------------------------------------------------------ the model
@@ -62,7 +70,30 @@ class Loaded:
         return path.stem if path is not None else "untrained"
 
 
-MODEL_PICKER = "model"  # session-state key of the sidebar's model picker
+@dataclass(frozen=True)
+class Models:
+    """The CapsNets a page shows: those of one data set, for images ``side`` pixels square; the
+    picker's choices (``$<env>`` first, then the shipped ones, ``shipped`` first) and its
+    session-state key. When none is there, ``checkpoints/<shipped>`` is offered and loads as an
+    untrained, seeded CapsNet."""
+
+    dataset: str  # as capsules.zoo names it: "mnist", "multimnist"
+    side: int  # input side, pixels
+    env: str  # the environment variable that names a checkpoint to offer first
+    shipped: str  # the file name of the data set's shipped CapsNet in checkpoints/
+    picker: str  # session-state key of its picker
+    what: str  # the model in words, for messages
+
+    @property
+    def default(self) -> Path:
+        return SHIPPED.parent / self.shipped
+
+
+MNIST_MODELS = Models("mnist", 28, "CAPSULES_CHECKPOINT", SHIPPED.name, "model", "an MNIST CapsNet")
+MULTIMNIST_MODELS = Models("multimnist", 36, "CAPSULES_MULTIMNIST_CHECKPOINT", "capsnet-multimnist.safetensors",
+                           "model_multimnist", "a MultiMNIST CapsNet (36×36 input)")
+PAGE_MODELS = {TWO_DIGITS_URL: MULTIMNIST_MODELS}  # by page address; every other page: MNIST_MODELS
+MODEL_PICKER = MNIST_MODELS.picker  # session-state key of the MNIST pages' model picker
 MAX_MODELS = 4  # models held in memory per process (a CapsNet is 33 MB in float32, the CNN 142 MB)
 
 
@@ -82,63 +113,69 @@ def _key(path: str | os.PathLike) -> str:
     return str(Path(path).resolve())
 
 
-def model_choices() -> dict[str, str]:
-    """What the model picker offers, path -> label: ``$CAPSULES_CHECKPOINT`` first when it is set,
-    then the shipped checkpoint and the other shipped MNIST CapsNets. With none of them, the
+def model_choices(models: Models = MNIST_MODELS) -> dict[str, str]:
+    """What the model picker offers, path -> label: ``$<models.env>`` first when it is set, then
+    the data set's shipped checkpoint and its other shipped CapsNets. With none of them, the
     shipped checkpoint's path: it loads as an untrained CapsNet, with a warning."""
     choices = {}
-    env = os.environ.get("CAPSULES_CHECKPOINT")
+    env = os.environ.get(models.env)
     if env:
-        choices[_key(env)] = f"{Path(env).stem} ($CAPSULES_CHECKPOINT)"
-    capsnets = [m for m in shipped() if m.kind == "capsnet" and m.dataset == "mnist"]
-    for m in sorted(capsnets, key=lambda m: m.path.resolve() != SHIPPED.resolve()):  # the shipped one first
+        choices[_key(env)] = f"{Path(env).stem} (${models.env})"
+    capsnets = [m for m in shipped() if m.kind == "capsnet" and m.dataset == models.dataset]
+    for m in sorted(capsnets, key=lambda m: m.path.name != models.shipped):  # the shipped one first
         choices.setdefault(_key(m.path), m.label)
-    return choices or {_key(SHIPPED): SHIPPED.stem}
+    return choices or {_key(models.default): models.default.stem}
 
 
-def pick_model() -> Path:
-    """The sidebar's model picker; returns the path picked. The entry draws it on every page."""
-    choices = model_choices()
+def pick_model(models: Models = MNIST_MODELS) -> Path:
+    """The sidebar's model picker of the page's data set; returns the path picked. The entry draws
+    it on every page; the other data sets' choices are kept meanwhile (Streamlit forgets the
+    state of a widget that a run does not draw, unless it is set again)."""
+    for other in (MNIST_MODELS, MULTIMNIST_MODELS):
+        if other.picker != models.picker and other.picker in st.session_state:
+            st.session_state[other.picker] = st.session_state[other.picker]
+    choices = model_choices(models)
     with st.sidebar:
-        picked = st.selectbox("Model", list(choices), key=MODEL_PICKER, format_func=choices.get,
-                              help="The CapsNet every view of every page shows: the shipped models (Table 1's "
-                                   "comparison models among them) and $CAPSULES_CHECKPOINT when it is set.")
+        picked = st.selectbox("Model", list(choices), key=models.picker, format_func=choices.get,
+                              help=f"The CapsNet every view of the page shows: the shipped {Z.DATASET_NAMES[models.dataset]} "
+                                   f"CapsNets (Table 1's comparison models among them) and ${models.env} when it is set.")
     return Path(picked)
 
 
-def checkpoint_path() -> Path:
-    """The picked model: the picker's choice, else its first (``$CAPSULES_CHECKPOINT``, else the
-    shipped checkpoint)."""
-    choices = model_choices()
-    picked = st.session_state.get(MODEL_PICKER)
+def checkpoint_path(models: Models = MNIST_MODELS) -> Path:
+    """The picked model: the picker's choice, else its first (``$<models.env>``, else the shipped
+    checkpoint)."""
+    choices = model_choices(models)
+    picked = st.session_state.get(models.picker)
     return Path(picked if picked in choices else next(iter(choices)))
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=MAX_MODELS)
-def _get_model(path: str, stamp: float, device_name: str | None) -> tuple[Model, torch.device]:
+def _get_model(path: str, stamp: float, device_name: str | None, side: int = 28) -> tuple[Model, torch.device]:
     """One model per checkpoint and process, shared by every session. ``stamp`` (the file's mtime)
-    makes a replaced checkpoint reload; a missing file gives an untrained, seeded CapsNet."""
+    makes a replaced checkpoint reload; a missing file gives an untrained, seeded CapsNet for
+    ``side`` x ``side`` images."""
     device = pick_device(device_name)
     if Path(path).is_file():
         return load_model(path, device), device
     torch.manual_seed(0)
-    return CapsNet().to(device).eval(), device
+    return CapsNet(CapsNetConfig(image_size=side)).to(device).eval(), device
 
 
-def get_model() -> Loaded:
+def get_model(models: Models = MNIST_MODELS) -> Loaded:
     """The page's CapsNet, the one picked; a checkpoint that cannot be loaded, or that holds no
-    MNIST CapsNet, stops the page with its one line."""
-    path = checkpoint_path()
+    CapsNet of the page's kind (``models``), stops the page with its one line."""
+    path = checkpoint_path(models)
     stamp = path.stat().st_mtime if path.is_file() else 0.0
     try:
-        model, device = _get_model(str(path), stamp, os.environ.get("CAPSULES_DEVICE"))
+        model, device = _get_model(str(path), stamp, os.environ.get("CAPSULES_DEVICE"), models.side)
     except (CheckpointError, ValueError) as exc:
         st.error(f"The model could not be loaded: {exc}")
         st.stop()
-    if not isinstance(model, CapsNet) or model.config.image_size != 28:
+    if not isinstance(model, CapsNet) or model.config.image_size != models.side:
         side = model.config.image_size
-        st.error(f"`{path.name}` holds a {model.config.NAME} for {side}×{side} images: the pages show an MNIST "
-                 "CapsNet. Pick one in the sidebar.")
+        st.error(f"`{path.name}` holds a {model.config.NAME} for {side}×{side} images: this page shows "
+                 f"{models.what}. Pick one in the sidebar.")
         st.stop()
     key = f"{path}:{stamp if model.checkpoint_path else 'untrained'}:{device}"
     if model.checkpoint_path is None:
@@ -191,6 +228,56 @@ def get_test_set() -> tuple[torch.Tensor, torch.Tensor]:
     return _test_set(str(resolve_data_dir()))
 
 
+@st.cache_resource(show_spinner="Making the MultiMNIST test pairs…", max_entries=1)
+def _test_pairs(data_dir: str) -> MultiMNISTBatch:
+    return load_multimnist_test(data_dir)
+
+
+def get_test_pairs() -> MultiMNISTBatch:
+    """The fixed, seeded MultiMNIST test set (:func:`capsules.data.load_multimnist_test`: 10,000
+    pairs of the MNIST test digits, the pairs the MultiMNIST model is scored on), made once per
+    process. Raises :class:`capsules.data.DatasetError` as :func:`get_test_set` does."""
+    return _test_pairs(str(resolve_data_dir()))
+
+
+@st.cache_resource(show_spinner=False, max_entries=1)
+def _sample_pairs(path: str, stamp: float) -> MultiMNISTBatch:
+    samples = _get_samples(path, stamp)
+    return MultiMNIST(torch.from_numpy(samples["images"]), torch.from_numpy(samples["labels"])).test_set()
+
+
+def get_sample_pairs() -> MultiMNISTBatch:
+    """Pairs of the built-in sample digits, made by the same generator with the same seed as the
+    test set (:meth:`capsules.data.MultiMNIST.test_set`): what the two-digit page offers without
+    MNIST. ``index`` holds positions in the samples, not in the MNIST test set."""
+    get_samples()  # stops the page with the command that makes them when they are missing
+    return _sample_pairs(str(SAMPLES), SAMPLES.stat().st_mtime)
+
+
+# ------------------------------------------------------------------------------ analysis
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_analysis(_model, model_key: str, image: np.ndarray, iterations: int) -> A.Analysis:
+    """:func:`capsules.analysis.analyse` of ``image`` with r = ``iterations`` (and the sweep over
+    1 … :data:`MAX_ITERATIONS`), once per model (``model_key``, :attr:`Loaded.key`), image and r."""
+    return A.analyse(_model, image, iterations=iterations, sweep_iterations=MAX_ITERATIONS)
+
+
+def routing_iterations(loaded: Loaded, trained: int | None) -> int:
+    """The sidebar's r, used by every view; another model picked starts from its own r."""
+    default_r = int(loaded.model.config.routing_iterations)
+    said = f"training used r = {trained}" if trained else f"the model's default is r = {default_r}"
+    if st.session_state.get("iterations_model") != loaded.key or "iterations" not in st.session_state:
+        st.session_state["iterations_model"] = loaded.key
+        st.session_state["iterations"] = default_r  # the slider's value (it has no default of its own)
+    with st.sidebar:
+        st.header("Routing")
+        return st.slider("Routing iterations r", 1, MAX_ITERATIONS, key="iterations",
+                         help=f"Procedure 1 runs r iterations; the paper uses 3 and {said}. "
+                              "Every view uses this r.")
+
+
 # ------------------------------------------------------------------------------ timing
 
 
@@ -235,6 +322,58 @@ def figure(name: str, *args, **kwargs):
     content) and shared by all sessions: a rerun that shows the same numbers again does not
     rebuild the figure. Figures are only read afterwards (``st.plotly_chart`` copies them)."""
     return _figure(name, args, tuple(sorted(kwargs.items())))
+
+
+# The evidence maps' controls (:meth:`capsules.analysis.Analysis.evidence_for`): what a map shows,
+# how each vote is spread over the input, and the colour bar's title of each.
+EVIDENCE_MODES = {"votes c·|û|": "votes", "contribution to |sⱼ|": "projected",
+                  "change since iteration 1": "change"}
+EVIDENCE_SPREADS = {"the ink it sees": "ink", "its whole field (mean)": "mean"}
+EVIDENCE_BARS = {"votes": "c·|û|", "projected": "c û·v̂", "change": "Δ c·|û|"}
+SPREAD_HELP = ("The ink it sees: each primary capsule's vote is divided among the inked pixels of its "
+               "receptive field, in proportion to their ink, so the map shows which strokes voted and adds "
+               "up to the votes. Its whole field: each pixel shows the mean vote of the fields that "
+               "contain it (one at the corners, every one in the middle).")
+
+
+def evidence_controls(prefix: str = "evidence") -> tuple[str, str]:
+    """The evidence maps' two radios, keys ``<prefix>_mode`` and ``<prefix>_spread``, each in a
+    column of its own: (mode, spread) as :meth:`capsules.analysis.Analysis.evidence_for` takes them."""
+    c1, c2 = st.columns([1.6, 1.2])
+    with c1:
+        mode = EVIDENCE_MODES[st.radio("Show", list(EVIDENCE_MODES), key=f"{prefix}_mode", horizontal=True)]
+    with c2:
+        spread = EVIDENCE_SPREADS[st.radio("Share each vote over", list(EVIDENCE_SPREADS), key=f"{prefix}_spread",
+                                           help=SPREAD_HELP)]
+    return mode, spread
+
+
+def evidence_title(mode: str, j: int) -> str:
+    """The title of capsule ``j``'s evidence map in ``mode``."""
+    return {
+        "votes": f"Evidence for digit {j}: votes c<sub>i{j}</sub>·|û<sub>{j}|i</sub>|",
+        "projected": f"Contribution to |s<sub>{j}</sub>|: c<sub>i{j}</sub> û<sub>{j}|i</sub> · v̂<sub>{j}</sub>",
+        "change": f"Evidence for digit {j}: change of c·|û| since iteration 1",
+    }[mode]
+
+
+def evidence_notes(g: A.Geometry, iterations: str) -> None:
+    """How to read an evidence map, under the heading "How to read it"; ``iterations`` says where
+    the map's iterations are (a slider, or one column each)."""
+    st.markdown("**How to read it**")
+    st.caption(f"Every primary capsule i sends digit j the vote cᵢⱼ ûⱼ|ᵢ (eq. 2). Its size cᵢⱼ|ûⱼ|ᵢ| "
+               f"belongs to the {g.field}×{g.field} input window the capsule sees (conv1, then PrimaryCaps "
+               f"with stride {g.stride}), summed over the {g.types} types at each position. {iterations}")
+    st.caption("**The ink it sees** divides each vote among the inked pixels of its window, so bright "
+               "strokes are where the votes come from. One edge effect remains: a window that holds "
+               "only the tip of a stroke gives its whole vote to that tip, so stroke ends near the "
+               "image border can look strong. **Its whole field** averages the windows covering each "
+               "pixel: primary capsules are long almost everywhere, background included, so it varies "
+               "little, and the border (seen by few windows) shows single windows' votes. The last "
+               "row and column are in no window and are left blank.")
+    st.caption("**Contribution to |sⱼ|** projects each vote on the direction of vⱼ: these add up "
+               "to |sⱼ|, so red makes capsule j long and blue shortens it. **Change since "
+               "iteration 1** shows where routing moved votes towards (red) or away from (blue) digit j.")
 
 
 def digit_picker(label: str, key: str, prediction: int) -> int:
@@ -300,7 +439,10 @@ def model_panel(loaded: Loaded):
         rows = []
         if meta.get("format") in Z.KIND_NAMES:
             rows.append(f"- trained with {Z.Shipped.of(model.checkpoint_path, meta).recipe}")
-        if meta.get("test_accuracy") is not None:  # training writes a percentage
+        if Z.dataset_of(meta) == "multimnist" and meta.get("test_error") is not None:
+            rows.append(f"- MultiMNIST test error **{float(meta['test_error']):.2f} %** (a pair is right when its "
+                        "two longest capsules are its two digits)")
+        elif meta.get("test_accuracy") is not None:  # training writes a percentage
             rows.append(f"- test accuracy **{float(meta['test_accuracy']):.2f} %**")
         if meta.get("epoch") is not None:
             rows.append(f"- epochs: {meta['epoch']} of {meta.get('epochs', '?')}")

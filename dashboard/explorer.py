@@ -27,11 +27,11 @@ from capsules import analysis as A
 from capsules.data import DatasetError
 from capsules.preprocess import Converted
 from dashboard.common import (
-    TEST_DIGIT, Clock, Loaded, chart, digit_picker, figure, get_baselines, get_model, get_samples, get_test_set,
-    model_panel, read_drawing, read_upload, report_time, sample_label, view,
+    EVIDENCE_BARS, TEST_DIGIT, Clock, Loaded, cached_analysis, chart, digit_picker, evidence_controls, evidence_notes,
+    evidence_title, figure, get_baselines, get_model, get_samples, get_test_set, model_panel, read_drawing, read_upload,
+    report_time, routing_iterations, sample_label, view,
 )
 
-MAX_ITERATIONS = 10
 POSE_DIMS = 16
 TRANSFORM_LABELS = {"rotate": "Rotate", "scale": "Scale", "shift_x": "Shift x", "shift_y": "Shift y",
                     "shear": "Shear"}
@@ -42,10 +42,6 @@ COUPLING_VIEWS = {"c − 1/10 (move from uniform)": "deviation",
                   "c[t] − c[t−1] (change in this step)": "step",
                   "c itself (white = 1/10)": "raw"}
 COUPLING_BARS = {"deviation": "c − 1/10", "step": "Δc", "raw": "c"}
-EVIDENCE_MODES = {"votes c·|û|": "votes", "contribution to |sⱼ|": "projected",
-                  "change since iteration 1": "change"}
-EVIDENCE_SPREADS = {"the ink it sees": "ink", "its whole field (mean)": "mean"}
-EVIDENCE_BARS = {"votes": "c·|û|", "projected": "c û·v̂", "change": "Δ c·|û|"}
 
 
 @dataclass
@@ -64,11 +60,6 @@ class Input:
 
 
 # ------------------------------------------------------------------------------ cached work
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def cached_analysis(_model, model_key: str, image: np.ndarray, iterations: int) -> A.Analysis:
-    return A.analyse(_model, image, iterations=iterations, sweep_iterations=MAX_ITERATIONS)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -101,20 +92,6 @@ def cached_sweep(_model, model_key: str, image: np.ndarray, kind: str, base: tup
 
 
 # ------------------------------------------------------------------------------ reading widgets
-
-
-def routing_iterations(loaded: Loaded, trained: int | None) -> int:
-    """The sidebar's r, used by every view; another model picked starts from its own r."""
-    default_r = int(loaded.model.config.routing_iterations)
-    said = f"training used r = {trained}" if trained else f"the model's default is r = {default_r}"
-    if st.session_state.get("iterations_model") != loaded.key or "iterations" not in st.session_state:
-        st.session_state["iterations_model"] = loaded.key
-        st.session_state["iterations"] = default_r  # the slider's value (it has no default of its own)
-    with st.sidebar:
-        st.header("Routing")
-        return st.slider("Routing iterations r", 1, MAX_ITERATIONS, key="iterations",
-                         help=f"Procedure 1 runs r iterations; the paper uses 3 and {said}. "
-                              "Every view uses this r.")
 
 
 def leave_opened_digit() -> None:
@@ -350,45 +327,18 @@ def view_routing(res: A.Analysis, clock: Clock) -> None:
 
 @view
 def view_evidence(res: A.Analysis, clock: Clock) -> None:
-    c1, c2, c3 = st.columns([1, 1.6, 1.2])
+    c1, c2 = st.columns([1, 2.8])
     with c1:
         j = digit_picker("Digit capsule", "evidence_digit", res.prediction)
     with c2:
-        mode = EVIDENCE_MODES[st.radio("Show", list(EVIDENCE_MODES), key="evidence_mode", horizontal=True)]
-    with c3:
-        spread = EVIDENCE_SPREADS[st.radio(
-            "Share each vote over", list(EVIDENCE_SPREADS), key="evidence_spread",
-            help="The ink it sees: each primary capsule's vote is divided among the inked pixels of its "
-                 "receptive field, in proportion to their ink, so the map shows which strokes voted and adds "
-                 "up to the votes. Its whole field: each pixel shows the mean vote of the fields that "
-                 "contain it (one at the corners, every one in the middle).")]
+        mode, spread = evidence_controls("evidence")
     maps = clock("evidence map", res.evidence_for, j, mode, spread)
-    titles = {
-        "votes": f"Evidence for digit {j}: votes c<sub>i{j}</sub>·|û<sub>{j}|i</sub>|",
-        "projected": f"Contribution to |s<sub>{j}</sub>|: c<sub>i{j}</sub> û<sub>{j}|i</sub> · v̂<sub>{j}</sub>",
-        "change": f"Evidence for digit {j}: change of c·|û| since iteration 1",
-    }
     left, right = st.columns([1.2, 1], gap="large")
     with left:
-        chart(figure("evidence_figure", res.image, maps, j, title=titles[mode], diverging=mode != "votes",
+        chart(figure("evidence_figure", res.image, maps, j, title=evidence_title(mode, j), diverging=mode != "votes",
                      outline=spread != "ink", colorbar_title=EVIDENCE_BARS[mode]), "fig_evidence")
     with right:
-        st.markdown("**How to read it**")
-        g = res.geometry
-        st.caption(f"Every primary capsule i sends digit j the vote cᵢⱼ ûⱼ|ᵢ (eq. 2). Its size cᵢⱼ|ûⱼ|ᵢ| "
-                   f"belongs to the {g.field}×{g.field} input window the capsule sees (conv1, then PrimaryCaps "
-                   f"with stride {g.stride}), summed over the {g.types} types at each position. Step through "
-                   "the routing iterations with the slider under the map.")
-        st.caption("**The ink it sees** divides each vote among the inked pixels of its window, so bright "
-                   "strokes are where the votes come from. One edge effect remains: a window that holds "
-                   "only the tip of a stroke gives its whole vote to that tip, so stroke ends near the "
-                   "image border can look strong. **Its whole field** averages the windows covering each "
-                   "pixel: primary capsules are long almost everywhere, background included, so it varies "
-                   "little, and the border (seen by few windows) shows single windows' votes. The last "
-                   "row and column are in no window and are left blank.")
-        st.caption("**Contribution to |sⱼ|** projects each vote on the direction of vⱼ: these add up "
-                   "to |sⱼ|, so red makes capsule j long and blue shortens it. **Change since "
-                   "iteration 1** shows where routing moved votes towards (red) or away from (blue) digit j.")
+        evidence_notes(res.geometry, "Step through the routing iterations with the slider under the map.")
 
 
 @view

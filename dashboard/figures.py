@@ -31,14 +31,19 @@ ZERO = "rgba(128,128,128,0.55)"
 DIVERGING = "RdBu_r"  # signed values: negative blue, zero white, positive red
 SEQUENTIAL = "Viridis"  # magnitudes: dark (0) to yellow, monotonic in lightness
 GREY = [[0.0, "#000000"], [1.0, "#ffffff"]]  # MNIST: white ink on black
+# The two digits of a pair (MultiMNIST), as the paper's Fig. 5 draws them: red and green, over the
+# grey input; a capsule the model rejects is drawn in blue.
+PAIR_COLORS = ("#ff4136", "#2ecc40")
+REJECTED_COLOR = "#4f8cff"
 TILE_COLS = 8  # coupling layout: the 32 primary types as 4 rows x 8 columns of grid tiles
 
 __all__ = [
-    "DIGIT_COLORS", "DIM_COLORS", "MODEL_COLORS", "ablation_figure", "agreement_figure", "confusion_figure",
-    "coupling_figure", "coupling_tiles", "digit_thumbnail", "dynamics_figure", "evidence_figure", "image_figure",
-    "image_pair_figure", "iteration_strip_figure", "iterations_figure", "length_change_figure", "lengths_figure",
-    "lengths_per_iteration_figure", "mosaic", "perturbation_figure", "pose_figure", "robustness_figure",
-    "routing_mass_figure", "transform_figure",
+    "DIGIT_COLORS", "DIM_COLORS", "MODEL_COLORS", "PAIR_COLORS", "REJECTED_COLOR", "ablation_figure",
+    "agreement_figure", "confusion_figure", "coupling_figure", "coupling_tiles", "digit_thumbnail", "dynamics_figure",
+    "evidence_figure", "evidence_grid_figure", "image_figure", "image_pair_figure", "iteration_strip_figure",
+    "iterations_figure", "length_change_figure", "lengths_figure", "lengths_per_iteration_figure", "mosaic",
+    "overlay", "pair_figure", "perturbation_figure", "pose_figure", "robustness_figure", "routing_mass_figure",
+    "transform_figure",
 ]
 
 
@@ -80,13 +85,18 @@ def _image_axes(fig: go.Figure, row: int | None = None, col: int | None = None) 
 
 
 def _png_uri(image: np.ndarray, upscale: int = 1) -> str:
-    """A (H, W) [0, 1] array (NaN = transparent gap) as a PNG data URI, upscaled by pixel repeats."""
+    """A (H, W) [0, 1] array (NaN = transparent gap), or a (H, W, 3) uint8 colour image, as a PNG
+    data URI, upscaled by pixel repeats."""
     from PIL import Image
 
-    a = np.asarray(image, dtype=np.float32)
-    gap = np.isnan(a)
-    grey = (np.clip(np.nan_to_num(a), 0, 1) * 255 + 0.5).astype(np.uint8)
-    rgba = np.stack([grey, grey, grey, np.where(gap, 0, 255).astype(np.uint8)], axis=-1)
+    if np.asarray(image).ndim == 3:
+        rgb = np.asarray(image, dtype=np.uint8)
+        rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+    else:
+        a = np.asarray(image, dtype=np.float32)
+        gap = np.isnan(a)
+        grey = (np.clip(np.nan_to_num(a), 0, 1) * 255 + 0.5).astype(np.uint8)
+        rgba = np.stack([grey, grey, grey, np.where(gap, 0, 255).astype(np.uint8)], axis=-1)
     if upscale > 1:
         rgba = rgba.repeat(upscale, axis=0).repeat(upscale, axis=1)
     buf = io.BytesIO()
@@ -156,14 +166,15 @@ def _thresholds(fig: go.Figure, **kw) -> None:
                            text=text, showarrow=False, font=dict(size=11), align="left")
 
 
-def lengths_figure(lengths: np.ndarray, prediction: int | None = None,
+def lengths_figure(lengths: np.ndarray, prediction: int | tuple[int, ...] | None = None,
                    title: str = "Digit-capsule lengths |v<sub>j</sub>| (class probabilities)",
                    height: int = 320, values: bool = True) -> go.Figure:
-    """Bars of the 10 capsule lengths, each digit in its colour, the predicted one outlined, with
-    the margin-loss thresholds m⁺ = 0.9 and m⁻ = 0.1 (eq. 4)."""
+    """Bars of the 10 capsule lengths, each digit in its colour, the predicted one outlined (or
+    each of several: the two digits of a pair), with the margin-loss thresholds m⁺ = 0.9 and
+    m⁻ = 0.1 (eq. 4)."""
     lengths = np.asarray(lengths, dtype=float)
-    pred = int(np.argmax(lengths)) if prediction is None else int(prediction)
-    widths = [3 if j == pred else 0 for j in range(10)]
+    pred = {int(np.argmax(lengths))} if prediction is None else {int(d) for d in np.atleast_1d(prediction)}
+    widths = [3 if j in pred else 0 for j in range(10)]
     fig = go.Figure(go.Bar(
         x=[str(j) for j in range(10)], y=lengths, marker=dict(
             color=list(DIGIT_COLORS), line=dict(width=widths, color=[ZERO] * 10)),
@@ -352,6 +363,24 @@ def agreement_figure(agreement: np.ndarray, iteration: int, title: str | None = 
 # evidence
 
 
+def _evidence_scale(maps: np.ndarray, diverging: bool) -> tuple[dict, str]:
+    """The colour scale of evidence ``maps`` (any shape, NaN left out): sequential from 0 to the
+    largest value, or with ``diverging`` red/blue around 0 up to the largest magnitude; and the
+    colour of the ink outline that reads on it."""
+    top = float(np.nanmax(np.abs(maps))) if np.isfinite(maps).any() else 0.0
+    top = top if top > 0 else 1e-9
+    if diverging:
+        return dict(colorscale=DIVERGING, zmin=-top, zmax=top, zmid=0), "rgba(0,0,0,0.85)"
+    return dict(colorscale=SEQUENTIAL, zmin=0.0, zmax=top), "rgba(255,255,255,0.9)"
+
+
+def _ink_outline(image: np.ndarray, line: str, width: float = 1.6) -> go.Contour:
+    """The outline of the input's ink, its 0.5 level, as a line of colour ``line``."""
+    return go.Contour(z=np.asarray(image, dtype=np.float32), contours=dict(start=0.5, end=0.5, size=1, coloring="lines"),
+                      colorscale=[[0, line], [1, line]], showscale=False, line=dict(width=width),
+                      hoverinfo="skip", name="input outline")
+
+
 def evidence_figure(image: np.ndarray, maps: np.ndarray, digit: int, title: str | None = None,
                     diverging: bool = False, iteration: int | None = None, outline: bool = True,
                     colorbar_title: str = "c·|û|", height: int = 440) -> go.Figure:
@@ -367,14 +396,7 @@ def evidence_figure(image: np.ndarray, maps: np.ndarray, digit: int, title: str 
     maps = np.asarray(maps, dtype=np.float32)
     t_count = maps.shape[0]
     shown = (t_count if iteration is None else int(iteration)) - 1
-    top = float(np.nanmax(np.abs(maps))) if np.isfinite(maps).any() else 0.0
-    top = top if top > 0 else 1e-9
-    if diverging:
-        scale = dict(colorscale=DIVERGING, zmin=-top, zmax=top, zmid=0)
-        line = "rgba(0,0,0,0.85)"
-    else:
-        scale = dict(colorscale=SEQUENTIAL, zmin=0.0, zmax=top)
-        line = "rgba(255,255,255,0.9)"
+    scale, line = _evidence_scale(maps, diverging)
 
     def heat(t: int) -> go.Heatmap:
         return go.Heatmap(z=maps[t], **scale, hoverongaps=False,
@@ -384,10 +406,7 @@ def evidence_figure(image: np.ndarray, maps: np.ndarray, digit: int, title: str 
 
     traces = [heat(shown)]
     if outline:
-        traces.append(go.Contour(z=np.asarray(image, dtype=np.float32),
-                                 contours=dict(start=0.5, end=0.5, size=1, coloring="lines"),
-                                 colorscale=[[0, line], [1, line]], showscale=False,
-                                 line=dict(width=1.6), hoverinfo="skip", name="input outline"))
+        traces.append(_ink_outline(image, line))
     fig = go.Figure(traces)
     fig.frames = [go.Frame(data=[heat(t)], traces=[0], name=str(t + 1)) for t in range(t_count)]
     _frame_slider(fig, t_count, shown)
@@ -396,6 +415,94 @@ def evidence_figure(image: np.ndarray, maps: np.ndarray, digit: int, title: str 
     title = title or (f"Evidence for digit {digit}: votes c<sub>i{digit}</sub>·|û<sub>{digit}|i</sub>| "
                       "on the input")
     return _style(fig, title, height, margin=dict(l=10, r=10, t=56, b=70), showlegend=False)
+
+
+def evidence_grid_figure(image: np.ndarray, maps: np.ndarray, digits, title: str | None = None,
+                         diverging: bool = False, outline: bool = True, colorbar_title: str = "c·|û|",
+                         colors=None, height: int | None = None) -> go.Figure:
+    """Evidence maps of several digit capsules at every routing iteration at once, as small
+    multiples: ``maps`` (K, T, side, side) for capsules ``digits`` (K), one row per capsule (its
+    label in its colour from ``colors``, default :data:`DIGIT_COLORS`), one column per iteration,
+    all on one colour scale (:func:`evidence_figure`'s, one colour bar), NaN pixels left out,
+    the ink's outline on each with ``outline``. For the two digits of a pair: read along a row
+    how routing moves a capsule's votes from stroke to stroke."""
+    maps = np.asarray(maps, dtype=np.float32)
+    k_count, t_count = maps.shape[:2]
+    digits = [int(d) for d in digits]
+    colors = list(colors) if colors is not None else [DIGIT_COLORS[d % 10] for d in digits]
+    scale, line = _evidence_scale(maps, diverging)
+    fig = make_subplots(rows=k_count, cols=t_count, horizontal_spacing=0.02, vertical_spacing=0.06,
+                        column_titles=[f"iteration {t + 1}" for t in range(t_count)])
+    for k, d in enumerate(digits):
+        for t in range(t_count):
+            fig.add_trace(go.Heatmap(z=maps[k, t], coloraxis="coloraxis", hoverongaps=False,
+                                     hovertemplate="row %{y}, col %{x}: %{z:.4g}"
+                                                   f"<extra>capsule {d}, iteration {t + 1}</extra>"),
+                          row=k + 1, col=t + 1)
+            if outline:
+                fig.add_trace(_ink_outline(image, line, width=1.0), row=k + 1, col=t + 1)
+            _image_axes(fig, row=k + 1, col=t + 1)
+            n = k * t_count + t + 1
+            fig.update_yaxes(scaleanchor=f"x{'' if n == 1 else n}", row=k + 1, col=t + 1)
+        fig.update_yaxes(title_text=f"<b>capsule {d}</b>", title_font=dict(color=colors[k], size=13),
+                         row=k + 1, col=1)
+    fig.update_layout(coloraxis=dict(**{("c" + key[1:] if key.startswith("z") else key): v for key, v in scale.items()},
+                                     colorbar=dict(title=dict(text=colorbar_title, side="right"), thickness=14,
+                                                   exponentformat="e")))
+    fig.update_annotations(font_size=12)
+    title = title or "Evidence of each capsule, iteration by iteration"
+    return _style(fig, title, height or 80 + 190 * k_count, margin=dict(l=40, r=10, t=80, b=10), showlegend=False)
+
+
+# --------------------------------------------------------------------------------------------
+# two digits (MultiMNIST): the paper's Fig. 5
+
+
+def _rgb(hex_color: str) -> np.ndarray:
+    h = hex_color.lstrip("#")
+    return np.array([int(h[k:k + 2], 16) for k in (0, 2, 4)], dtype=np.float32) / 255.0
+
+
+def overlay(image: np.ndarray, layers=(), colors=(), base: float = 0.5) -> np.ndarray:
+    """Grey ``image`` (H, W) in [0, 1], dimmed to ``base``, with each of ``layers`` (H, W) in
+    [0, 1] drawn over it in its colour from ``colors`` (hex), channel by channel the brighter of
+    the two, so that red and green where both digits are read add up to yellow, as in the paper's
+    Fig. 5. Returns (H, W, 3) uint8."""
+    grey = np.clip(np.asarray(image, dtype=np.float32), 0, 1) * base
+    out = np.repeat(grey[:, :, None], 3, axis=2)
+    for layer, color in zip(layers, colors):
+        out = np.maximum(out, np.clip(np.asarray(layer, dtype=np.float32), 0, 1)[:, :, None] * _rgb(color))
+    return (out * 255 + 0.5).astype(np.uint8)
+
+
+def pair_figure(image: np.ndarray, reconstructions: np.ndarray, digits, lengths: np.ndarray,
+                rejected: np.ndarray, absent: int, colors=PAIR_COLORS, height: int = 260,
+                title: str = "Fig. 5: each digit reconstructed from its own capsule, over the input") -> go.Figure:
+    """The paper's Fig. 5 for one image of two digits, five panels: the input (grey); each of
+    ``reconstructions`` (2, side, side), decoded from capsule ``digits[k]`` alone, in its colour
+    from ``colors`` over the dimmed input; both together (yellow where they overlap); and
+    ``rejected``, decoded from capsule ``absent``, which the model does not read, in
+    :data:`REJECTED_COLOR`. Panel titles give each capsule's length from ``lengths`` (10,)."""
+    lengths = np.asarray(lengths, dtype=float)
+    a, b = (int(d) for d in digits)
+    panels = [
+        ("Input", overlay(image, base=1.0)),
+        (f"{a} ({lengths[a]:.2f})", overlay(image, [reconstructions[0]], [colors[0]])),
+        (f"{b} ({lengths[b]:.2f})", overlay(image, [reconstructions[1]], [colors[1]])),
+        (f"{a} and {b}", overlay(image, reconstructions[:2], colors[:2])),
+        (f"{absent} ({lengths[absent]:.2f}): rejected", overlay(image, [rejected], [REJECTED_COLOR])),
+    ]
+    fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.02, subplot_titles=[p[0] for p in panels])
+    for col, (name, rgb) in enumerate(panels, start=1):
+        fig.add_trace(go.Image(source=_png_uri(rgb), name=name, hoverinfo="skip"), row=1, col=col)
+        fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, showline=False, ticks="",
+                         constrain="domain", row=1, col=col)
+        fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, showline=False, ticks="",
+                         constrain="domain", scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
+    title_colors = [None, colors[0], colors[1], None, REJECTED_COLOR]
+    for annotation, color in zip(fig.layout.annotations, title_colors):
+        annotation.font = dict(size=13, color=color)
+    return _style(fig, title, height, margin=dict(l=10, r=10, t=70, b=10), showlegend=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -699,8 +806,9 @@ def confusion_figure(matrix: np.ndarray, height: int = 440, title: str = "Confus
 
 
 def digit_thumbnail(image: np.ndarray, scale: int = 3) -> np.ndarray:
-    """A (28, 28) image (uint8, or float in [0, 1]) as uint8 enlarged ``scale`` times by pixel
-    repeats, so that the browser shows sharp pixels instead of a blur."""
+    """A (28, 28) image (uint8, or float in [0, 1]), or a colour one (H, W, 3) uint8 such as
+    :func:`overlay` makes, as uint8 enlarged ``scale`` times by pixel repeats, so that the browser
+    shows sharp pixels instead of a blur."""
     a = np.asarray(image)
     if a.dtype != np.uint8:
         a = (np.clip(a.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
