@@ -134,10 +134,10 @@ def choose_input(samples: dict[str, np.ndarray], draw_col, pick_col) -> Input:
     with draw_col:
         st.subheader("Draw")
         drawn = read_drawing()
-        st.caption("Draw one digit with the mouse: it replaces the sample; the toolbar's reset "
-                   "empties the canvas and returns to the sample. The model was trained on single "
-                   "MNIST digits, not on overlapping ones: two digits drawn over each other usually "
-                   "give one long capsule.")
+        st.caption("Draw one digit with the mouse or a finger: it replaces the sample as you lift "
+                   "the pen. Undo takes back the last stroke; Clear empties the canvas and returns to "
+                   "the sample. The model was trained on single MNIST digits, not on overlapping "
+                   "ones: two digits drawn over each other usually give one long capsule.")
     with pick_col:
         st.subheader("Or pick one")
         opened = opened_test_digit(samples)
@@ -505,7 +505,7 @@ def main() -> None:
     res = clock("analysis (traced forward)", cached_analysis, loaded.model, loaded.key, inp.image, iterations)
     forget_offsets_of_old_input(inp)
     with pick_col:
-        st.caption(f"**Input now:** {inp.source}. " + ("Reset the canvas to go back to the sample." if inp.drawn
+        st.caption(f"**Input now:** {inp.source}. " + ("Clear the canvas to go back to the sample." if inp.drawn
                                                        else "Draw on the canvas to replace it."))
     with pred_col:
         prediction_panel(res, inp, trained)

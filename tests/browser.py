@@ -1,5 +1,5 @@
 """Drive the dashboard in a real browser: start ``streamlit run``, open it in chromium with
-Playwright, draw on the canvas. A test harness, not a test: used by ``tests/test_browser.py``,
+Playwright, draw on the drawing pad. A test harness, not a test: used by ``tests/test_browser.py``,
 ``tests/test_load.py`` (imported as ``browser``, pytest puts ``tests/`` on the path) and
 ``scripts/screenshot.py`` (which loads this file by its path).
 
@@ -109,12 +109,13 @@ def wait_idle(page, timeout_ms: float = 60_000) -> None:
 
 
 def find_canvas(page, timeout_ms: float = 30_000):
-    """The canvas element that takes the mouse (Fabric.js's upper canvas), in the page or in a
-    component iframe. Returns a Playwright ``Locator``."""
+    """The drawing pad's canvas (``canvas.drawing-pad``, :mod:`dashboard.pad`), else the first
+    canvas of at least 100x100 pixels, in the page (shadow roots included) or in a component
+    iframe. Returns a Playwright ``Locator``."""
     deadline = time.monotonic() + timeout_ms / 1000
     while time.monotonic() < deadline:
         for scope in [page, *[f for f in page.frames if f != page.main_frame]]:
-            for selector in ("canvas.upper-canvas", "canvas"):
+            for selector in ("canvas.drawing-pad", "canvas"):
                 loc = scope.locator(selector)
                 try:
                     n = loc.count()
@@ -126,6 +127,11 @@ def find_canvas(page, timeout_ms: float = 30_000):
                         return loc.nth(i)
         page.wait_for_timeout(250)
     raise RuntimeError("no drawing canvas found on the page")
+
+
+def clear_canvas(page) -> None:
+    """Press the drawing pad's Clear button (the page returns to its sample)."""
+    page.get_by_role("button", name="Clear", exact=True).click()
 
 
 def draw(page, canvas, points: list[tuple[float, float]], steps: int = 6) -> None:
@@ -153,6 +159,20 @@ def metric_value(page, label: str) -> str | None:
         }""",
         label,
     )
+
+
+def wait_for_metric(page, label: str, accept, timeout_s: float = 60.0) -> str:
+    """Wait until the ``st.metric`` labelled ``label`` shows a value ``accept(value)`` takes and the
+    app is idle; return the value. Raises TimeoutError with the last value seen."""
+    deadline = time.monotonic() + timeout_s
+    value = None
+    while time.monotonic() < deadline:
+        value = metric_value(page, label)
+        if value is not None and accept(value):
+            wait_idle(page)
+            return value
+        page.wait_for_timeout(100)
+    raise TimeoutError(f"{label!r} still shows {value!r} after {timeout_s:.0f} s")
 
 
 def open_tab(page, name: str) -> None:
