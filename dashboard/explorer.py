@@ -312,10 +312,13 @@ def view_routing(res: A.Analysis, clock: Clock) -> None:
     chart(figure("routing_mass_figure", res.mass, res.vote_mass), "fig_mass")
     st.caption("Share of the coupling (left: Σᵢ cᵢⱼ) and of the vote length flowing into sⱼ "
                "(right: Σᵢ cᵢⱼ|ûⱼ|ᵢ|, eq. 2) that each digit receives over the iterations; 10 % is uniform.")
-    with st.expander("Agreement of every primary with every digit capsule"):
-        chart(figure("agreement_figure", res.agreement[t - 1], t, geometry=res.geometry), "fig_agreement")
-        st.caption(f"ûⱼ|ᵢ · vⱼ after iteration {t} for every pair; columns are primaries "
-                   f"i = type·{g.grid ** 2} + row·{g.grid} + col.")
+    every = st.expander("Agreement of every primary with every digit capsule", key="routing_every",
+                        on_change="rerun")
+    if every.open:  # built and sent only when opened (11,520 cells; opening reruns this view)
+        with every:
+            chart(figure("agreement_figure", res.agreement[t - 1], t, geometry=res.geometry), "fig_agreement")
+            st.caption(f"ûⱼ|ᵢ · vⱼ after iteration {t} for every pair; columns are primaries "
+                       f"i = type·{g.grid ** 2} + row·{g.grid} + col.")
 
 
 @view

@@ -48,11 +48,13 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_server(port: int | None = None, extra_args: list[str] | None = None,
-                     env: dict | None = None, timeout: float = 90.0, log: Path | None = None):
+                     env: dict | None = None, timeout: float = 90.0, log: Path | None = None,
+                     poll: float = 0.3):
     """Run ``streamlit run dashboard/app.py`` headless on 127.0.0.1; yield its URL; stop it after.
 
-    Waits for ``/_stcore/health`` to answer ``ok``; raises RuntimeError (with the server's output)
-    when it does not within ``timeout`` seconds or the process exits.
+    Waits for ``/_stcore/health`` to answer ``ok``, asking every ``poll`` seconds; raises
+    RuntimeError (with the server's output) when it does not within ``timeout`` seconds or the
+    process exits.
     """
     port = port or free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
@@ -82,7 +84,7 @@ def streamlit_server(port: int | None = None, extra_args: list[str] | None = Non
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"streamlit did not answer on {url} within {timeout:.0f} s:\n{output()}")
-            time.sleep(0.3)
+            time.sleep(poll)
         yield url
     finally:
         proc.terminate()

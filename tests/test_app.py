@@ -113,7 +113,7 @@ def test_opens_on_a_sample_with_prediction_and_charts(at, app_model, samples):
     assert "fig_perturbation" not in found  # closed tabs compute nothing
     compute = metric(at, "Compute, this rerun")
     assert compute.endswith(" ms") and float(compute.split()[0]) > 0
-    views = {"Routing step by step": ("fig_coupling", "fig_agreement_tiles", "fig_mass", "fig_agreement"),
+    views = {"Routing step by step": ("fig_coupling", "fig_agreement_tiles", "fig_mass"),
              "Evidence map": ("fig_evidence",), "Routing iterations": ("fig_sweep_lengths", "fig_sweep_strip"),
              "Pose perturbation": ("fig_pose_live", "fig_pose_vector", "fig_perturbation"),
              "Transform explorer": ("fig_tf_pair", "fig_tf_lengths", "fig_tf_pose", "fig_tf_sweep")}
@@ -122,6 +122,10 @@ def test_opens_on_a_sample_with_prediction_and_charts(at, app_model, samples):
         for key in keys:
             assert key in found, (view, key)
         assert "fig_pair" in found and metric(at, "Prediction")
+    assert "fig_agreement" not in charts(open_view(at, "Routing step by step"))  # its expander is closed
+    at.session_state["routing_every"] = True  # opened: built and drawn
+    at.run()
+    assert "fig_agreement" in charts(at)
     assert not at.error
 
 

@@ -237,7 +237,8 @@ def test_every_view_fits_and_nothing_comes_from_another_host(browser, app_url, w
 
 
 def test_routing_metrics_show_no_arrows(browser, app_url):
-    """None of the routing metrics is a change over time: no up or down arrow, at any iteration."""
+    """None of the routing metrics is a change over time: no up or down arrow, at any iteration;
+    the closed expander's chart comes when it is opened."""
     page, _ = _open(browser, app_url, 1400)
     try:
         open_tab(page, "Routing step by step")
@@ -251,6 +252,13 @@ def test_routing_metrics_show_no_arrows(browser, app_url):
         assert metric_value(page, "Most coupled primary") == "none: all equal"
         assert main.locator('[data-testid^="stMetricDeltaIcon"]').count() == 0
         assert "all equal" in page.inner_text('[data-testid="stMain"]')
+        # the expander's chart is built when it is opened, not before
+        charts = page.locator(".js-plotly-plot").count()
+        main.get_by_text("Agreement of every primary with every digit capsule").click()
+        page.wait_for_function("(n) => document.querySelectorAll('.js-plotly-plot').length > n", arg=charts,
+                               timeout=60_000)
+        wait_idle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         page.close()
 
