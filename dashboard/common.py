@@ -34,11 +34,14 @@ from capsules import zoo as Z
 from capsules.checkpoint import SHIPPED, CheckpointError, load_model
 from capsules.data import MultiMNIST, MultiMNISTBatch, load_mnist, load_multimnist_test, resolve_data_dir
 from capsules.device import describe, pick_device
-from capsules.preprocess import Converted, ImageError, convert, convert_upload
+from capsules.preprocess import Converted, ImageError, convert, convert_upload, rasterise_strokes
 from dashboard import figures as F
+from dashboard.pad import drawing_pad
 
 SAMPLES = Path(__file__).with_name("samples.npz")
 CANVAS_SIDE = 240  # pixels; fits the input column of a 1280-pixel window
+STROKE_WIDTH = 18  # pixels of the pad: about MNIST's 2 to 3 once a digit is fitted to its 20-pixel box
+INK = "#FFFFFF"  # the pad's one pen: white on black, as MNIST
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 # The pages, as files beside the entry (``st.navigation`` runs each as a script; ``st.switch_page``
 # takes these paths), and the query parameter that opens a test digit in the explorer:
@@ -384,23 +387,15 @@ def digit_picker(label: str, key: str, prediction: int) -> int:
 
 
 def read_drawing(key: str = "canvas") -> Converted | None:
-    """The drawing canvas (white ink on black) as the model's input, or None when it has no ink
-    (or the drawing component is not installed)."""
-    try:
-        from streamlit_drawable_canvas import st_canvas
-    except ImportError:  # the component is optional: the pages work without it
-        st.info("Install `streamlit-drawable-canvas` to draw digits here.")
-        return None
-    result = st_canvas(
-        fill_color="rgba(0, 0, 0, 0)", stroke_width=18, stroke_color="#FFFFFF",
-        background_color="#000000", height=CANVAS_SIDE, width=CANVAS_SIDE,
-        drawing_mode="freedraw", update_streamlit=True, return_image_data=True, key=key,
-    )
-    if result is None or result.image_data is None:
+    """The drawing pad (:mod:`dashboard.pad`: white ink on black, sent on pen-up) as the model's
+    input, or None when it has no ink. Strokes that are no drawing show their reason and give
+    None."""
+    strokes = drawing_pad(key, side=CANVAS_SIDE, width=STROKE_WIDTH, pens=[INK])
+    if not strokes:
         return None
     try:
-        return convert(result.image_data)
-    except ImageError as exc:  # what the component sent is no image: say so, use the sample
+        return convert(rasterise_strokes(strokes, CANVAS_SIDE, STROKE_WIDTH)[0])
+    except ImageError as exc:  # what the browser sent is no drawing: say so, use the sample
         st.warning(f"The drawing could not be read: {exc}")
         return None
 

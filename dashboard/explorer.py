@@ -136,10 +136,10 @@ def choose_input(samples: dict[str, np.ndarray], draw_col, pick_col) -> Input:
     with draw_col:
         st.subheader("Draw")
         drawn = read_drawing()
-        st.caption("Draw one digit with the mouse: it replaces the sample; the toolbar's reset "
-                   "empties the canvas and returns to the sample. The model was trained on single "
-                   "MNIST digits, not on overlapping ones: two digits drawn over each other usually "
-                   "give one long capsule.")
+        st.caption("Draw one digit with the mouse or a finger: it replaces the sample as you lift "
+                   "the pen. Undo takes back the last stroke; Clear empties the canvas and returns to "
+                   "the sample. The model was trained on single MNIST digits, not on overlapping "
+                   "ones: two digits drawn over each other usually give one long capsule.")
     with pick_col:
         st.subheader("Or pick one")
         opened = opened_test_digit(samples)
@@ -319,10 +319,13 @@ def view_routing(res: A.Analysis, clock: Clock) -> None:
     chart(figure("routing_mass_figure", res.mass, res.vote_mass), "fig_mass")
     st.caption("Share of the coupling (left: Σᵢ cᵢⱼ) and of the vote length flowing into sⱼ "
                "(right: Σᵢ cᵢⱼ|ûⱼ|ᵢ|, eq. 2) that each digit receives over the iterations; 10 % is uniform.")
-    with st.expander("Agreement of every primary with every digit capsule"):
-        chart(figure("agreement_figure", res.agreement[t - 1], t, geometry=res.geometry), "fig_agreement")
-        st.caption(f"ûⱼ|ᵢ · vⱼ after iteration {t} for every pair; columns are primaries "
-                   f"i = type·{g.grid ** 2} + row·{g.grid} + col.")
+    every = st.expander("Agreement of every primary with every digit capsule", key="routing_every",
+                        on_change="rerun")
+    if every.open:  # built and sent only when opened (11,520 cells; opening reruns this view)
+        with every:
+            chart(figure("agreement_figure", res.agreement[t - 1], t, geometry=res.geometry), "fig_agreement")
+            st.caption(f"ûⱼ|ᵢ · vⱼ after iteration {t} for every pair; columns are primaries "
+                       f"i = type·{g.grid ** 2} + row·{g.grid} + col.")
 
 
 @view
@@ -488,7 +491,7 @@ def main() -> None:
     res = clock("analysis (traced forward)", cached_analysis, loaded.model, loaded.key, inp.image, iterations)
     forget_offsets_of_old_input(inp)
     with pick_col:
-        st.caption(f"**Input now:** {inp.source}. " + ("Reset the canvas to go back to the sample." if inp.drawn
+        st.caption(f"**Input now:** {inp.source}. " + ("Clear the canvas to go back to the sample." if inp.drawn
                                                        else "Draw on the canvas to replace it."))
     with pred_col:
         prediction_panel(res, inp, trained, classified(baselines, inp.image, clock))

@@ -1,5 +1,5 @@
 """Drive the dashboard in a real browser: start ``streamlit run``, open it in chromium with
-Playwright, draw on the canvas. A test harness, not a test: used by ``tests/test_browser.py``,
+Playwright, draw on the drawing pad. A test harness, not a test: used by ``tests/test_browser.py``,
 ``tests/test_load.py`` (imported as ``browser``, pytest puts ``tests/`` on the path) and
 ``scripts/screenshot.py`` (which loads this file by its path).
 
@@ -48,11 +48,13 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_server(port: int | None = None, extra_args: list[str] | None = None,
-                     env: dict | None = None, timeout: float = 90.0, log: Path | None = None):
+                     env: dict | None = None, timeout: float = 90.0, log: Path | None = None,
+                     poll: float = 0.3):
     """Run ``streamlit run dashboard/app.py`` headless on 127.0.0.1; yield its URL; stop it after.
 
-    Waits for ``/_stcore/health`` to answer ``ok``; raises RuntimeError (with the server's output)
-    when it does not within ``timeout`` seconds or the process exits.
+    Waits for ``/_stcore/health`` to answer ``ok``, asking every ``poll`` seconds; raises
+    RuntimeError (with the server's output) when it does not within ``timeout`` seconds or the
+    process exits.
     """
     port = port or free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
@@ -82,7 +84,7 @@ def streamlit_server(port: int | None = None, extra_args: list[str] | None = Non
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"streamlit did not answer on {url} within {timeout:.0f} s:\n{output()}")
-            time.sleep(0.3)
+            time.sleep(poll)
         yield url
     finally:
         proc.terminate()
@@ -109,12 +111,13 @@ def wait_idle(page, timeout_ms: float = 60_000) -> None:
 
 
 def find_canvas(page, timeout_ms: float = 30_000):
-    """The canvas element that takes the mouse (Fabric.js's upper canvas), in the page or in a
-    component iframe. Returns a Playwright ``Locator``."""
+    """The drawing pad's canvas (``canvas.drawing-pad``, :mod:`dashboard.pad`), else the first
+    canvas of at least 100x100 pixels, in the page (shadow roots included) or in a component
+    iframe. Returns a Playwright ``Locator``."""
     deadline = time.monotonic() + timeout_ms / 1000
     while time.monotonic() < deadline:
         for scope in [page, *[f for f in page.frames if f != page.main_frame]]:
-            for selector in ("canvas.upper-canvas", "canvas"):
+            for selector in ("canvas.drawing-pad", "canvas"):
                 loc = scope.locator(selector)
                 try:
                     n = loc.count()
@@ -126,6 +129,11 @@ def find_canvas(page, timeout_ms: float = 30_000):
                         return loc.nth(i)
         page.wait_for_timeout(250)
     raise RuntimeError("no drawing canvas found on the page")
+
+
+def clear_canvas(page) -> None:
+    """Press the drawing pad's Clear button (the page returns to its sample)."""
+    page.get_by_role("button", name="Clear", exact=True).click()
 
 
 def draw(page, canvas, points: list[tuple[float, float]], steps: int = 6) -> None:
@@ -153,6 +161,20 @@ def metric_value(page, label: str) -> str | None:
         }""",
         label,
     )
+
+
+def wait_for_metric(page, label: str, accept, timeout_s: float = 60.0) -> str:
+    """Wait until the ``st.metric`` labelled ``label`` shows a value ``accept(value)`` takes and the
+    app is idle; return the value. Raises TimeoutError with the last value seen."""
+    deadline = time.monotonic() + timeout_s
+    value = None
+    while time.monotonic() < deadline:
+        value = metric_value(page, label)
+        if value is not None and accept(value):
+            wait_idle(page)
+            return value
+        page.wait_for_timeout(100)
+    raise TimeoutError(f"{label!r} still shows {value!r} after {timeout_s:.0f} s")
 
 
 def open_tab(page, name: str) -> None:

@@ -113,7 +113,7 @@ def test_opens_on_a_sample_with_prediction_and_charts(at, app_model, samples):
     assert "fig_perturbation" not in found  # closed tabs compute nothing
     compute = metric(at, "Compute, this rerun")
     assert compute.endswith(" ms") and float(compute.split()[0]) > 0
-    views = {"Routing step by step": ("fig_coupling", "fig_agreement_tiles", "fig_mass", "fig_agreement"),
+    views = {"Routing step by step": ("fig_coupling", "fig_agreement_tiles", "fig_mass"),
              "Evidence map": ("fig_evidence",), "Routing iterations": ("fig_sweep_lengths", "fig_sweep_strip"),
              "Pose perturbation": ("fig_pose_live", "fig_pose_vector", "fig_perturbation"),
              "Transform explorer": ("fig_tf_pair", "fig_tf_lengths", "fig_tf_pose", "fig_tf_sweep")}
@@ -122,6 +122,10 @@ def test_opens_on_a_sample_with_prediction_and_charts(at, app_model, samples):
         for key in keys:
             assert key in found, (view, key)
         assert "fig_pair" in found and metric(at, "Prediction")
+    assert "fig_agreement" not in charts(open_view(at, "Routing step by step"))  # its expander is closed
+    at.session_state["routing_every"] = True  # opened: built and drawn
+    at.run()
+    assert "fig_agreement" in charts(at)
     assert not at.error
 
 
@@ -301,32 +305,50 @@ def test_long_capsules_at_r_10_are_put_down_to_r(app_model, samples):
 
 
 def test_an_unreadable_drawing_shows_its_reason(monkeypatch):
-    """The page catches the preprocessing module's error for what the canvas sends, and only it."""
+    """The page catches the preprocessing module's error for what the pad sends, and only it."""
     import dashboard.common as common
-    from capsules.preprocess import ImageError
 
     messages = []
     monkeypatch.setattr(common.st, "warning", messages.append)
+    monkeypatch.setattr(common, "drawing_pad", lambda key, **kw: [{"pen": 0, "xy": [1, 2, 3]}])
+    assert common.read_drawing() is None and "even count" in messages[0]
 
-    def fake_convert(array):
-        raise ImageError("unsupported shape (3,); expected ...")
-
-    monkeypatch.setattr(common, "convert", fake_convert)
-
-    class Result:
-        image_data = np.zeros(3)
-
-    import streamlit_drawable_canvas
-
-    monkeypatch.setattr(streamlit_drawable_canvas, "st_canvas", lambda **kw: Result())
-    assert common.read_drawing() is None and "unsupported shape" in messages[0]
+    stroke = [{"pen": 0, "xy": [120, 40, 120, 200]}]
+    monkeypatch.setattr(common, "drawing_pad", lambda key, **kw: stroke)
+    assert common.read_drawing().image.shape == (28, 28)  # a good stroke is read
+    monkeypatch.setattr(common, "drawing_pad", lambda key, **kw: [])
+    assert common.read_drawing() is None and len(messages) == 1  # an emptied pad: the sample, quietly
 
     def broken(array):
         raise RuntimeError("a bug in preprocessing")
 
+    monkeypatch.setattr(common, "drawing_pad", lambda key, **kw: stroke)
     monkeypatch.setattr(common, "convert", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         common.read_drawing()
+
+
+def test_the_pad_sends_its_strokes_to_the_page(at, app_model):
+    """Strokes in the pad's state (where the browser puts them on pen-up) replace the sample: the
+    page predicts their drawing and sends them back to the pad; emptied, it returns to the sample."""
+    from capsules import analysis as A
+    from capsules.preprocess import convert, rasterise_strokes
+    from dashboard.common import CANVAS_SIDE, STROKE_WIDTH
+
+    sample_prediction = metric(at, "Prediction")
+    stroke = [{"pen": 0, "xy": [120, 40, 121, 120, 120, 200]}]
+    at.session_state["canvas"] = {"strokes": stroke}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("**Input now:** your drawing" in c.value for c in at.caption)
+    res = A.analyse(app_model, convert(rasterise_strokes(stroke, CANVAS_SIDE, STROKE_WIDTH)[0]).image)
+    assert metric(at, "Prediction") == f"{res.prediction} ({res.confidence:.2f})"
+    (pad,) = at.get("bidi_component")
+    assert json.loads(pad.proto.json)["strokes"] == stroke  # back to the pad
+    at.session_state["canvas"] = {"strokes": []}  # Clear
+    at.run()
+    assert any("**Input now:** test digit" in c.value for c in at.caption)
+    assert metric(at, "Prediction") == sample_prediction
 
 
 def test_the_server_works_on_one_thread_unless_told(monkeypatch):

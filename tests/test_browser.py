@@ -1,7 +1,8 @@
 """The dashboard in a real browser: streamlit run + Debian's chromium through Playwright.
 
-Draws a vertical stroke on the canvas and checks that the page reads it as a "1", then empties
-the canvas and checks that the page is back on the sample; uploads a scan and a broken file;
+Draws a vertical stroke on the drawing pad and checks that the page reads it as a "1" (the pad
+sends one small message, at pen-up), takes a second stroke back with Undo, then empties the pad
+and checks that the page is back on the sample; uploads a scan and a broken file;
 opens every view at 1280 and 1920 pixels and checks what a person sees there (no cut-off text,
 no overlapping titles and legends, every digit labelled, no arrows on numbers that are not
 changes) and that the page asks nothing of any other host; opens the Test-set experiments page at
@@ -19,8 +20,8 @@ import os
 import pytest
 
 from browser import (
-    CHROMIUM_ARGS, STROKE_ONE, chart_boxes, cut_off_texts, draw, find_canvas, find_chromium, metric_value,
-    open_tab, overlap, streamlit_server, wait_idle,
+    CHROMIUM_ARGS, STROKE_ONE, chart_boxes, clear_canvas, cut_off_texts, draw, find_canvas, find_chromium,
+    metric_value, open_tab, overlap, streamlit_server, wait_for_metric, wait_idle,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -61,8 +62,11 @@ def app_url():
 
 
 def test_draw_a_one(browser, app_url):
-
+    """A vertical stroke is read as a "1"; the pad sends nothing while the pen is down and one
+    small message at pen-up; Undo takes a second stroke back; Clear returns to the sample."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    sent = []  # sizes of the messages the browser sends to the server
+    page.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append(len(f))))
     try:
         page.goto(app_url, wait_until="domcontentloaded")
         page.wait_for_selector('[data-testid="stMetric"]', timeout=120_000)
@@ -72,9 +76,21 @@ def test_draw_a_one(browser, app_url):
         sample_prediction = metric_value(page, "Prediction")
         assert sample_prediction and sample_prediction[0].isdigit()
 
-        draw(page, find_canvas(page), STROKE_ONE, steps=8)
+        canvas = find_canvas(page)
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in STROKE_ONE]
+        before = len(sent)
+        page.mouse.move(*xy[0])
+        page.mouse.down()
+        for x, y in xy[1:]:
+            page.mouse.move(x, y, steps=8)
+        page.wait_for_timeout(500)
+        assert len(sent) == before, "the pad sent something before the pen was lifted"
+        page.mouse.up()
         page.wait_for_function("() => document.body.innerText.includes('your drawing')",
                                timeout=60_000)
+        assert sent[before:] and max(sent[before:]) < 4096, sent[before:]  # strokes, not an image
         wait_idle(page)
 
         value = metric_value(page, "Prediction")
@@ -83,8 +99,15 @@ def test_draw_a_one(browser, app_url):
         assert page.locator('[data-testid="stException"]').count() == 0
         assert value.startswith("1"), f"a vertical stroke was read as {value}"
 
+        # a second stroke changes the reading; Undo takes it back
+        draw(page, canvas, [(0.2, 0.5), (0.8, 0.5)])
+        wait_for_metric(page, "Prediction", lambda v: v != value)
+        page.get_by_role("button", name="Undo", exact=True).click()
+        wait_for_metric(page, "Prediction", lambda v: v == value)
+        assert metric_value(page, "Prediction") == value
+
         # emptying the canvas returns to the sample
-        page.get_by_role("button", name="Reset canvas & history").click()
+        clear_canvas(page)
         page.wait_for_function("() => document.body.innerText.includes('Input now: test digit')",
                                timeout=60_000)
         wait_idle(page)
@@ -214,7 +237,8 @@ def test_every_view_fits_and_nothing_comes_from_another_host(browser, app_url, w
 
 
 def test_routing_metrics_show_no_arrows(browser, app_url):
-    """None of the routing metrics is a change over time: no up or down arrow, at any iteration."""
+    """None of the routing metrics is a change over time: no up or down arrow, at any iteration;
+    the closed expander's chart comes when it is opened."""
     page, _ = _open(browser, app_url, 1400)
     try:
         open_tab(page, "Routing step by step")
@@ -228,6 +252,13 @@ def test_routing_metrics_show_no_arrows(browser, app_url):
         assert metric_value(page, "Most coupled primary") == "none: all equal"
         assert main.locator('[data-testid^="stMetricDeltaIcon"]').count() == 0
         assert "all equal" in page.inner_text('[data-testid="stMain"]')
+        # the expander's chart is built when it is opened, not before
+        charts = page.locator(".js-plotly-plot").count()
+        main.get_by_text("Agreement of every primary with every digit capsule").click()
+        page.wait_for_function("(n) => document.querySelectorAll('.js-plotly-plot').length > n", arg=charts,
+                               timeout=60_000)
+        wait_idle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         page.close()
 
