@@ -219,6 +219,17 @@ def _ink(arr: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the recipe
 
+def _cleaned(ink: np.ndarray) -> np.ndarray | None:
+    """Ink scaled so that the strongest is 1, what is below NOISE_FLOOR of it dropped; None when
+    the strongest is below MIN_CONTRAST (no stroke)."""
+    peak = float(ink.max())
+    if not peak >= MIN_CONTRAST:
+        return None
+    ink = ink / peak
+    ink[ink < NOISE_FLOOR] = 0.0
+    return ink
+
+
 def _box(ink: np.ndarray) -> tuple[slice, slice] | None:
     """The bounding box of the ink (rows, cols), or None when there is none."""
     rows = np.flatnonzero(ink.any(axis=1))
@@ -317,13 +328,9 @@ def to_mnist(image) -> np.ndarray | None:
 def convert(image) -> Converted | None:
     """:func:`to_mnist` with the size of the ink: a :class:`Converted`, or None when there is
     no ink. Raises :class:`ImageError` as :func:`to_mnist` does."""
-    arr = _as_image(image)
-    ink = _ink(arr)
-    peak = float(ink.max())
-    if not peak >= MIN_CONTRAST:
+    ink = _cleaned(_ink(_as_image(image)))
+    if ink is None:
         return None
-    ink = ink / peak
-    ink[ink < NOISE_FLOOR] = 0.0
     out = _fit_and_centre(ink)
     if out is None:
         return None
@@ -564,12 +571,9 @@ def convert_pair(masks) -> ConvertedPair | None:
     if len(arrays) != 2 or len({a.shape for a in arrays}) != 1 or arrays[0].shape[2] != 1:
         raise ImageError(f"expected two grey ink masks (2, H, W) of one size, got shapes "
                          f"{[a.shape[:2] if a.shape[2] == 1 else a.shape for a in arrays]}")
-    ink = np.stack([_reduce(a, premultiply=False)[:, :, 0] for a in arrays])  # (2, h, w)
-    peak = float(ink.max())
-    if not peak >= MIN_CONTRAST:
+    ink = _cleaned(np.stack([_reduce(a, premultiply=False)[:, :, 0] for a in arrays]))  # (2, h, w)
+    if ink is None:
         return None
-    ink = ink / peak
-    ink[ink < NOISE_FLOOR] = 0.0
     boxes = [_box(k) for k in ink]
     drawn = [k for k, b in enumerate(boxes) if b is not None]
     if not drawn:

@@ -34,7 +34,9 @@ from capsules import zoo as Z
 from capsules.checkpoint import SHIPPED, CheckpointError, load_model
 from capsules.data import MultiMNIST, MultiMNISTBatch, load_mnist, load_multimnist_test, resolve_data_dir
 from capsules.device import describe, pick_device
-from capsules.preprocess import Converted, ImageError, convert, convert_upload, rasterise_strokes
+from capsules.preprocess import (
+    Converted, ConvertedPair, ImageError, convert, convert_pair, convert_upload, rasterise_strokes,
+)
 from dashboard import figures as F
 from dashboard.pad import drawing_pad
 
@@ -138,10 +140,11 @@ def pick_model(models: Models = MNIST_MODELS) -> Path:
         if other.picker != models.picker and other.picker in st.session_state:
             st.session_state[other.picker] = st.session_state[other.picker]
     choices = model_choices(models)
+    shipped_ones = f"the shipped {Z.DATASET_NAMES[models.dataset]} CapsNets"
     with st.sidebar:
         picked = st.selectbox("Model", list(choices), key=models.picker, format_func=choices.get,
-                              help=f"The CapsNet every view of the page shows: the shipped {Z.DATASET_NAMES[models.dataset]} "
-                                   f"CapsNets (Table 1's comparison models among them) and ${models.env} when it is set.")
+                              help=f"The CapsNet every view of the page shows: {shipped_ones} (Table 1's comparison "
+                                   f"models among them) and ${models.env} when it is set.")
     return Path(picked)
 
 
@@ -400,6 +403,30 @@ def read_drawing(key: str = "canvas") -> Converted | None:
         return None
 
 
+PENS = ("pen A", "pen B")  # the two-digit pad's pens, in the colours of dashboard.figures.PAIR_COLORS
+
+
+def read_two_pens(key: str = "pair_pad") -> ConvertedPair | None:
+    """The drawing pad with two pens, one per digit, in the colours of
+    :data:`dashboard.figures.PAIR_COLORS` (a radio above it picks the pen that draws), as the
+    MultiMNIST model's input (:func:`capsules.preprocess.convert_pair`: one grey image, the
+    clipped sum, and each pen's digit apart), or None when it has no ink. Strokes that are no
+    drawing show their reason and give None."""
+    colours = ("red", "green")
+    pen = st.radio("Pen", range(len(PENS)), key=f"{key}_pen", horizontal=True,
+                   format_func=lambda k: f"{PENS[k]} ({colours[k]})",
+                   help="Draw one digit with each pen: the strokes keep their pen's colour on the pad; the "
+                        "model sees both as one grey image.")
+    strokes = drawing_pad(key, side=CANVAS_SIDE, width=STROKE_WIDTH, pens=list(F.PAIR_COLORS), pen=pen)
+    if not strokes:
+        return None
+    try:
+        return convert_pair(rasterise_strokes(strokes, CANVAS_SIDE, STROKE_WIDTH, pens=len(PENS)))
+    except ImageError as exc:  # what the browser sent is no drawing: say so, use the test pair
+        st.warning(f"The drawing could not be read: {exc}")
+        return None
+
+
 def read_upload(key: str = "upload") -> tuple[Converted | None, str | None]:
     """An uploaded photo or scan: (the model's input or None, the file's name or None). An
     unreadable file shows its one-sentence reason."""
@@ -467,6 +494,26 @@ def report_time(slot, clock: Clock) -> None:
         last = st.session_state.get("new_input_ms")
         if last is not None:
             st.caption(f"Last new input: **{last:.0f} ms** for the whole rerun.")
+
+
+def show_views(views: dict, key: str) -> None:
+    """A page's views as tabs (session-state key ``key``); only the open tab's ``draw()`` runs:
+    a closed tab computes and draws nothing."""
+    tabs = st.tabs(list(views), key=key, on_change="rerun")
+    for tab, draw in zip(tabs, views.values()):
+        if tab.open:
+            with tab:
+                draw()
+
+
+def end_run(slot, clock: Clock, input_key) -> None:
+    """Last on a page: the cost of this run is remembered as that of a new input when
+    ``input_key`` (what the page reads, and r) changed, and the time goes to the sidebar's
+    ``slot`` (:func:`report_time`)."""
+    if st.session_state.get("input_key") != input_key:
+        st.session_state["input_key"] = input_key
+        st.session_state["new_input_ms"] = clock.total
+    report_time(slot, clock)
 
 
 def view(draw):

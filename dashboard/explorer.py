@@ -28,8 +28,8 @@ from capsules.data import DatasetError
 from capsules.preprocess import Converted
 from dashboard.common import (
     EVIDENCE_BARS, TEST_DIGIT, Clock, Loaded, cached_analysis, chart, digit_picker, evidence_controls, evidence_notes,
-    evidence_title, figure, get_baselines, get_model, get_samples, get_test_set, model_panel, read_drawing, read_upload,
-    report_time, routing_iterations, sample_label, view,
+    end_run, evidence_title, figure, get_baselines, get_model, get_samples, get_test_set, model_panel, read_drawing,
+    read_upload, routing_iterations, sample_label, show_views, view,
 )
 
 POSE_DIMS = 16
@@ -503,15 +503,8 @@ def main() -> None:
         "Pose perturbation": lambda: view_pose(loaded, res),
         "Transform explorer": lambda: view_transform(loaded, inp, res, baselines),
     }
-    tabs = st.tabs(list(views), key="view", on_change="rerun")  # only the open tab computes and draws
-    for tab, draw in zip(tabs, views.values()):
-        if tab.open:
-            with tab:
-                draw()
-    if st.session_state.get("input_key") != (inp.key, iterations):  # a new input: remember its cost
-        st.session_state["input_key"] = (inp.key, iterations)
-        st.session_state["new_input_ms"] = clock.total
-    report_time(time_slot, clock)  # last: the whole run
+    show_views(views, "view")
+    end_run(time_slot, clock, ("one digit", inp.key, iterations))  # last: the whole run
 
 
 if __name__ == "__main__":  # run as a page by st.navigation (dashboard/app.py)

@@ -376,9 +376,9 @@ def _evidence_scale(maps: np.ndarray, diverging: bool) -> tuple[dict, str]:
 
 def _ink_outline(image: np.ndarray, line: str, width: float = 1.6) -> go.Contour:
     """The outline of the input's ink, its 0.5 level, as a line of colour ``line``."""
-    return go.Contour(z=np.asarray(image, dtype=np.float32), contours=dict(start=0.5, end=0.5, size=1, coloring="lines"),
-                      colorscale=[[0, line], [1, line]], showscale=False, line=dict(width=width),
-                      hoverinfo="skip", name="input outline")
+    return go.Contour(z=np.asarray(image, dtype=np.float32),
+                      contours=dict(start=0.5, end=0.5, size=1, coloring="lines"), colorscale=[[0, line], [1, line]],
+                      showscale=False, line=dict(width=width), hoverinfo="skip", name="input outline")
 
 
 def evidence_figure(image: np.ndarray, maps: np.ndarray, digit: int, title: str | None = None,

@@ -1,8 +1,10 @@
 """Two overlapping digits: the MultiMNIST CapsNet reads both at once (the paper's section 6).
 
-A page of ``streamlit run dashboard/app.py`` (``/two-digits``). The input is a pair from the
-fixed, seeded MultiMNIST test set (:func:`capsules.data.load_multimnist_test`; without MNIST,
-pairs of the built-in sample digits made by the same generator). The page shows the two longest
+A page of ``streamlit run dashboard/app.py`` (``/two-digits``). The input is a drawing with two
+pens, one per digit (:func:`dashboard.common.read_two_pens`: two colours on the pad, one grey
+image for the model, :func:`capsules.preprocess.convert_pair`), or a pair from the fixed, seeded
+MultiMNIST test set (:func:`capsules.data.load_multimnist_test`; without MNIST, pairs of the
+built-in sample digits made by the same generator). The page shows the two longest
 capsules, the paper's Fig. 5 (each digit decoded from its own capsule in its own colour over the
 input, and a capsule the model rejects), and, for each of the two, where on the input its votes
 come from at every routing iteration: the explorer's evidence maps
@@ -25,10 +27,12 @@ import streamlit as st
 
 from capsules import analysis as A
 from capsules.data import DatasetError
+from capsules.preprocess import PAIR_SHIFT, ConvertedPair
 from dashboard import figures as F
 from dashboard.common import (
-    EVIDENCE_BARS, MULTIMNIST_MODELS, Clock, Loaded, cached_analysis, chart, checkpoint_path, evidence_controls,
-    evidence_notes, figure, get_model, get_sample_pairs, get_test_pairs, model_panel, report_time, routing_iterations, view,
+    EVIDENCE_BARS, MULTIMNIST_MODELS, PENS, Clock, Loaded, cached_analysis, chart, checkpoint_path, evidence_controls,
+    end_run, evidence_notes, figure, get_model, get_sample_pairs, get_test_pairs, model_panel, read_two_pens,
+    routing_iterations, show_views, view,
 )
 
 # How to get the model this page is for (the README's MultiMNIST section).
@@ -43,8 +47,8 @@ class PairInput:
 
     image: np.ndarray  # (36, 36) float32 in [0, 1]: what the model sees, the clipped sum of the two
     sources: np.ndarray  # (2, 36, 36) float32: each digit alone, in the frame of ``image``
-    names: tuple[str, str]  # the two digits in words: "digit 3", "digit 5"
-    source: str  # for the page: "test pair #12 (digits 3 and 5)"
+    names: tuple[str, str]  # the two digits in words: "digit 3", "digit 5"; "pen A", "pen B"
+    source: str  # for the page: "test pair #12 (digits 3 and 5)", "your drawing"
     labels: tuple[int, int] | None  # the true digits of a test pair
 
     @property
@@ -74,37 +78,62 @@ def pick_pair() -> PairInput:
     """The test-pair picker: the fixed MultiMNIST test set, or without MNIST the pairs of the
     built-in samples (with a note on how to get MNIST)."""
     try:
-        pairs, made_of = get_test_pairs(), "MNIST test digits"
+        pairs, digit = get_test_pairs(), "MNIST test digit"
     except DatasetError as exc:
-        pairs, made_of = get_sample_pairs(), "built-in sample digits"
+        pairs, digit = get_sample_pairs(), "built-in sample digit"
         st.info(f"The MultiMNIST test pairs are made from the MNIST test set, which could not be read: {exc} "
                 f"Meanwhile the pairs here are made of the {len(pairs)} built-in sample digits by the same "
                 "generator, with the same seed.")
     count = len(pairs)
-    c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
-    with c1:
-        k = int(st.number_input(f"Test pair (0 … {count - 1:,})", 0, count - 1, 0, 1, key="pair",
-                                help="The fixed, seeded MultiMNIST test set the model is scored on: pair k has "
-                                     "test digit k as its first digit and a digit of another class as its second, "
-                                     "each shifted by up to 4 pixels per axis in the 36×36 frame."))
-    with c2:
-        st.button("Another pair", key="pair_random", on_click=another_pair, args=(count,))
+    k = int(st.number_input(f"Test pair (0 … {count - 1:,})", 0, count - 1, 0, 1, key="pair",
+                            help="The fixed, seeded MultiMNIST test set the model is scored on: pair k has "
+                                 "test digit k as its first digit and a digit of another class as its second, "
+                                 "each shifted by up to 4 pixels per axis in the 36×36 frame."))
+    st.button("Another pair", key="pair_random", on_click=another_pair, args=(count,),
+              help="A test pair drawn at random.")
     p = pairs[k]
     a, b = (int(d) for d in p.labels)
     first, second = (int(i) for i in p.index)
     shifts = p.shifts.tolist()
-    st.caption(f"Pair #{k}: **{a}** (red) is {made_of[:-1]} #{first}, shifted by {tuple(shifts[0])}; "
+    st.caption(f"Pair #{k}: **{a}** (red) is {digit} #{first}, shifted by {tuple(shifts[0])}; "
                f"**{b}** (green) is #{second}, shifted by {tuple(shifts[1])} (rows, columns).")
     sources = np.stack([p.first.numpy(), p.second.numpy()]).astype(np.float32) / 255.0
     return PairInput(image=A.as_image(p.merged.numpy()), sources=sources, names=(f"digit {a}", f"digit {b}"),
                      source=f"test pair #{k} (digits {a} and {b})", labels=(a, b))
 
 
-def choose_input() -> PairInput:
-    st.subheader("Pick a test pair")
-    inp = pick_pair()
-    st.image(F.digit_thumbnail(F.overlay(inp.image, inp.sources, F.PAIR_COLORS, base=0.0), 6),
-             caption="The two digits apart, in their colours: the model sees only their grey, clipped sum.")
+def drawing_notes(drawn: ConvertedPair) -> None:
+    """What the model will make of the drawing's layout: a pen left out, digits further apart
+    than in training."""
+    if drawn.missing:
+        have, lack = PENS[1 - drawn.missing[0]], PENS[drawn.missing[0]]
+        st.info(f"Only {have} has ink: draw the second digit with {lack} over it. (The model reads the one "
+                "digit as it would a pair.)")
+    elif drawn.apart:
+        st.info(f"Your digits' centres are {drawn.distance:.0f} pixels apart in the 36×36 frame, a MultiMNIST "
+                f"pair's about {2 * PAIR_SHIFT} at most (each digit is shifted by up to {PAIR_SHIFT} per axis): the "
+                "model never saw a pair this far apart. Draw them over each other.")
+
+
+def choose_input(draw_col, pick_col) -> PairInput:
+    """The input row's widgets: a drawing replaces the test pair."""
+    with draw_col:
+        st.subheader("Draw two digits")
+        drawn = read_two_pens()
+        st.caption("One digit with each pen, over each other: the pad shows them in two colours, the model "
+                   "sees one grey image (their clipped sum, as MultiMNIST merges its pairs). Both keep their "
+                   "sizes and places; the larger is fitted to MNIST's 20-pixel box. Clear the pad to go back "
+                   "to the test pair.")
+        if drawn is not None:
+            drawing_notes(drawn)
+    with pick_col:
+        st.subheader("Or pick a test pair")
+        picked = pick_pair()
+        inp = picked if drawn is None else PairInput(
+            image=drawn.image, sources=drawn.sources, names=PENS, source="your drawing", labels=None)
+        st.image(F.digit_thumbnail(F.overlay(inp.image, inp.sources, F.PAIR_COLORS, base=0.0), 5),
+                 caption=f"Input now: {inp.source}, its two digits apart in their colours; the model sees only "
+                         "their grey, clipped sum.")
     return inp
 
 
@@ -122,16 +151,15 @@ def prediction_panel(res: A.Analysis, pair: A.PairReading, inp: PairInput, order
                      untrained: bool) -> None:
     st.subheader("The two longest capsules")
     a, b = pair.digits
-    m1, m2, m3 = st.columns(3)
+    m1, m2 = st.columns(2)
     m1.metric("Longest capsule", f"{a} ({pair.lengths[a]:.2f})",
               help="The longest digit capsule and its length |v|, the model's probability that the digit is present.")
-    m2.metric("Second-longest capsule", f"{b} ({pair.lengths[b]:.2f})",
+    m2.metric("Second longest", f"{b} ({pair.lengths[b]:.2f})",
               help="The paper reads a MultiMNIST image as the digits of its two longest capsules.")
     third = A.longest(pair.lengths, 3)[2]
-    m3.metric("Third-longest", f"{third} ({pair.lengths[third]:.2f})",
-              help="The strongest capsule the model rejects.")
     said = " · ".join(f"Capsule {d} redraws {inp.names[o]} ({'red' if o == 0 else 'green'})"
                       for d, o in zip(pair.digits, order))
+    said += f". The third longest, the strongest the model rejects: {third} ({pair.lengths[third]:.2f})"
     if inp.labels is not None:
         right = pair.correct(inp.labels)
         st.caption(f"True digits: **{inp.labels[0]}** and **{inp.labels[1]}** "
@@ -187,7 +215,8 @@ def view_routing(res: A.Analysis, pair: A.PairReading, inp: PairInput, colors: l
              "projected": "Contribution to |s<sub>j</sub>| of each winning capsule, iteration by iteration",
              "change": "Change of the votes c·|û| since iteration 1, for each winning capsule"}[mode]
     chart(figure("evidence_grid_figure", res.image, maps, pair.digits, title=title, diverging=mode != "votes",
-                 outline=spread != "ink", colorbar_title=EVIDENCE_BARS[mode], colors=tuple(colors)), "fig_pair_evidence")
+                 outline=spread != "ink", colorbar_title=EVIDENCE_BARS[mode], colors=tuple(colors)),
+          "fig_pair_evidence")
     left, right = st.columns([1.2, 1], gap="large")
     with left:
         st.markdown("**Whose ink the votes land on**")
@@ -243,9 +272,8 @@ def main() -> None:
         untrained_note()
     iterations = routing_iterations(loaded, trained)
     time_slot = model_panel(loaded)
-    in_col, pred_col = st.columns([1, 1.4], gap="large")
-    with in_col:
-        inp = choose_input()
+    draw_col, pick_col, pred_col = st.columns([1.1, 1.0, 1.4], gap="medium")
+    inp = choose_input(draw_col, pick_col)
     res = clock("analysis (traced forward)", cached_analysis, loaded.model, loaded.key, inp.image, iterations)
     pair = clock("decode (3 capsules)", cached_pair, loaded.model, loaded.key, res, inp.image, iterations, THIRD)
     colors, order = source_colors(pair, inp)
@@ -256,15 +284,8 @@ def main() -> None:
         "Routing for the pair": lambda: view_routing(res, pair, inp, colors),
         "Routing iterations": lambda: view_lengths(res),
     }
-    tabs = st.tabs(list(views), key="pair_view", on_change="rerun")  # only the open tab computes and draws
-    for tab, draw in zip(tabs, views.values()):
-        if tab.open:
-            with tab:
-                draw()
-    if st.session_state.get("pair_input_key") != (inp.key, iterations):  # a new input: remember its cost
-        st.session_state["pair_input_key"] = (inp.key, iterations)
-        st.session_state["new_input_ms"] = clock.total
-    report_time(time_slot, clock)  # last: the whole run
+    show_views(views, "pair_view")
+    end_run(time_slot, clock, ("two digits", inp.key, iterations))  # last: the whole run
 
 
 if __name__ == "__main__":  # run as a page by st.navigation (dashboard/app.py)

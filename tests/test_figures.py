@@ -295,3 +295,82 @@ def test_digit_thumbnail():
     assert big.shape == (84, 84) and big.dtype == np.uint8
     assert (big[9:12, 12:15] == 200).all() and big.sum() == 200 * 9
     assert F.digit_thumbnail(img.astype(np.float32) / 255, 2).max() == 200
+
+
+# ------------------------------------------------------------------------------ two digits (Fig. 5)
+
+
+def test_lengths_outline_both_digits_of_a_pair(result):
+    fig = F.lengths_figure(result.lengths, (3, 7))
+    widths = list(fig.data[0].marker.line.width)
+    assert [j for j, w in enumerate(widths) if w] == [3, 7]
+    one = F.lengths_figure(result.lengths, 5)
+    assert [j for j, w in enumerate(one.data[0].marker.line.width) if w] == [5]
+
+
+def test_overlay_draws_each_digit_in_its_colour_over_the_dimmed_input():
+    image = np.zeros((4, 4), np.float32)
+    image[0, :] = 1.0
+    a = np.zeros((4, 4), np.float32)
+    b = np.zeros((4, 4), np.float32)
+    a[1, 1], b[2, 2] = 1.0, 1.0
+    a[3, 3] = b[3, 3] = 1.0  # both read here: red + green = yellow
+    a[0, 0] = 0.2  # fainter than the input: the input shows
+    out = F.overlay(image, [a, b], ["#ff0000", "#00ff00"], base=0.5)
+    assert out.shape == (4, 4, 3) and out.dtype == np.uint8
+    assert tuple(out[0, 1]) == (128, 128, 128)  # grey input at half strength
+    assert tuple(out[0, 0]) == (128, 128, 128)  # the brighter of the two, channel by channel
+    assert tuple(out[1, 1]) == (255, 0, 0) and tuple(out[2, 2]) == (0, 255, 0)
+    assert tuple(out[3, 3]) == (255, 255, 0) and tuple(out[1, 2]) == (0, 0, 0)
+    np.testing.assert_array_equal(F.overlay(image, base=1.0)[..., 0], (image * 255).astype(np.uint8))
+    coloured = F.digit_thumbnail(out, 3)  # enlarged as a grey digit is
+    assert coloured.shape == (12, 12, 3) and tuple(coloured[4, 4]) == (255, 0, 0)
+
+
+def test_pair_figure_is_the_papers_fig_5():
+    import base64
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    image = rng.random((36, 36)).astype(np.float32)
+    recons = rng.random((2, 36, 36)).astype(np.float32)
+    lengths = np.linspace(0.0, 0.9, 10)
+    fig = F.pair_figure(image, recons, (9, 8), lengths, recons[0], 2, colors=F.PAIR_COLORS[::-1])
+    assert len(fig.data) == 5 and all(isinstance(t, go.Image) for t in fig.data)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["Input", "9 (0.90)", "8 (0.80)", "9 and 8", "2 (0.20): rejected"]
+    colours = [a.font.color for a in fig.layout.annotations]
+    assert colours[1:3] == list(F.PAIR_COLORS[::-1]) and colours[4] == F.REJECTED_COLOR
+    panels = [np.asarray(Image.open(io.BytesIO(base64.b64decode(t.source.split(",", 1)[1]))).convert("RGB"))
+              for t in fig.data]
+    assert all(p.shape == (36, 36, 3) for p in panels)
+    np.testing.assert_array_equal(panels[0], F.overlay(image, base=1.0))
+    np.testing.assert_array_equal(panels[1], F.overlay(image, [recons[0]], [F.PAIR_COLORS[1]]))
+    np.testing.assert_array_equal(panels[3], F.overlay(image, recons, F.PAIR_COLORS[::-1]))
+    np.testing.assert_array_equal(panels[4], F.overlay(image, [recons[0]], [F.REJECTED_COLOR]))
+    assert fig.layout.paper_bgcolor == "rgba(0,0,0,0)"
+
+
+def test_evidence_grid_has_one_panel_per_capsule_and_iteration_on_one_scale():
+    rng = np.random.default_rng(1)
+    image = (rng.random((36, 36)) > 0.7).astype(np.float32)
+    maps = rng.random((2, 3, 36, 36)).astype(np.float32)
+    maps[:, :, 35] = np.nan
+    fig = F.evidence_grid_figure(image, maps, (4, 1), colors=F.PAIR_COLORS)
+    heats = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    outlines = [t for t in fig.data if isinstance(t, go.Contour)]
+    assert len(heats) == 6 and len(outlines) == 6
+    for k in range(2):
+        for t in range(3):
+            np.testing.assert_allclose(np.asarray(heats[3 * k + t].z, dtype=float), maps[k, t])
+    assert {h.coloraxis for h in heats} == {"coloraxis"}
+    axis = fig.layout.coloraxis
+    assert axis.cmin == 0 and axis.cmax == pytest.approx(float(np.nanmax(maps)))
+    assert [a.text for a in fig.layout.annotations] == ["iteration 1", "iteration 2", "iteration 3"]
+    assert fig.layout.yaxis.title.text == "<b>capsule 4</b>" and fig.layout.yaxis.title.font.color == F.PAIR_COLORS[0]
+    assert fig.layout.yaxis4.title.text == "<b>capsule 1</b>" and fig.layout.yaxis4.title.font.color == F.PAIR_COLORS[1]
+    signed = F.evidence_grid_figure(image, maps - 0.5, (4, 1), diverging=True, outline=False)
+    assert len(signed.data) == 6 and signed.layout.coloraxis.cmid == 0
+    assert signed.layout.coloraxis.cmin == -signed.layout.coloraxis.cmax

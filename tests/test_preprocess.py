@@ -587,3 +587,79 @@ def test_load_refuses_decompression_bombs(width, height):
     assert width * height > MAX_PIXELS
     with pytest.raises(ValueError, match="too large"):
         load_image(_png_claiming(width, height))
+
+
+# ----------------------------------------------------------------------------- two digits
+
+ONE_A = {"pen": 0, "xy": [100, 40, 100, 200]}  # pen A: a "1", 160 pixels tall
+SEVEN_B = {"pen": 1, "xy": [70, 60, 160, 60, 120, 180]}  # pen B: a "7" over it, shifted
+
+
+def test_a_pair_is_fitted_into_the_multimnist_frame():
+    import torch
+
+    from capsules.data import MultiMNIST
+    from capsules.preprocess import PAIR_FRAME, convert_pair
+
+    assert PAIR_FRAME == MultiMNIST(torch.zeros(2, 28, 28, dtype=torch.uint8), torch.tensor([0, 1])).image_size == 36
+    masks = rasterise_strokes([ONE_A, SEVEN_B], PAD, WIDTH, pens=2)
+    out = convert_pair(masks)
+    assert out.image.shape == (36, 36) and out.sources.shape == (2, 36, 36)
+    assert out.image.dtype == out.sources.dtype == np.float32 and out.image.flags.c_contiguous
+    for s in out.sources:  # each digit at full strength
+        assert s.max() == pytest.approx(1.0) and s.min() >= 0
+    np.testing.assert_allclose(out.image, np.minimum(out.sources.sum(axis=0), 1.0))  # MultiMNIST's merge
+    assert out.image.max() == 1.0 and (out.sources.sum(axis=0) > 1.0).any()  # they overlap: clipped
+    # the larger digit fills MNIST's 20-pixel box; the other keeps its size relative to it
+    tall, _ = bbox(out.sources[0] > 0.05)
+    assert tall == pytest.approx(20, abs=1)
+    h_b, w_b = bbox(out.sources[1] > 0.05)
+    scale = tall / (160 + WIDTH)
+    assert h_b == pytest.approx((120 + WIDTH) * scale, abs=1.5) and w_b == pytest.approx((90 + WIDTH) * scale, abs=1.5)
+    # both keep their places: the midpoint of their centres of mass at the frame's centre, (18, 18),
+    # and the offset between them scaled as the digits are
+    (ya, xa), (yb, xb) = (centre_of_mass(s) for s in out.sources)
+    assert ((ya + yb) / 2, (xa + xb) / 2) == pytest.approx((18.0, 18.0), abs=0.6)
+    (ya0, xa0), (yb0, xb0) = (centre_of_mass(m.astype(float)) for m in masks)
+    assert (yb - ya, xb - xa) == pytest.approx(((yb0 - ya0) * scale, (xb0 - xa0) * scale), abs=0.6)
+    assert out.distance == pytest.approx(max(abs(yb - ya), abs(xb - xa)), abs=0.6)
+    assert not out.apart and out.missing == []
+
+
+def test_one_pen_alone_and_no_ink():
+    from capsules.preprocess import convert_pair
+
+    masks = rasterise_strokes([ONE_A], PAD, WIDTH, pens=2)
+    out = convert_pair(masks)
+    assert out.missing == [1] and out.distance is None and not out.apart
+    assert not out.sources[1].any() and np.array_equal(out.image, out.sources[0])
+    assert centre_of_mass(out.sources[0]) == pytest.approx((18.0, 18.0), abs=0.6)
+    assert bbox(out.sources[0] > 0.05)[0] == pytest.approx(20, abs=1)
+    assert convert_pair(rasterise_strokes([], PAD, WIDTH, pens=2)) is None
+    assert convert_pair(np.full((2, 50, 50), 3, np.uint8)) is None  # too faint to be ink
+
+
+def test_digits_far_apart_are_shrunk_into_the_frame_and_flagged():
+    from capsules.preprocess import convert_pair
+
+    left = {"pen": 0, "xy": [20, 60, 20, 140]}
+    right = {"pen": 1, "xy": [220, 60, 220, 140]}
+    out = convert_pair(rasterise_strokes([left, right], PAD, WIDTH, pens=2))
+    assert out.apart and out.distance > 8
+    scale = 36 / (200 + WIDTH)  # the two together fill the frame's width (not 20 / the digit's height)
+    for s in out.sources:  # each whole, at that scale
+        assert bbox(s > 0.05)[0] == pytest.approx((80 + WIDTH) * scale, abs=1.5)
+        assert s.max() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("masks, message", [
+    (np.zeros((3, 10, 10)), "two grey ink masks"),
+    ([np.zeros((10, 10)), np.zeros((10, 12))], "two grey ink masks"),
+    (np.zeros((2, 10, 10, 3)), "two grey ink masks"),
+    (5, "no sequence of images"),
+])
+def test_malformed_pairs_raise_saying_what_was_expected(masks, message):
+    from capsules.preprocess import convert_pair
+
+    with pytest.raises(ImageError, match=message):
+        convert_pair(masks)
