@@ -86,7 +86,8 @@ def _key(path: str | os.PathLike) -> str:
 
 
 def model_choices() -> dict[str, str]:
-    """What the model picker offers, path -> label: ``$CAPSULES_CHECKPOINT`` first when it is set,
+    """What the model picker offers, path -> short label (the sidebar's width; the model panel
+    below it names the checkpoint in full): ``$CAPSULES_CHECKPOINT`` first when it is set,
     then the shipped checkpoint and the other shipped MNIST CapsNets. With none of them, the
     shipped checkpoint's path: it loads as an untrained CapsNet, with a warning."""
     choices = {}
@@ -95,7 +96,7 @@ def model_choices() -> dict[str, str]:
         choices[_key(env)] = f"{Path(env).stem} ($CAPSULES_CHECKPOINT)"
     capsnets = [m for m in shipped() if m.kind == "capsnet" and m.dataset == "mnist"]
     for m in sorted(capsnets, key=lambda m: m.path.resolve() != SHIPPED.resolve()):  # the shipped one first
-        choices.setdefault(_key(m.path), m.label)
+        choices.setdefault(_key(m.path), m.short_label)
     return choices or {_key(SHIPPED): SHIPPED.stem}
 
 
