@@ -2,7 +2,7 @@
 # Train Table 1's model zoo (README, "Table 1 model zoo"), one run after the other, each resumed
 # from its state file when it has one, so that the same command goes on after any stop:
 #
-#     nohup bash scripts/train_zoo.sh ~/capsules-runs/zoo > ~/capsules-runs/zoo.out 2>&1 &
+#     mkdir -p runs/zoo && nohup bash scripts/train_zoo.sh runs/zoo > runs/zoo/queue.out 2>&1 &
 #
 # Every run gets the same budget (10 epochs of the default recipe, seed 0); a finished run leaves
 # a `done` file and is skipped, and so is a model already shipped in checkpoints/. Each run logs to <runs>/<name>.log, the queue to <runs>/queue.log.
