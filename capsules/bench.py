@@ -350,6 +350,68 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
+PAGE_ROWS = (  # docs/bench-page.json (scripts/bench_page.py): what a person waits for in the browser
+    ("pen_up_to_prediction", "page: pen-up to the new prediction shown"),
+    ("tab_settled", "page: a tab switch to the open tab settled"),
+    ("slider_to_picture", "page: a pose slider to its picture"),
+    ("cold_start", "page: cold start (server launched) to the first prediction"),
+    ("page_load_to_prediction", "page: a new visitor on a running server to the first prediction"),
+)
+
+
+def markdown(cpu: dict, page: dict | None = None) -> str:
+    """The README's speed table from the JSON of ``python -m capsules.bench --json`` and, when
+    given, of ``scripts/bench_page.py --json``: every figure read from them, none typed in. The GPU
+    rows say that they were not measured unless ``cpu`` is a GPU run."""
+    lines = [f"Measured {cpu['date'][:10]} on {cpu['device']}, torch {cpu['torch']}, training batch "
+             f"{cpu['batch_size']}, medians of {cpu['repeats']} repeats (`{cpu['command'].strip()}`)"
+             + (f"; page figures {page['date'][:10]}, chromium {page['software']['chromium']} on the same "
+                f"machine, medians of {page['repeats']} (`{page['command'].split(' --note')[0]}`)" if page else "")
+             + ".", "", "| measurement | value | vs seed | share of the limit | peak memory |", "|---|---|---|---|---|"]
+    seed = cpu.get("train_seed")
+
+    def row(name, m, value):
+        ratio = f"{m['images_per_second'] / seed['images_per_second']:.2f}x" if seed and "images_per_second" in m \
+            and name.startswith("training") else ""
+        share = f"{100 * m['share_of_limit']:.0f}% ({m['gflops']:.0f} GFLOP/s)" if "share_of_limit" in m else ""
+        memory = f"{m['peak_memory_mb']:.0f} MB" if "peak_memory_mb" in m else ""
+        lines.append(f"| {name} | {value} | {ratio} | {share} | {memory} |")
+
+    default = cpu["default_precision"]
+    row(f"training step, default ({default} autocast, routing fp32)", cpu["train_default"],
+        f"{cpu['train_default']['images_per_second']:.1f} img/s")
+    row("training step, fp32", cpu["train_fp32"], f"{cpu['train_fp32']['images_per_second']:.1f} img/s")
+    if seed:
+        row("training step, seed (labml-nn, fp32)", seed, f"{seed['images_per_second']:.1f} img/s")
+    paired = cpu.get("paired")
+    if paired:
+        lines.append(f"| training step against the seed's, one process, batch {paired['batch_size']}, "
+                     f"median of {paired['pairs']} alternating pairs | {paired['ratio']:.2f}x "
+                     f"({paired['ratio_min']:.2f}-{paired['ratio_max']:.2f}x) | | | |")
+    for key, precision in (("inference_default", default), ("inference_fp32", "fp32")):
+        if key in cpu:
+            row(f"batch inference, {precision}", cpu[key], f"{cpu[key]['images_per_second']:.1f} img/s")
+    row("dashboard interaction: one image, full routing trace + Fig. 4 grid (176 decodes)", cpu["interaction"],
+        f"{cpu['interaction']['milliseconds']:.1f} ms")
+    for precision, peak in cpu.get("peaks", {}).items():
+        work = cpu["flops_per_image"][precision]
+        best = max(peak["gemm_gflops"], peak["conv_gflops"])
+        lines.append(f"| the limit, {precision}: GEMM {peak['gemm_gflops']:.0f}, PrimaryCaps convolution "
+                     f"{peak['conv_gflops']:.0f} GFLOP/s; a training image {work['train'] / 1e9:.2f} GFLOP, an "
+                     f"inference image {work['inference'] / 1e9:.2f} | training at most {best * 1e9 / work['train']:.0f} "
+                     f"img/s, inference {best * 1e9 / work['inference']:.0f} img/s | | | |")
+    if page:
+        for key, name in PAGE_ROWS:
+            f = page["figures"].get(key)
+            if f:
+                goal = f" (goal {f['goal_s']:g} s{', met' if f.get('met') else ', not met'})" if "goal_s" in f else ""
+                lines.append(f"| {name} | {f['median_s']:.2f} s{goal} | | | |")
+    if not cpu["device"].startswith("CUDA"):
+        lines.append("| GPU rows (training step, inference, interaction on a CUDA device) | not measured: no GPU "
+                     "here | | | |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m capsules.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -362,7 +424,14 @@ def main(argv: list[str] | None = None) -> int:
                         "with the seed (default: 7)")
     parser.add_argument("--pair-batch", type=int, default=64, help="batch of that comparison (default: 64)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--markdown", nargs="+", metavar="JSON", default=None,
+                        help="measure nothing: print the README's speed table from a saved --json file "
+                             "(and the page benchmark's, scripts/bench_page.py --json)")
     args = parser.parse_args(argv)
+    if args.markdown:
+        cpu, *rest = (json.loads(open(f).read()) for f in args.markdown)
+        print(markdown(cpu, rest[0] if rest else None))
+        return 0
     try:
         device = pick_device(args.device)
     except ValueError as exc:

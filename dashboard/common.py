@@ -119,8 +119,9 @@ def _key(path: str | os.PathLike) -> str:
 
 
 def model_choices(models: Models = MNIST_MODELS) -> dict[str, str]:
-    """What the model picker offers, path -> label: ``$<models.env>`` first when it is set, then
-    the data set's shipped checkpoint and its other shipped CapsNets. With none of them, the
+    """What the model picker offers, path -> short label (the sidebar's width; the model panel
+    below it names the checkpoint in full): ``$<models.env>`` first when it is set, then the data
+    set's shipped checkpoint and its other shipped CapsNets. With none of them, the
     shipped checkpoint's path: it loads as an untrained CapsNet, with a warning."""
     choices = {}
     env = os.environ.get(models.env)
@@ -128,7 +129,7 @@ def model_choices(models: Models = MNIST_MODELS) -> dict[str, str]:
         choices[_key(env)] = f"{Path(env).stem} (${models.env})"
     capsnets = [m for m in shipped() if m.kind == "capsnet" and m.dataset == models.dataset]
     for m in sorted(capsnets, key=lambda m: m.path.name != models.shipped):  # the shipped one first
-        choices.setdefault(_key(m.path), m.label)
+        choices.setdefault(_key(m.path), m.short_label)
     return choices or {_key(models.default): models.default.stem}
 
 

@@ -708,7 +708,7 @@ def test_the_model_picker_switches_between_the_shipped_capsnets_on_both_pages(at
     models = shipped_capsnets()
     assert {"capsnet-mnist", "capsnet-mnist-r1"} <= {m.name for m in models}
     picker = at.selectbox(key="model")
-    assert picker.value == str(SHIPPED.resolve()) and picker.options == [m.label for m in models]
+    assert picker.value == str(SHIPPED.resolve()) and picker.options == [m.short_label for m in models]
     k = at.selectbox(key="sample").value
     for m in [*models[1:], models[0]]:
         at.selectbox(key="model").set_value(str(m.path.resolve())).run()

@@ -31,3 +31,10 @@ def test_bench_runs_and_writes_json(tmp_path):
         assert "vs seed" in proc.stdout and r["train_seed"]["images_per_second"] > 0
         p = r["paired"]
         assert p["pairs"] == 2 and p["ratio_min"] <= p["ratio"] <= p["ratio_max"]
+    # the README's table is made from the same JSON, every figure read from it
+    from capsules.bench import markdown
+
+    table = markdown(r)
+    assert f"{r['train_default']['images_per_second']:.1f} img/s" in table
+    assert f"{100 * r['train_default']['share_of_limit']:.0f}%" in table
+    assert "GPU rows" in table and "not measured" in table  # a CPU run: the GPU rows say so

@@ -182,23 +182,31 @@ def other_hosts(requests: list[str], app_url: str) -> list[str]:
     return sorted({u for u in requests if not u.startswith((app_url, "data:", "blob:", "about:"))})
 
 
+def _base_path_probe(message) -> bool:
+    """Streamlit's frontend, opened on a page's own address (``/experiments``), first asks whether
+    the server lives under that path (``/experiments/_stcore/health``, ``.../host-config``), gets a
+    404 and goes on from the root: its own probe, not an error of the app."""
+    where = (message.location or {}).get("url", "")
+    return message.text.startswith("Failed to load resource") and where.endswith(("/_stcore/health",
+                                                                                 "/_stcore/host-config"))
+
+
 def _open(browser, url, width: int, ready: str = '[data-testid="stMetric"]'):
     """A new page of ``width`` pixels on ``url`` (the app by default), settled once ``ready``
-    shows; and the list its requests go to."""
+    shows; the list its requests go to, and the browser console's errors from the first byte on."""
     page = browser.new_page(viewport={"width": width, "height": 1000})
-    requests = []
+    requests, errors = [], []
     page.on("request", lambda r: requests.append(r.url))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and not _base_path_probe(m) else None)
     page.goto(url, wait_until="domcontentloaded")
     page.wait_for_selector(ready, timeout=120_000)
     wait_idle(page)
-    return page, requests
+    return page, requests, errors
 
 
 @pytest.mark.parametrize("width", [1280, 1920])
 def test_every_view_fits_and_nothing_comes_from_another_host(browser, app_url, width):
-    page, requests = _open(browser, app_url, width)
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page, requests, errors = _open(browser, app_url, width)
     try:
         # the input row: the canvas fits its column, the sample picker's text is not cut off
         canvas = find_canvas(page).bounding_box()
@@ -242,7 +250,7 @@ def test_every_view_fits_and_nothing_comes_from_another_host(browser, app_url, w
 def test_routing_metrics_show_no_arrows(browser, app_url):
     """None of the routing metrics is a change over time: no up or down arrow, at any iteration;
     the closed expander's chart comes when it is opened."""
-    page, _ = _open(browser, app_url, 1400)
+    page, _, _ = _open(browser, app_url, 1400)
     try:
         open_tab(page, "Routing step by step")
         main = page.locator('[data-testid="stMain"]')
@@ -269,7 +277,7 @@ def test_routing_metrics_show_no_arrows(browser, app_url):
 def test_a_control_in_a_view_reruns_only_that_view(browser, app_url):
     """A pose slider reruns the Pose view (a fragment): its picture changes and the view reports a
     new time, while the page's own rerun time in the sidebar stays as it was."""
-    page, _ = _open(browser, app_url, 1400)
+    page, _, _ = _open(browser, app_url, 1400)
     try:
         open_tab(page, "Pose perturbation")
         page_time = metric_value(page, "Compute, this rerun")
@@ -292,19 +300,17 @@ EXPERIMENT_CHARTS = ["Routing with k = 1", "Routing dynamics per iteration", "Co
 
 
 def _open_experiments(browser, app_url, width: int):
-    page, requests = _open(browser, f"{app_url}/experiments", width, ready='[data-testid="stPlotlyChart"]')
+    page, requests, errors = _open(browser, f"{app_url}/experiments", width, ready='[data-testid="stPlotlyChart"]')
     for chart in page.query_selector_all('[data-testid="stPlotlyChart"]'):  # drawn when visible
         chart.evaluate("e => e.scrollIntoView({block: 'center'})")
         page.wait_for_timeout(200)
     page.wait_for_timeout(300)
-    return page, requests
+    return page, requests, errors
 
 
 @pytest.mark.parametrize("width", [1280, 1920])
 def test_experiments_page_fits_and_nothing_comes_from_another_host(browser, app_url, width):
-    page, requests = _open_experiments(browser, app_url, width)
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page, requests, errors = _open_experiments(browser, app_url, width)
     try:
         assert page.locator('[data-testid="stException"]').count() == 0
         assert page.locator(".js-plotly-plot").count() == len(EXPERIMENT_CHARTS)
@@ -348,7 +354,7 @@ def test_a_misclassified_digit_opens_in_the_explorer(browser, app_url):
     expected = f"{res.prediction} ({res.confidence:.2f})"
     assert res.prediction == error["prediction"] != error["label"]
 
-    page, _ = _open_experiments(browser, app_url, 1400)
+    page, _, _ = _open_experiments(browser, app_url, 1400)
     try:
         button = page.get_by_role("button", name=f"#{idx}", exact=True)
         button.scroll_into_view_if_needed()
@@ -380,9 +386,7 @@ def test_draw_two_digits_with_two_pens(browser, app_url):
     different digits, with both pens' ink in the routing view's shares; nothing cut off at 1280
     pixels; Clear returns to the test pair. (With the untrained 36x36 CapsNet when no MultiMNIST
     model ships, which digits they are is noise: the page mechanics are checked.)"""
-    page, requests = _open(browser, f"{app_url}/two-digits", 1280)
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page, requests, errors = _open(browser, f"{app_url}/two-digits", 1280)
     try:
         assert "Input now: test pair #0" in page.inner_text("body")
         canvas = find_canvas(page)

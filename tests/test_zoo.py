@@ -76,6 +76,8 @@ def test_listing_reads_each_models_json(folder):
     assert main.recipe == "r = 3, with reconstruction" and norecon.recipe == "r = 3, no reconstruction"
     assert cnn.recipe == "baseline CNN"
     assert r1.label == "capsnet-mnist-r1 · r = 1, with reconstruction, 10 epochs, 99.46%"
+    assert r1.short_label == "r1 + recon · 10 ep · 99.46%" and cnn.short_label.startswith("CNN · ")
+    assert norecon.short_label.startswith("r3 no recon · ")
 
 
 def test_listing_follows_the_environment_and_tolerates_an_empty_folder(folder, tmp_path_factory, monkeypatch):
