@@ -102,7 +102,9 @@ class TrainConfig:
                                          "match this run's); the optimizer and the lr schedule start afresh")
     seed: int = option(0, "seeds init, shuffling and augmentation")
     device: str = option("auto", DEVICE_HELP)
-    precision: str = option("auto", "auto (bf16 autocast where native, routing in fp32), fp32, bf16",
+    precision: str = option("auto", "auto: bf16 autocast (routing in fp32) on a GPU that supports it; on a "
+                                    "CPU the faster of bf16 and fp32 there, measured at the start (a second); "
+                                    "the run records what it chose and resumes in it. Or fp32, bf16",
                             choices=PRECISIONS)
     train_subset: int = option(0, "train on the first N images only, every one of them each epoch "
                                   "(0 = all 60,000, in full batches: the last partial batch is dropped)")
@@ -654,7 +656,12 @@ def setup(cfg: TrainConfig, command: str | None = None, given: set[str] | None =
     if cfg.resume:
         cfg = resumed_config(cfg, given)
     device = _start_processes(cfg, world, local_rank)
-    precision = resolve_precision(cfg.precision, device)
+    # "auto" is resolved once, when the run starts, and the run keeps what it got (saved in its
+    # config, so --resume continues in it). On a CPU it is measured (the faster of bf16 and fp32
+    # there), except with several processes, which must agree without talking: bf16 where native.
+    # A run saved with "auto" before the measurement existed trained by that rule too.
+    precision = resolve_precision(cfg.precision, device, measure=world == 1 and not cfg.resume)
+    cfg = dataclasses.replace(cfg, precision=precision)
     if rank == 0:
         _preflight(out)
         for stale in out.glob(".*.tmp"):  # left by a process killed while writing
