@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .device import DEVICE_HELP, describe, pick_device, resolve_precision
+from .device import DEVICE_HELP, bf16_supported, describe, pick_device, resolve_precision
 from .losses import CapsuleLoss
 from .model import CapsNet
 from .train import make_optimizer, train_step
@@ -279,14 +279,18 @@ def run(device: torch.device, batch_size: int = 128, repeats: int = 5, warmup: i
     }
     results["train_default"] = _isolated(bench_train, device, batch_size, repeats, warmup, "auto")
     results["train_fp32"] = _isolated(bench_train, device, batch_size, repeats, warmup, "fp32")
+    native_bf16 = bf16_supported(device)
+    if native_bf16 and default != "bf16":  # what auto turned down here, for the record
+        results["train_bf16"] = _isolated(bench_train, device, batch_size, repeats, warmup, "bf16")
     results["train_seed"] = None if skip_seed else _isolated(bench_seed_train, device, batch_size, repeats, warmup)
     results["interaction"] = _isolated(bench_interaction, device, max(repeats, 20), warmup + 3)
     results["inference_fp32"] = _isolated(bench_inference, device, inference_batch, repeats, warmup, "fp32")
     if default != "fp32":
         results["inference_default"] = _isolated(bench_inference, device, inference_batch, repeats, warmup, default)
     results["paired"] = None if skip_seed else _isolated(bench_paired, device, pair_batch, pairs, warmup, "auto")
-    results["flops_per_image"] = {p: _isolated(flops_per_image, device, p) for p in sorted({default, "fp32"})}
-    results["peaks"] = {p: _isolated(bench_peaks, device, p, repeats, warmup) for p in sorted({default, "fp32"})}
+    precisions = sorted({default, "fp32"} | ({"bf16"} if native_bf16 else set()))
+    results["flops_per_image"] = {p: _isolated(flops_per_image, device, p) for p in precisions}
+    results["peaks"] = {p: _isolated(bench_peaks, device, p, repeats, warmup) for p in precisions}
     add_limits(results)
     return results
 
@@ -295,6 +299,7 @@ def add_limits(r: dict) -> None:
     """Beside each throughput row: the GFLOP/s it achieves and its share of the machine's limit in
     its precision (the larger of the measured GEMM and convolution peaks)."""
     rows = {"train_default": ("train", r["default_precision"]), "train_fp32": ("train", "fp32"),
+            "train_bf16": ("train", "bf16"),
             "inference_default": ("inference", r["default_precision"]), "inference_fp32": ("inference", "fp32")}
     for key, (kind, precision) in rows.items():
         m = r.get(key)
@@ -311,6 +316,8 @@ def table(r: dict) -> str:
     seed = r.get("train_seed")
     rows = [("training step, default (" + r["default_precision"] + ")", r["train_default"]),
             ("training step, fp32", r["train_fp32"])]
+    if r.get("train_bf16"):
+        rows.append(("training step, bf16 (auto chose fp32 here)", r["train_bf16"]))
     if seed:
         rows.append(("training step, seed (labml-nn, fp32)", seed))
     lines = [f"device: {r['device']}   torch {r['torch']}   batch {r['batch_size']}   {r['date']}", "",
@@ -378,9 +385,13 @@ def markdown(cpu: dict, page: dict | None = None) -> str:
         lines.append(f"| {name} | {value} | {ratio} | {share} | {memory} |")
 
     default = cpu["default_precision"]
-    row(f"training step, default ({default} autocast, routing fp32)", cpu["train_default"],
+    said = "bf16 autocast, routing fp32" if default == "bf16" else default
+    row(f"training step, default (auto: {said})", cpu["train_default"],
         f"{cpu['train_default']['images_per_second']:.1f} img/s")
     row("training step, fp32", cpu["train_fp32"], f"{cpu['train_fp32']['images_per_second']:.1f} img/s")
+    if cpu.get("train_bf16"):
+        row("training step, bf16 autocast (slower here: auto chose fp32)", cpu["train_bf16"],
+            f"{cpu['train_bf16']['images_per_second']:.1f} img/s")
     if seed:
         row("training step, seed (labml-nn, fp32)", seed, f"{seed['images_per_second']:.1f} img/s")
     paired = cpu.get("paired")

@@ -52,7 +52,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 from .data import DatasetError, load_mnist, to_float
@@ -340,6 +339,10 @@ def affine(x: Tensor, kind: str, value: float) -> Tensor:
     if kind == "scale" and value <= 0:
         raise ValueError(f"scale must be positive, got {value}")
     p = {**IDENTITY, kind: float(value)}
+    # imported here: torchvision takes a second to import (it loads torch._dynamo), which every
+    # page of the dashboard would pay at a cold start for what only the robustness curves use
+    import torchvision.transforms.v2.functional as TF
+
     return TF.affine(x, angle=p["rotate"], translate=[p["shift_x"], 0.0], scale=p["scale"],
                      shear=[p["shear"], 0.0], interpolation=TF.InterpolationMode.BILINEAR, fill=0.0)
 
