@@ -1,10 +1,12 @@
 """Checkpoints: safetensors weights with the model config in their header, plus a JSON sidecar.
 
 ``name.safetensors`` holds the tensors and, in its header, ``{"format": <the model kind>,
-"config": <its config as JSON>, "weights_dtype": "fp32" | "fp16" | "bf16"}``, so a model is
-rebuilt from the file alone. The format names the kind: ``capsules.capsnet`` (:class:`CapsNet`)
+"config": <its config as JSON>, "weights_dtype": "fp32" | "fp16" | "bf16" | "int8"}``, so a model
+is rebuilt from the file alone. The format names the kind: ``capsules.capsnet`` (:class:`CapsNet`)
 or ``capsules.baseline-cnn`` (:class:`BaselineCNN`); :func:`load_model` dispatches on it. A file
 without ``weights_dtype`` (every checkpoint written before it existed) holds float32 tensors.
+"int8" is blockwise 8-bit storage for a model too large for the repository in half precision (the
+baseline CNN's 35.4M weights: 71 MB in float16, 36 MB in int8; see :func:`quantize_int8`).
 ``name.json`` beside it describes the weights (accuracy, epochs, command, hardware, ...) and
 records their sha256, which loading checks. Loading never executes code from a file: a pickle
 or ``torch.save`` archive is refused, as is anything whose tensors do not match its config.
@@ -31,6 +33,10 @@ from .model import CapsNet, Model
 
 KINDS: dict[str, type[Model]] = {cls.FORMAT: cls for cls in (CapsNet, BaselineCNN)}
 WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+STORAGES = (*WEIGHT_DTYPES, "int8")  # how a file may store the weights (``weights_dtype``)
+INT8_BLOCK = 128  # values sharing one scale in int8 storage
+INT8_SCALE = ":int8_scale"  # suffix of a scale tensor's name (no state-dict key holds a colon)
+MAX_SHIPPED_BYTES = 36 * 2**20  # the most a shipped checkpoint may weigh (the repository stays light)
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED = PACKAGE_DIR.parent / "checkpoints" / "capsnet-mnist.safetensors"
 MAX_HEADER = 16 * 1024 * 1024
@@ -115,22 +121,98 @@ def read_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     return tensors, meta, data
 
 
+def int8_stored(t: torch.Tensor, block: int = INT8_BLOCK) -> bool:
+    """Whether int8 storage quantizes ``t``: a weight matrix or kernel (2 or more dimensions) whose
+    size is a multiple of ``block``. Biases and other small tensors stay float32."""
+    return t.is_floating_point() and t.dim() >= 2 and t.numel() % block == 0
+
+
+def quantize_int8(t: torch.Tensor, block: int = INT8_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blockwise symmetric 8-bit quantization: ``(q, scale)``.
+
+    ``t`` is read in memory order (a linear layer's rows, a kernel's input channels and taps) in
+    blocks of ``block`` values; each block gets one float16 scale, its largest magnitude / 127,
+    and its values become ``round(w / scale)`` in int8 [-127, 127]. Reading back,
+    ``q * scale`` is off by at most half a scale step per weight: 1/254 of the block's largest
+    magnitude. ``q`` has ``t``'s shape; ``scale`` is (numel / block,)."""
+    flat = t.detach().to("cpu", torch.float32).reshape(-1, block)
+    scale = (flat.abs().amax(dim=1) / 127).to(torch.float16)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero block: any scale
+    q = torch.round(flat / scale.float()[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q.reshape(t.shape), scale
+
+
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Float32 weights from :func:`quantize_int8`'s ``(q, scale)``."""
+    block = q.numel() // scale.numel()
+    return (q.reshape(-1, block).float() * scale.float()[:, None]).reshape(q.shape)
+
+
+def encode_weights(state: dict[str, torch.Tensor], weights_dtype: str) -> dict[str, torch.Tensor]:
+    """The tensors a file holds for ``state`` stored as ``weights_dtype`` (:data:`STORAGES`)."""
+    if weights_dtype not in STORAGES:
+        raise ValueError(f"weights_dtype must be one of {', '.join(STORAGES)}, got {weights_dtype!r}")
+    if weights_dtype != "int8":
+        return {k: v.detach().to("cpu", WEIGHT_DTYPES[weights_dtype]).contiguous() for k, v in state.items()}
+    out = {}
+    for k, v in state.items():
+        if int8_stored(v):
+            out[k], out[k + INT8_SCALE] = quantize_int8(v)
+        else:
+            out[k] = v.detach().to("cpu", torch.float32).contiguous()
+    return out
+
+
+def stored_weights(state: dict[str, torch.Tensor], weights_dtype: str) -> dict[str, torch.Tensor]:
+    """``state`` as :func:`load_model` gives it back after saving it as ``weights_dtype``: float32
+    tensors, rounded to what the file keeps (to check a storage's accuracy before shipping it)."""
+    return decode_weights(encode_weights(state, weights_dtype), weights_dtype, Path("<memory>"))
+
+
+def decode_weights(tensors: dict[str, torch.Tensor], weights_dtype: str, path: Path) -> dict[str, torch.Tensor]:
+    """Float32 tensors from a file's, checking each dtype against the header's ``weights_dtype``."""
+    if weights_dtype != "int8":
+        dtype = WEIGHT_DTYPES[weights_dtype]
+        wrong = sorted(k for k, t in tensors.items() if t.dtype != dtype)
+        if wrong:
+            raise CheckpointError(f"{path}: tensor {wrong[0]} has dtype {tensors[wrong[0]].dtype}, "
+                                  f"its header records {dtype}")
+        return {k: t.to(torch.float32) for k, t in tensors.items()}
+    scales = {k[:-len(INT8_SCALE)]: t for k, t in tensors.items() if k.endswith(INT8_SCALE)}
+    out = {}
+    for k, t in tensors.items():
+        if k.endswith(INT8_SCALE):
+            if k[:-len(INT8_SCALE)] not in tensors:
+                raise CheckpointError(f"{path}: scale {k} belongs to no tensor")
+            if t.dtype != torch.float16 or t.dim() != 1:
+                raise CheckpointError(f"{path}: scale {k} is not a float16 vector")
+        elif k in scales:
+            s = scales[k]
+            if t.dtype != torch.int8 or s.numel() == 0 or t.numel() != s.numel() * INT8_BLOCK:
+                raise CheckpointError(f"{path}: tensor {k} is not int8 in blocks of {INT8_BLOCK} "
+                                      f"({t.dtype}, {t.numel()} values, {s.numel()} scales)")
+            out[k] = dequantize_int8(t, s)
+        elif t.dtype != torch.float32:
+            raise CheckpointError(f"{path}: tensor {k} has dtype {t.dtype} and no int8 scale: "
+                                  "int8 storage keeps the tensors it does not quantize in float32")
+        else:
+            out[k] = t
+    return out
+
+
 def save_model(model: Model, path: str | os.PathLike, metadata: dict | None = None, *,
                weights_dtype: str = "fp32") -> dict:
     """Write ``model``'s weights to ``path`` (.safetensors) and ``metadata`` to the JSON beside it.
 
     ``model`` is any model kind (:data:`KINDS`). ``weights_dtype`` "fp16" or "bf16" stores the
-    weights in half precision (half the file); the header and the JSON record it, and
-    :func:`load_model` upcasts to float32. Returns the sidecar's contents (``metadata`` plus
+    weights in half precision (half the file), "int8" in blockwise 8 bits (:func:`quantize_int8`,
+    a quarter); the header and the JSON record it, and :func:`load_model` gives float32 back. Returns the sidecar's contents (``metadata`` plus
     config, format, weights dtype and sha256).
     """
     if getattr(type(model), "FORMAT", None) not in KINDS:
         raise TypeError(f"cannot save a {type(model).__name__}: not a capsules model kind")
-    if weights_dtype not in WEIGHT_DTYPES:
-        raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {weights_dtype!r}")
     path = Path(path)
-    dtype = WEIGHT_DTYPES[weights_dtype]
-    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    tensors = encode_weights(model.state_dict(), weights_dtype)
     config = model.config.to_dict()
     data = st_save(tensors, metadata={"format": model.FORMAT, "config": json.dumps(config),
                                       "weights_dtype": weights_dtype})
@@ -156,11 +238,11 @@ def _config_from(kind: type[Model], meta: dict[str, str], path: Path):
         raise CheckpointError(f"{path} has an invalid config: {exc}") from None
 
 
-def _weights_dtype_from(meta: dict[str, str], path: Path) -> torch.dtype:
+def _weights_dtype_from(meta: dict[str, str], path: Path) -> str:
     name = meta.get("weights_dtype", "fp32")  # older checkpoints: float32, not recorded
-    if name not in WEIGHT_DTYPES:
-        raise CheckpointError(f"{path} records weights_dtype {name!r}, expected one of {', '.join(WEIGHT_DTYPES)}")
-    return WEIGHT_DTYPES[name]
+    if name not in STORAGES:
+        raise CheckpointError(f"{path} records weights_dtype {name!r}, expected one of {', '.join(STORAGES)}")
+    return name
 
 
 def check_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -199,7 +281,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
 
     ``path`` None loads the shipped MNIST checkpoint; ``device`` None picks the best available
     (CUDA, then MPS, then CPU). The model's ``.metadata`` holds the JSON sidecar and
-    ``.checkpoint_path`` the path; half-precision weights come back as float32.
+    ``.checkpoint_path`` the path; half-precision and int8 weights come back as float32.
     Raises :class:`CheckpointError` with one line naming the problem for anything unusable.
     """
     path = Path(path) if path is not None else SHIPPED
@@ -207,7 +289,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     tensors, meta, data = read_tensors(path)
     kind = _kind_from(meta, path)
     config = _config_from(kind, meta, path)
-    dtype = _weights_dtype_from(meta, path)
+    weights_dtype = _weights_dtype_from(meta, path)
     info = read_metadata(path)
     if info.get("sha256") and info["sha256"] != sha256_bytes(data):
         raise CheckpointError(f"{path} does not match the sha256 recorded in {sidecar(path)}: "
@@ -216,12 +298,9 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         model = kind(config)
     except (ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{path} has a config that builds no model: {exc}") from None
-    check_state(model, tensors, path)
-    wrong = sorted(k for k, t in tensors.items() if t.dtype != dtype)
-    if wrong:
-        raise CheckpointError(f"{path}: tensor {wrong[0]} has dtype {tensors[wrong[0]].dtype}, "
-                              f"its header records {dtype}")
-    model.load_state_dict({k: t.to(torch.float32) for k, t in tensors.items()})
+    state = decode_weights(tensors, weights_dtype, path)
+    check_state(model, state, path)
+    model.load_state_dict(state)
     model.metadata = info
     model.checkpoint_path = path
     return model.to(dev).eval()

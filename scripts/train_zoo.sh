@@ -4,8 +4,9 @@
 #
 #     mkdir -p runs/zoo && nohup bash scripts/train_zoo.sh runs/zoo > runs/zoo/queue.out 2>&1 &
 #
-# Every run gets the same budget (10 epochs of the default recipe, seed 0); a finished run leaves
-# a `done` file and is skipped, and so is a model already shipped in checkpoints/. Each run logs to <runs>/<name>.log, the queue to <runs>/queue.log.
+# Every CapsNet gets the same budget (10 epochs of the default recipe, seed 0); the baseline CNN
+# gets 3, since one of its epochs costs about 6 CapsNet epochs here (README, Table 1). A finished
+# run leaves a `done` file and is skipped, and so is a model already shipped in checkpoints/. Each run logs to <runs>/<name>.log, the queue to <runs>/queue.log.
 # Ship a finished run with scripts/ship_checkpoint.py (the commands are in the README).
 set -uo pipefail
 runs=${1:-$HOME/capsules-runs/zoo}
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 mkdir -p "$runs"
 export PYTHONUNBUFFERED=1
 
-run() {  # name, the shipped checkpoint's name, then the run's options
+run() {  # name, the shipped checkpoint's name, then the run's options (a later --epochs wins)
   local name=$1 shipped=$2 out="$runs/$1" extra=()
   shift 2
   [ -f "$out/done" ] && return 0
@@ -33,4 +34,4 @@ run r1 capsnet-mnist-r1 --iterations 1 --reconstruction-weight 0.0005
 run r1-norecon capsnet-mnist-r1-norecon --iterations 1 --reconstruction-weight 0
 run r3-norecon capsnet-mnist-r3-norecon --iterations 3 --reconstruction-weight 0
 run r3 capsnet-mnist-r3 --iterations 3 --reconstruction-weight 0.0005
-run cnn cnn-mnist --model cnn
+run cnn cnn-mnist --model cnn --epochs 3

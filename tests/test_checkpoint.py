@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save as st_save
 
 from capsules import BaselineCNN, BaselineCNNConfig, CapsNet, CapsNetConfig, CheckpointError, load_model, save_model
-from capsules.checkpoint import read_tensors, sidecar
+from capsules.checkpoint import INT8_BLOCK, INT8_SCALE, dequantize_int8, quantize_int8, read_tensors, sidecar
 
 
 @pytest.fixture()
@@ -194,7 +194,7 @@ def test_half_precision_round_trip(tmp_path, kind, weights_dtype):
 
 def test_bad_weights_dtype(tmp_path, tiny_model):
     with pytest.raises(ValueError, match="weights_dtype"):
-        save_model(tiny_model, tmp_path / "x.safetensors", weights_dtype="int8")
+        save_model(tiny_model, tmp_path / "x.safetensors", weights_dtype="int4")
     state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
     meta = {"format": "capsules.capsnet", "config": json.dumps(tiny_model.config.to_dict())}
     path = tmp_path / "x.safetensors"
@@ -207,6 +207,75 @@ def test_bad_weights_dtype(tmp_path, tiny_model):
     path.write_bytes(st_save({k: v.half() for k, v in state.items()}, metadata=meta))  # fp16, not recorded
     with pytest.raises(CheckpointError, match="dtype torch.float16, its header records torch.float32"):
         load_model(path, "cpu")
+
+
+def test_int8_quantization_is_blockwise_and_within_half_a_step():
+    torch.manual_seed(0)
+    w = torch.randn(6, 256) * torch.logspace(-3, 1, 6)[:, None]  # rows of very different scales
+    w[2, :128] = 0.0  # an all-zero block
+    q, scale = quantize_int8(w)
+    assert q.dtype == torch.int8 and q.shape == w.shape and scale.dtype == torch.float16
+    assert scale.shape == (w.numel() // INT8_BLOCK,) and int(q.abs().max()) == 127
+    back = dequantize_int8(q, scale)
+    step = scale.float().repeat_interleave(INT8_BLOCK).reshape(w.shape)
+    assert ((back - w).abs() <= step / 2 + 1e-7 * w.abs()).all()  # each weight off by half a step at most
+    assert torch.equal(back[2, :128], torch.zeros(128))
+    again = quantize_int8(back)  # storing what was read back changes nothing
+    assert torch.equal(again[0], q) and torch.equal(again[1], scale)
+
+
+@pytest.mark.parametrize("kind", ["capsnet", "cnn"])
+def test_int8_round_trip(tmp_path, kind):
+    """int8 storage: weight matrices and kernels in blocks of 128 with a float16 scale each, the
+    rest float32; loading gives float32 weights within half a step, and the same predictions here."""
+    model = _models()[kind].eval()
+    full, small = tmp_path / "full.safetensors", tmp_path / "int8.safetensors"
+    save_model(model, full)
+    assert save_model(model, small, weights_dtype="int8")["weights_dtype"] == "int8"
+    tensors, meta, _ = read_tensors(small)
+    assert meta["weights_dtype"] == "int8"
+    quantized = {k for k, t in tensors.items() if t.dtype == torch.int8}
+    assert quantized and {k + INT8_SCALE for k in quantized} == {k for k in tensors if k.endswith(INT8_SCALE)}
+    assert all(tensors[k].dtype == torch.float32 for k in tensors
+               if k not in quantized and not k.endswith(INT8_SCALE))
+    assert small.stat().st_size < 0.3 * full.stat().st_size
+    loaded = load_model(small, "cpu")
+    for k, t in model.state_dict().items():
+        got = loaded.state_dict()[k]
+        assert got.dtype == torch.float32
+        if k in quantized:
+            assert torch.equal(got, dequantize_int8(*quantize_int8(t)))
+        else:
+            assert torch.equal(got, t)
+    x = torch.rand(3, 1, 28, 28)
+    scores = (lambda o: o.lengths) if kind == "capsnet" else (lambda o: o.probabilities)
+    torch.testing.assert_close(scores(loaded(x)), scores(model(x)), atol=2e-2, rtol=0)
+
+
+def test_damaged_int8_checkpoint_is_refused(tmp_path):
+    model = _models()["cnn"]
+    good = _int8_tensors(model)
+    meta = {"format": "capsules.baseline-cnn", "config": json.dumps(SMALL_CNN.to_dict()), "weights_dtype": "int8"}
+    path = tmp_path / "x.safetensors"
+    key = next(k for k in good if k.endswith(INT8_SCALE))
+    weight = key[:-len(INT8_SCALE)]
+    cases = {
+        "belongs to no tensor": {**good, "nothing" + INT8_SCALE: good[key].clone()},
+        "is not a float16 vector": {**good, key: good[key].float()},
+        "is not int8 in blocks of 128": {**good, weight: good[weight].float()},
+        "no int8 scale": {**{k: v for k, v in good.items() if k != key}},
+    }
+    for message, tensors in cases.items():
+        path.write_bytes(st_save(tensors, metadata=meta))
+        with pytest.raises(CheckpointError, match=message):
+            load_model(path, "cpu")
+    path.write_bytes(st_save(good, metadata=meta))
+    assert type(load_model(path, "cpu")) is BaselineCNN
+
+
+def _int8_tensors(model):
+    from capsules.checkpoint import encode_weights
+    return encode_weights(model.state_dict(), "int8")
 
 
 def test_kinds_are_not_confused(tmp_path):

@@ -375,6 +375,59 @@ def test_ship_stores_fp16_exactly_when_the_full_test_set_scores_the_same(tmp_pat
     assert torch.equal(shipped.classifier.bias, constant_cnn(1e-5).classifier.bias)
 
 
+def int8_sensitive_cnn(small_weight: float) -> BaselineCNN:
+    """A small CNN that predicts class 1 for every image in float32 and float16, by a margin that
+    blockwise int8 keeps only when ``small_weight`` is at least half a quantization step.
+
+    The last hidden layer outputs the constant x = (0, 1, ..., 1) (zero weights, ReLU of biases
+    -1, 1, ..., 1). Class 1's classifier row (one int8 block of 128) is 1 on x's zero and
+    ``small_weight`` on the 127 ones, with bias 1, so its logit is 1 + 127 * small_weight; class
+    0's is its bias, 1.01. The block's int8 step is 1/127: 2e-4 rounds to 0 (class 1 falls to 1.0, below
+    class 0), 0.01 survives."""
+    torch.manual_seed(0)
+    model = BaselineCNN(BaselineCNNConfig(conv_channels=(4, 4, 2), fc_hidden=(8, 128)))
+    with torch.no_grad():
+        last = model.hidden[-1]
+        last.weight.zero_()
+        last.bias.fill_(1.0)
+        last.bias[0] = -1.0
+        model.classifier.weight.zero_()
+        model.classifier.weight[1, 0] = 1.0
+        model.classifier.weight[1, 1:] = small_weight
+        model.classifier.bias.zero_()
+        model.classifier.bias[0] = 1.01
+        model.classifier.bias[1] = 1.0
+    return model
+
+
+@pytest.mark.data
+def test_ship_stores_a_model_too_large_for_fp16_in_int8_only_when_it_scores_the_same(tmp_path, monkeypatch, capsys,
+                                                                                     data_dir, mnist_test):
+    ship = ship_module(monkeypatch, tmp_path)
+    _, labels = mnist_test
+    ones, zeros = int((labels == 1).sum()), int((labels == 0).sum())
+    meta = {"test_accuracy": 50.0, "epoch": 3, "train_config": {"model": "cnn", "dataset": "mnist"}}
+    save_model(int8_sensitive_cnn(1e-2), tmp_path / "coarse" / "last.safetensors", meta)
+    save_model(int8_sensitive_cnn(2e-4), tmp_path / "fine" / "last.safetensors", meta)
+    args = ["--data-dir", str(data_dir), "--device", "cpu"]
+    monkeypatch.setattr(ship, "MAX_SHIPPED_BYTES", 20_000)  # the small CNN: 31 KB in fp16, about 16 KB in int8
+
+    assert ship.main([str(tmp_path / "coarse" / "last.safetensors"), *args]) == 0
+    dest = tmp_path / "checkpoints" / "cnn-mnist.safetensors"
+    assert read_tensors(dest)[1]["weights_dtype"] == "int8" and dest.stat().st_size <= 20_000
+    shipped = load_model_cpu(dest)
+    check = shipped.metadata["half_precision_check"]
+    assert (check["fp32_correct"], check["fp16_correct"], check["int8_correct"]) == (ones, ones, ones)
+    assert check["weights_dtype"] == shipped.metadata["weights_dtype"] == "int8"
+    assert shipped.metadata["test_correct"] == ones
+    assert f"weights int8 ({ones} right in fp16, {ones} in int8, {ones} in fp32, of 10000)" in capsys.readouterr().out
+
+    assert ship.main([str(tmp_path / "fine" / "last.safetensors"), *args, "--name", "cnn-mnist-fine"]) == 1
+    err = capsys.readouterr().err
+    assert f"in int8 it gets {zeros} of 10000 test examples right against {ones} in fp32: not shipped" in err
+    assert not (tmp_path / "checkpoints" / "cnn-mnist-fine.safetensors").exists()
+
+
 def test_ship_checkpoint_ships_last_or_its_moving_average_and_refuses_anything_else(tmp_path, monkeypatch,
                                                                                       capsys):
     ship = ship_module(monkeypatch, tmp_path)
