@@ -68,7 +68,7 @@ class Shipped:
     correct: int | None  # test examples right (MultiMNIST: pairs with both digits right)
     total: int | None  # test examples
     accuracy: float | None  # percent, as the JSON records it
-    weights_dtype: str  # how the file stores the weights: fp32, fp16 or bf16
+    weights_dtype: str  # how the file stores the weights: fp32, fp16, bf16 or int8 (blockwise)
     hardware: str | None
     train_seconds: float | None
 

@@ -825,7 +825,8 @@ def pair_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = CapsNet(CapsNetConfig(image_size=36, conv1_channels=16, primary_types=4, decoder_hidden=(16, 16))).eval()
     path = tmp_path_factory.mktemp("multimnist") / "capsnet-tiny.safetensors"
-    save_model(model, path, {"dataset": "multimnist", "test_error": 42.5, "test_accuracy": 57.5, "epoch": 1,
+    save_model(model, path, {"dataset": "multimnist", "test_error": 42.5, "test_errors": 4250, "test_total": 10000,
+                             "test_accuracy": 57.5, "test_correct": 5750, "epoch": 1,
                              "epochs": 1, "train_config": {"dataset": "multimnist", "iterations": 3,
                                                            "reconstruction_weight": 0.0005}})
     return path, model
@@ -877,7 +878,8 @@ def test_the_two_digit_page_reads_a_pair_with_its_checkpoint(monkeypatch, tmp_pa
     assert pair_metrics(app) == expected_pair(model, pairs.merged[0])
     a, b = (int(d) for d in pairs.labels[0])
     assert f"True digits: **{a}** and **{b}**" in texts(app)
-    assert "MultiMNIST test error **42.50 %**" in texts(app)  # the sidebar's model panel
+    assert "MultiMNIST test error **42.50 %** [41.53, 43.47] (95% interval, 10,000 pairs); the paper, same " \
+           "recipe: 5.2%" in texts(app)  # the sidebar's model panel (the interval: Wilson, 4250 of 10,000)
     assert app.selectbox(key="model_multimnist").value == str(path.resolve())
     for view, keys in PAIR_CHARTS.items():
         app.session_state["pair_view"] = view
