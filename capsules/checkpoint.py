@@ -46,6 +46,15 @@ class CheckpointError(ValueError):
     """A file that is not a usable capsules checkpoint; the message names the problem."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_NEW_FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
     path = Path(path)
@@ -55,6 +64,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            if hasattr(os, "fchmod"):  # mkstemp gives 0600, which would hide the file from other users
+                os.fchmod(f.fileno(), _NEW_FILE_MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -311,3 +311,15 @@ def test_damaged_cnn_checkpoint_is_refused(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="sha256"):
         load_model(path, "cpu")
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="file modes are POSIX")
+def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path):
+    """The temporary file behind an atomic write is created 0600; the file it becomes has the mode
+    open() gives a new file under this umask, so that other users can read a shipped checkpoint."""
+    from capsules.checkpoint import atomic_write_bytes
+
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    atomic_write_bytes(tmp_path / "atomic.bin", b"x")
+    assert (tmp_path / "atomic.bin").stat().st_mode == plain.stat().st_mode
