@@ -81,12 +81,15 @@ def test_zoo_checkpoint_metadata(path):
     assert check["dataset"] == dataset_of(info) and check["total"] == info["test_total"]
     shipped_correct = {"fp16": check["fp16_correct"], "fp32": check["fp32_correct"],
                        "int8": check.get("int8_correct")}[dtype]
-    assert shipped_correct == check["fp32_correct"] == info["test_correct"]
-    if dtype == "fp32":  # only when fp16 would lose a test example
+    assert shipped_correct == info["test_correct"]
+    weights = sum(t.numel() for t in load_model(path, "cpu").state_dict().values())
+    if shipped_correct != check["fp32_correct"]:  # only for a model too large in fp32, within 1 in 10,000
+        assert dtype != "fp32" and 4 * weights > MAX_SHIPPED_BYTES
+        assert abs(shipped_correct - check["fp32_correct"]) <= max(1, check["total"] // 10000)
+    if dtype == "fp32":  # only when fp16 would change a test result
         assert check["fp16_correct"] != check["fp32_correct"]
-    if dtype == "int8":  # only for a model too large in fp16, and only when int8 loses nothing
-        assert check["fp16_correct"] == check["fp32_correct"]
-        assert 2 * sum(t.numel() for t in load_model(path, "cpu").state_dict().values()) > MAX_SHIPPED_BYTES
+    if dtype == "int8":  # only for a model too large in fp16
+        assert 2 * weights > MAX_SHIPPED_BYTES
     assert path.stat().st_size < MAX_SHIPPED_BYTES
 
 

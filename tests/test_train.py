@@ -424,8 +424,32 @@ def test_ship_stores_a_model_too_large_for_fp16_in_int8_only_when_it_scores_the_
 
     assert ship.main([str(tmp_path / "fine" / "last.safetensors"), *args, "--name", "cnn-mnist-fine"]) == 1
     err = capsys.readouterr().err
-    assert f"in int8 it gets {zeros} of 10000 test examples right against {ones} in fp32: not shipped" in err
+    assert (f"no smaller storage keeps its test count ({ones} of 10000 right in fp32; fp16 weighs 0 MiB; "
+            f"int8 gets {zeros} right): not shipped") in err
     assert not (tmp_path / "checkpoints" / "cnn-mnist-fine.safetensors").exists()
+
+
+def test_storage_of_a_model_too_large_for_fp32_is_fp16_then_int8_within_1_in_10000(tmp_path, monkeypatch):
+    """A fixed order, never a choice by score: fp16 when it fits and is within 1 of 10,000 test
+    examples of fp32 (here 6274 against 6275), else int8 on the same terms; int8 is evaluated only
+    when fp16 does not do."""
+    ship = ship_module(monkeypatch, tmp_path)
+    limit = ship.MAX_SHIPPED_BYTES
+    fits, big = {"fp16": limit // 2, "int8": limit // 4}, {"fp16": 2 * limit, "int8": limit // 2}
+    asked = []
+
+    def counts(**correct):
+        asked.clear()
+        return lambda storage: asked.append(storage) or correct[storage]
+
+    assert ship.storage_rule("m", 6275, 10000, fits, counts(fp16=6274, int8=0)) == "fp16" and asked == ["fp16"]
+    assert ship.storage_rule("m", 6275, 10000, fits, counts(fp16=6273, int8=6276)) == "int8"
+    assert asked == ["fp16", "int8"]
+    assert ship.storage_rule("m", 6275, 10000, big, counts(fp16=6275, int8=6275)) == "int8" and asked == ["int8"]
+    assert ship.storage_rule("m", 9947, 20000, fits, counts(fp16=9949, int8=0)) == "fp16"  # 2 of 20,000
+    with pytest.raises(ship.CheckpointError, match=r"\(6275 of 10000 right in fp32; fp16 gets 6277 right; "
+                                                   r"int8 gets 6273 right\): not shipped"):
+        ship.storage_rule("m", 6275, 10000, fits, counts(fp16=6277, int8=6273))
 
 
 def test_ship_checkpoint_ships_last_or_its_moving_average_and_refuses_anything_else(tmp_path, monkeypatch,
