@@ -34,7 +34,6 @@ from capsules import zoo as Z
 from capsules.checkpoint import SHIPPED, CheckpointError, load_model
 from capsules.data import MultiMNIST, MultiMNISTBatch, load_mnist, load_multimnist_test, resolve_data_dir
 from capsules.device import describe, pick_device
-from capsules.evaluate import binomial_interval
 from capsules.preprocess import (
     Converted, ConvertedPair, ImageError, convert, convert_pair, convert_upload, rasterise_strokes,
 )
@@ -461,15 +460,16 @@ def model_panel(loaded: Loaded):
         if model.checkpoint_path is not None:
             st.markdown(f"**Checkpoint:** `{model.checkpoint_path.name}`")
         rows = []
-        if meta.get("format") in Z.KIND_NAMES:
-            rows.append(f"- trained with {Z.Shipped.of(model.checkpoint_path, meta).recipe}")
+        shipped = Z.Shipped.of(model.checkpoint_path, meta) if meta.get("format") in Z.KIND_NAMES else None
+        if shipped is not None:
+            rows.append(f"- trained with {shipped.recipe}")
         if Z.dataset_of(meta) == "multimnist" and meta.get("test_error") is not None:
             interval = ""
-            if meta.get("test_errors") is not None and meta.get("test_total"):
-                lo, hi = binomial_interval(int(meta["test_errors"]), int(meta["test_total"]))
-                interval = f" [{100 * lo:.2f}, {100 * hi:.2f}] (95% interval, {int(meta['test_total']):,} pairs)"
-            paper = [r.error("multimnist") for r in Z.PAPER if model.checkpoint_path is not None
-                     and r.matches(Z.Shipped.of(model.checkpoint_path, meta)) and r.error("multimnist")]
+            if shipped is not None and shipped.error_interval is not None:
+                lo, hi = shipped.error_interval
+                interval = f" [{lo:.2f}, {hi:.2f}] (95% interval, {shipped.total:,} pairs)"
+            paper = [r.error("multimnist") for r in Z.PAPER
+                     if shipped is not None and r.matches(shipped) and r.error("multimnist")]
             said = f"; the paper, same recipe: {paper[0]}%" if paper else ""
             rows.append(f"- MultiMNIST test error **{float(meta['test_error']):.2f} %**{interval}{said} (a pair is "
                         "right when its two longest capsules are its two digits)")
