@@ -1,7 +1,7 @@
 """Train a CapsNet on MNIST, or on MultiMNIST, with the paper's recipe; or the paper's baseline CNN.
 
     python -m capsules.train --out runs/mnist [--epochs 50] [--resume] ...
-    python -m capsules.train --dataset multimnist --out runs/multimnist ...   # section 6
+    python -m capsules.train --dataset multimnist --lr 1e-4 --out runs/multimnist ...   # section 6
     python -m capsules.train --model cnn --out runs/cnn ...   # the baseline CNN of Table 1
     torchrun --nproc_per_node N -m capsules.train --out runs/mnist ...   # DistributedDataParallel
 
@@ -386,17 +386,26 @@ def resumed_config(cfg: TrainConfig, given: set[str]) -> TrainConfig:
     hardware; bit-identical only on the same kind), ``eval_batch_size`` (evaluation memory only)
     and ``epochs`` (to extend or shorten the run: the learning rate follows the step, not the
     planned number of epochs). A state file written before an option existed resumes with that
-    option's default. A ``--model`` other than the run's is refused.
+    option's default. Any other option named with a value other than the run's (``--lr``, a
+    ``--model`` ...) is refused, not dropped in silence; named with the run's own value it is
+    accepted (``--precision auto`` too: the run keeps what auto chose), so that a resume command
+    may repeat the run's first command line.
     """
     state_path = Path(cfg.out) / "state.safetensors"
     if not state_path.exists():
         raise TrainingError(f"--resume: no training state in {cfg.out} (expected {state_path})")
     _, header, _ = read_tensors(state_path)
     saved = json.loads(json.loads(header["meta"])["config"])
-    trained = saved.get("model", "capsnet")
-    if "model" in given and cfg.model != trained:
-        raise TrainingError(f"--model {cfg.model}: the run in {cfg.out} trains {trained}; --resume continues it "
-                            "as it started")
+    defaults = dataclasses.asdict(TrainConfig())
+    clashes = sorted(n for n in given - RESUME_OVERRIDES - {"resume"}
+                     if getattr(cfg, n) != saved.get(n, defaults.get(n))
+                     and not (n == "precision" and cfg.precision == "auto"))  # auto: what auto chose
+    if clashes:
+        flags = "; ".join(f"--{n.replace('_', '-')} {getattr(cfg, n)} (the run has {saved.get(n, defaults.get(n))})"
+                          for n in clashes)
+        raise TrainingError(f"{flags}: --resume continues the run in {cfg.out} as it started, so only --epochs, "
+                            "--device, --data-dir and --eval-batch-size may change; for another recipe start a "
+                            "new run, from these weights with --init-from")
     keep = RESUME_OVERRIDES & ({"out"} | given)
     return TrainConfig(**{**saved, **{k: getattr(cfg, k) for k in keep}, "resume": True})
 

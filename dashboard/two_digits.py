@@ -36,7 +36,7 @@ from dashboard.common import (
 )
 
 # How to get the model this page is for (the README's MultiMNIST section).
-TRAIN_COMMANDS = ("python -m capsules.train --dataset multimnist --out runs/multimnist\n"
+TRAIN_COMMANDS = ("python -m capsules.train --dataset multimnist --lr 1e-4 --out runs/multimnist\n"
                   "python scripts/ship_checkpoint.py runs/multimnist/last.safetensors")
 THIRD = None  # the rejected-capsule picker's default: the third-longest capsule
 

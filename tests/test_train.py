@@ -553,7 +553,7 @@ def test_cnn_smoke_training_checkpoints_and_resume_matches_an_uninterrupted_run(
         tiny_run(tmp_path, data_dir, "init2", model="cnn", init_from=str(tmp_path / "capsnet.safetensors"))
 
     train(TrainConfig(out=str(tmp_path / "cut"), epochs=1, **common))
-    with pytest.raises(TrainingError, match="--model capsnet: the run in .* trains cnn"):
+    with pytest.raises(TrainingError, match="--model capsnet \\(the run has cnn\\).*--resume continues the run"):
         train(TrainConfig(out=str(tmp_path / "cut"), epochs=2, resume=True), given={"out", "resume", "model"})
     resumed = train(TrainConfig(out=str(tmp_path / "cut"), epochs=2, resume=True, data_dir=str(data_dir)),
                     given={"out", "epochs", "resume", "data_dir"})
@@ -633,8 +633,13 @@ def test_a_run_keeps_the_precision_auto_gave_it_when_it_resumes(data_dir, tmp_pa
     first = train(TrainConfig(out=str(tmp_path / "run"), epochs=1, **common))
     assert first["precision"] == "fp32" and first["train_config"]["precision"] == "fp32"
     monkeypatch.setattr(D, "cpu_precision_measured", lambda threads: "bf16")  # a new measurement disagrees
-    resumed = train(TrainConfig(out=str(tmp_path / "run"), epochs=2, resume=True, **common),
-                    given={"out", "epochs", "resume"})
+    # a resume may repeat the first command line (--precision auto, the same --lr), not change the recipe
+    with pytest.raises(TrainingError, match=r"--lr 0.0005 \(the run has 0.001\); --shift 1 \(the run has 2\): "
+                                            r"--resume continues the run in .* as it started"):
+        train(TrainConfig(out=str(tmp_path / "run"), epochs=2, resume=True, lr=5e-4, shift=1, **common),
+              given={"out", "epochs", "resume", "lr", "shift", "precision"})
+    resumed = train(TrainConfig(out=str(tmp_path / "run"), epochs=2, resume=True, lr=1e-3, precision="auto", **common),
+                    given={"out", "epochs", "resume", "lr", "precision", "batch_size"})
     assert resumed["precision"] == "fp32" and resumed["train_config"]["precision"] == "fp32"
 
     # a state written before the measurement: its config says "auto", which then meant bf16 here
