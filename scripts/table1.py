@@ -2,30 +2,61 @@
 
     python scripts/table1.py                      # checkpoints/ (or $CAPSULES_CHECKPOINT_DIR)
     python scripts/table1.py --checkpoints DIR
+    python scripts/table1.py --update-readme      # and write it into README.md in place of the old one
 
 The table and the sentence under it come from :func:`capsules.zoo.table1`, as on the dashboard's
 experiments page: each shipped model's test error with its 95% Wilson interval, epochs, training
 time and hardware, read from the JSONs beside the weights (nothing is evaluated); a row no shipped
-model matches yet says "training". Paste the output into the README's Results.
+model matches yet says "training". Paste the output into the README's Results, or let
+``--update-readme`` replace the README's table (from its header row to its "Within the noise?"
+line; written atomically).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from capsules.checkpoint import atomic_write_bytes
 from capsules.zoo import list_shipped, table1
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+HEADER = "| Table 1 row |"
+NOISE = "Within the noise? "
+
+
+def replace_table(readme: str, new: str) -> str:
+    """``readme`` with its Table 1 (the lines from the one starting with :data:`HEADER` to the
+    line starting with :data:`NOISE`) replaced by ``new``; a README without one is an error."""
+    lines = readme.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.startswith(HEADER)), None)
+    end = next((i for i in range(start or 0, len(lines)) if lines[i].startswith(NOISE)), None)
+    if start is None or end is None:
+        raise ValueError(f"no Table 1 in the README (a line starting with {HEADER!r}, then one with {NOISE!r})")
+    return "".join(lines[:start]) + new.rstrip("\n") + "\n" + "".join(lines[end + 1:])
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python scripts/table1.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints", default=None,
                         help="folder of the shipped models (default: $CAPSULES_CHECKPOINT_DIR, else checkpoints/)")
+    parser.add_argument("--update-readme", nargs="?", const=README, type=Path, default=None, metavar="README",
+                        help=f"also write the table into this README in place of its old one (default: {README.name})")
     args = parser.parse_args(argv)
     table = table1(list_shipped(args.checkpoints))
-    print(table.markdown())
-    print()
-    print(f"Within the noise? {table.noise}")
+    text = f"{table.markdown()}\n\n{NOISE}{table.noise}\n"
+    print(text, end="")
+    if args.update_readme is not None:
+        try:
+            old = args.update_readme.read_text()
+            new = replace_table(old, text)
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if new != old:
+            atomic_write_bytes(args.update_readme, new.encode())
+        print(f"{args.update_readme}: Table 1 {'updated' if new != old else 'already up to date'}", file=sys.stderr)
     return 0
 
 

@@ -185,3 +185,26 @@ def test_the_readme_shows_table_1_of_the_shipped_models(capsys):
     assert printed.startswith(Z.table1().markdown())
     readme = (ROOT / "README.md").read_text()
     assert printed.strip() in readme, "README's Table 1 is stale: run python scripts/table1.py and paste its output"
+
+
+def test_table1_script_writes_the_table_into_a_readme(tmp_path, capsys):
+    """``scripts/table1.py --update-readme`` replaces the old table (header row to the noise line)
+    and keeps everything around it; a README without a table is an error that writes nothing."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("table1", ROOT / "scripts" / "table1.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    readme = tmp_path / "README.md"
+    readme.write_text("# intro\n\n| Table 1 row | stale |\n|---|---|\n| old | row |\n\nWithin the noise? old.\n\nAfter.\n")
+    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(readme)]) == 0
+    printed = capsys.readouterr().out
+    assert readme.read_text() == "# intro\n\n" + printed + "\nAfter.\n"
+    assert "stale" not in readme.read_text() and printed.startswith(Z.table1().markdown())
+    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(readme)]) == 0  # idempotent
+    assert readme.read_text() == "# intro\n\n" + printed + "\nAfter.\n"
+
+    bare = tmp_path / "bare.md"
+    bare.write_text("# no table here\n")
+    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(bare)]) == 1
+    assert "no Table 1 in the README" in capsys.readouterr().err and bare.read_text() == "# no table here\n"
