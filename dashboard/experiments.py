@@ -272,11 +272,20 @@ def iterations_notes(results: dict, trained: int | None) -> Notes:
     peak = int(np.argmax(margins)) + 1
     trend = "grows" if margins[r - 1] > margins[0] else "shrinks"
     peaks = f", peaks at {margins[peak - 1]:.2f} (k = {peak})" if peak != r else " (its peak)"
-    here = (f"k = 1 (uniform coupling): {_acc(acc[0], iv[0])}; k = {r}, as trained: {_acc(acc[r - 1], iv[r - 1])}; "
-            f"best {acc[best - 1]:.2f}% at k = {best}, worst {acc[worst - 1]:.2f}% at k = {worst}. {noise}; "
-            f"{changed} of {n:,} predictions differ between k = 1 and k = {r}{one_way}. Routing does change the "
-            f"lengths: the mean margin {trend} from {margins[0]:.2f} (k = 1) to {margins[r - 1]:.2f} (k = {r}){peaks} and is "
-            f"{margins[-1]:.2f} at k = {last}.")
+    if r == 1:  # trained with uniform coupling: k = 1 is the model as trained, nothing to compare it with
+        changed_last = round(results["dynamics"]["changed_from_k1"][-1] * n / 100)
+        peaks = f", peaks at {margins[peak - 1]:.2f} (k = {peak})" if peak != 1 else " (its peak)"
+        here = (f"k = 1 (uniform coupling), as trained: {_acc(acc[0], iv[0])}; best {acc[best - 1]:.2f}% at "
+                f"k = {best}, worst {acc[worst - 1]:.2f}% at k = {worst}. {noise}. This model never routed in "
+                f"training, so more iterations at inference are a change it never saw: {changed_last} of {n:,} "
+                f"predictions differ between k = 1 and k = {last}, and the mean margin is {margins[0]:.2f} at "
+                f"k = 1{peaks} and {margins[-1]:.2f} at k = {last}.")
+    else:
+        here = (f"k = 1 (uniform coupling): {_acc(acc[0], iv[0])}; k = {r}, as trained: {_acc(acc[r - 1], iv[r - 1])}; "
+                f"best {acc[best - 1]:.2f}% at k = {best}, worst {acc[worst - 1]:.2f}% at k = {worst}. {noise}; "
+                f"{changed} of {n:,} predictions differ between k = 1 and k = {r}{one_way}. Routing does change the "
+                f"lengths: the mean margin {trend} from {margins[0]:.2f} (k = 1) to {margins[r - 1]:.2f} (k = {r})"
+                f"{peaks} and is {margins[-1]:.2f} at k = {last}.")
     return Notes(
         paper=(f"Table 1: with 3 routing iterations the test error was {PAPER_ERROR[3]}%, with 1 (uniform "
                f"coupling) {PAPER_ERROR[1]}% (both with the reconstruction loss): routing helps."),
@@ -296,11 +305,17 @@ def dynamics_notes(results: dict, trained: int | None) -> Notes:
     converge = (": routing does not settle, each iteration changes the logits more than the one before"
                 if rises and every else "")
     uniform = math.log(len(results["confusion"]))  # ln J: uniform coupling over J classes
+    if r == 1:  # the coupling of the first iteration is uniform: its entropy is ln 10, nothing differs from k = 1
+        as_trained = (f"The routing entropy is ln 10 (uniform) at t = 1, the model's only iteration in training, and "
+                      f"{uniform - entropy[-1]:.3f} nats below it at t = {last}; {changed[-1]:.2f}% of the predictions "
+                      f"differ from k = 1 at k = {last}.")
+    else:
+        as_trained = (f"The routing entropy is {uniform - entropy[r - 1]:.1e} nats below uniform (ln 10) at t = {r} "
+                      f"and {uniform - entropy[-1]:.3f} below at t = {last}; {changed[r - 1]:.2f}% of the predictions "
+                      f"differ from k = 1 at k = {r}, {changed[-1]:.2f}% at k = {last}.")
     here = (f"The mean |b(t+1) − b(t)| {'rises' if rises else 'falls'}{every}, from {change[0]:.1e} at t = 1 to "
             f"{change[-1]:.1e} at t = {last} ({ratio:.1f}× {'larger' if rises else 'smaller'}){converge}. "
-            f"The routing entropy is {uniform - entropy[r - 1]:.1e} nats below uniform (ln 10) at t = {r} and "
-            f"{uniform - entropy[-1]:.3f} below at t = {last}; {changed[r - 1]:.2f}% of the predictions differ "
-            f"from k = 1 at k = {r}, {changed[-1]:.2f}% at k = {last}.")
+            + as_trained)
     return Notes(
         paper=("Appendix A: the mean change of the routing logits falls roughly log-linearly with each "
                "iteration; 3 iterations are recommended."),
@@ -325,10 +340,17 @@ def ablation_notes(results: dict, trained: int | None) -> Notes:
                    f"{' and '.join(beyond)} beyond it (no overlap)")
     sigma = details.get("random_logit_std")
     random = f" The random logits have σ = {sigma:.3f}, the spread of the model's own final logits." if sigma else ""
-    here = (f"Own routing (r = {model_r(results, trained)}) {_acc(own['accuracy'], own['interval'])}; against it, in "
-            f"points: {diffs}; {verdict}. The class-mean coupling is the mean final c over the test images predicted "
-            "as each class, taken from the very images it is scored on (Zhao et al. used the training set)."
-            + random)
+    if model_r(results, trained) == 1:  # one iteration routes with c = softmax(0): uniform, and so are the others
+        here = (f"Own routing (r = 1) {_acc(own['accuracy'], own['interval'])}, and against it, in points: {diffs}. "
+                "With one iteration the model's coupling is uniform (c = softmax(0) = 1/10): its final logits are "
+                "all zero, so the random coupling (σ of those logits, 0) and the class-mean one are uniform too. "
+                "The three rules are the model's own routing here, and this comparison says nothing about routing: "
+                "pick a model trained with r = 3 for it.")
+    else:
+        here = (f"Own routing (r = {model_r(results, trained)}) {_acc(own['accuracy'], own['interval'])}; against it, "
+                f"in points: {diffs}; {verdict}. The class-mean coupling is the mean final c over the test images "
+                "predicted as each class, taken from the very images it is scored on (Zhao et al. used the training "
+                "set)." + random)
     return Notes(
         paper=(f"Routing by agreement is the paper's contribution; Table 1 puts 3 iterations ({PAPER_ERROR[3]}% "
                f"error) ahead of uniform coupling, 1 iteration ({PAPER_ERROR[1]}%)."),

@@ -25,6 +25,11 @@ float32 count (a fixed order, never a choice by score); otherwise it is refused,
 JSON says which (``weights_dtype``) and records the check (``half_precision_check``); its
 ``test_*`` figures are those of the shipped weights on the full test set (float32 evaluation),
 whatever the run evaluated on.
+
+An MNIST model then gets its test-set experiments beside it (``python -m capsules.experiments``:
+``<name>.experiments.json``, about two minutes on a 2-core CPU; the CNN's robustness curves), so
+that the dashboard's experiments page shows them at once; ``--no-experiments`` leaves them to a
+later ``python -m capsules.experiments --checkpoint checkpoints/<name>.safetensors``.
 """
 
 from __future__ import annotations
@@ -162,6 +167,8 @@ def main(argv: list[str]) -> int:
                                                      "<model>-<data set>[-variant] (default: <model>-<data set>)")
     parser.add_argument("--data-dir", default=None, help="MNIST folder (default: $CAPSULES_DATA or the cache)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--no-experiments", action="store_true",
+                        help="do not compute an MNIST model's test-set experiments (the dashboard's second page)")
     args = parser.parse_args(argv)
     try:
         dest = ship(args.checkpoint, args.name, data_dir=args.data_dir, device=args.device)
@@ -175,7 +182,12 @@ def main(argv: list[str]) -> int:
     int8 = f", {check['int8_correct']} in int8" if "int8_correct" in check else ""
     print(f"shipped {args.checkpoint} -> {dest}: {score} after epoch {info['epoch']}; weights {check['weights_dtype']} "
           f"({check['fp16_correct']} right in fp16{int8}, {check['fp32_correct']} in fp32, of {check['total']})")
-    return 0
+    if args.no_experiments or dataset_of(info) != "mnist":
+        return 0
+    from capsules import experiments
+
+    return experiments.main(["--checkpoint", str(dest), "--device", args.device,
+                             *(["--data-dir", args.data_dir] if args.data_dir else [])])
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -683,6 +684,31 @@ def test_notes_follow_the_numbers(shipped_results):
     assert X.robust_range(curve, 0.0) == (-1.0, 1.0)  # stops at the first point below 95%
     assert X.robust_range([[0.0, 90.0]], 0.0) is None
     assert "5 read as 3 (6×)" in X.confusion_note(shipped_results)
+
+
+def test_notes_of_a_model_trained_with_one_iteration_compare_nothing_with_itself():
+    """For an r = 1 model (capsnet-mnist-r1's shipped results) k = 1 is the model as trained and its
+    coupling is uniform: the notes say so instead of comparing k = 1 with k = 1 or the three
+    coupling rules (all uniform then) with the routing."""
+    from capsules.experiments import load_results
+    from dashboard import experiments as X
+
+    from capsules.checkpoint import SHIPPED
+
+    r1 = load_results(SHIPPED.with_name("capsnet-mnist-r1.safetensors"))
+    assert r1 is not None and r1["model_iterations"] == 1
+    assert r1["ablation_details"]["random_logit_std"] == 0.0  # one iteration: the final logits are all zero
+    assert len({a["correct"] for a in r1["ablations"].values()}) == 1  # so every rule is the routing
+    here = X.iterations_notes(r1, 1).here
+    assert here.startswith(f"k = 1 (uniform coupling), as trained: {r1['iterations']['1']:.2f}%")
+    assert not re.search(r"between k = 1 and k = 1\b", here) and "(k = 1) to" not in here
+    changed = round(r1["dynamics"]["changed_from_k1"][-1] * 100)
+    assert f"{changed} of 10,000 predictions differ between k = 1 and k = 10" in here
+    dyn = X.dynamics_notes(r1, 1).here
+    assert "ln 10 (uniform) at t = 1" in dyn and "e-0" not in dyn.split("entropy")[1]
+    ablation = X.ablation_notes(r1, 1).here
+    assert "this comparison says nothing about routing" in ablation and "within the noise" not in ablation
+    assert "this comparison says nothing" not in X.ablation_notes(r1, 3).here  # r = 3: the usual verdict
 
 
 # ------------------------------------------------------------------------------ the model picker and the zoo

@@ -252,13 +252,32 @@ def test_run_experiments_reports_progress_and_refuses_other_models(tiny_model):
         routing_pass(tiny_model, images, labels, iterations=2)
 
 
-def test_shipped_results_belong_to_the_shipped_checkpoint():
-    results = load_results(SHIPPED)
-    assert results is not None, (f"{results_path(SHIPPED)} is missing or was computed for other weights: "
-                                 "run python -m capsules.experiments")
+def shipped_mnist_models():
+    from capsules.zoo import list_shipped
+
+    return [m for m in list_shipped(SHIPPED.parent) if m.dataset == "mnist"]
+
+
+@pytest.mark.parametrize("model", shipped_mnist_models(), ids=lambda m: m.name)
+def test_each_shipped_mnist_model_ships_its_results(model):
+    """Every shipped MNIST model has its experiments beside it, computed for its weights, so that the
+    experiments page shows them at once whichever model is picked: a CapsNet's all of them (with
+    its own test score at the iterations it was trained with), the CNN's robustness curves."""
+    results = load_results(model.path)
+    assert results is not None, (f"{results_path(model.path)} is missing or was computed for other weights: "
+                                 f"run python -m capsules.experiments --checkpoint checkpoints/{model.path.name}")
+    info = json.loads(model.path.with_suffix(".json").read_text())
+    if model.kind == "cnn":
+        assert results["kind"] == "capsules.baseline-cnn" and set(results["robustness"]) == set(IDENTITY)
+        assert results["test_images"] == 10000
+        return
     check_schema(results, 10000)
-    info = json.loads(SHIPPED.with_suffix(".json").read_text())
+    assert results["model_iterations"] == model.iterations
     assert results["iterations_correct"][str(results["model_iterations"])] == info["test_correct"]
+
+
+def test_the_main_model_is_shipped_with_its_results():
+    assert SHIPPED in [m.path for m in shipped_mnist_models()]
 
 
 def test_load_results_refuses_a_sha256_mismatch(tmp_path):

@@ -364,9 +364,16 @@ def test_ship_stores_fp16_exactly_when_the_full_test_set_scores_the_same(tmp_pat
     assert (shipped.metadata["test_correct"], shipped.metadata["test_total"]) == (ones, 10000)
     assert shipped.metadata["source_sha256"] == info["sha256"] != shipped.metadata["sha256"]
     assert f"weights fp16 ({ones} right in fp16, {ones} in fp32, of 10000)" in capsys.readouterr().out
+    # an MNIST model ships with its experiments (a CNN: the robustness curves), for its own weights
+    from capsules.experiments import load_results, results_path
 
-    assert ship.main([str(tmp_path / "narrow" / "last.safetensors"), *args, "--name", "cnn-mnist-narrow"]) == 0
+    results = load_results(dest)
+    assert results is not None and results["kind"] == "capsules.baseline-cnn" and results["test_images"] == 10000
+
+    assert ship.main([str(tmp_path / "narrow" / "last.safetensors"), *args, "--name", "cnn-mnist-narrow",
+                      "--no-experiments"]) == 0
     dest = tmp_path / "checkpoints" / "cnn-mnist-narrow.safetensors"
+    assert not results_path(dest).exists()
     assert read_tensors(dest)[1]["weights_dtype"] == "fp32"
     shipped = load_model_cpu(dest)
     check = shipped.metadata["half_precision_check"]
@@ -409,7 +416,7 @@ def test_ship_stores_a_model_too_large_for_fp16_in_int8_only_when_it_scores_the_
     meta = {"test_accuracy": 50.0, "epoch": 3, "train_config": {"model": "cnn", "dataset": "mnist"}}
     save_model(int8_sensitive_cnn(1e-2), tmp_path / "coarse" / "last.safetensors", meta)
     save_model(int8_sensitive_cnn(2e-4), tmp_path / "fine" / "last.safetensors", meta)
-    args = ["--data-dir", str(data_dir), "--device", "cpu"]
+    args = ["--data-dir", str(data_dir), "--device", "cpu", "--no-experiments"]
     monkeypatch.setattr(ship, "MAX_SHIPPED_BYTES", 20_000)  # the small CNN: 31 KB in fp16, about 16 KB in int8
 
     assert ship.main([str(tmp_path / "coarse" / "last.safetensors"), *args]) == 0
