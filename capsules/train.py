@@ -111,7 +111,8 @@ class TrainConfig:
     test_subset: int = option(0, "evaluate on the first N test images (pairs) only (0 = all 10,000, or "
                                  "with --train-subset one per 6 training images, MNIST's ratio)")
     eval_batch_size: int = option(500, "batch size for evaluation")
-    resume: bool = option(False, "continue the run in --out from its state file")
+    resume: bool = option(False, "continue the run in --out from its state file, as it started: only --epochs, "
+                                 "--device, --data-dir and --eval-batch-size may change")
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> tuple["TrainConfig", set[str]]:
