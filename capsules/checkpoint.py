@@ -174,6 +174,17 @@ def encode_weights(state: dict[str, torch.Tensor], weights_dtype: str) -> dict[s
     return out
 
 
+def encoded_bytes(state: dict[str, torch.Tensor], weights_dtype: str) -> int:
+    """The bytes of the tensors :func:`encode_weights` would make of ``state`` (the file less its
+    header), counted without encoding anything: int8 keeps one byte a weight and a float16 scale
+    per block of the tensors :func:`int8_stored` picks, the others in float32."""
+    if weights_dtype not in STORAGES:
+        raise ValueError(f"weights_dtype must be one of {', '.join(STORAGES)}, got {weights_dtype!r}")
+    if weights_dtype != "int8":
+        return sum(v.numel() for v in state.values()) * WEIGHT_DTYPES[weights_dtype].itemsize
+    return sum(v.numel() + 2 * (v.numel() // INT8_BLOCK) if int8_stored(v) else 4 * v.numel() for v in state.values())
+
+
 def stored_weights(state: dict[str, torch.Tensor], weights_dtype: str) -> dict[str, torch.Tensor]:
     """``state`` as :func:`load_model` gives it back after saving it as ``weights_dtype``: float32
     tensors, rounded to what the file keeps (to check a storage's accuracy before shipping it)."""

@@ -397,13 +397,12 @@ def resumed_config(cfg: TrainConfig, given: set[str]) -> TrainConfig:
         raise TrainingError(f"--resume: no training state in {cfg.out} (expected {state_path})")
     _, header, _ = read_tensors(state_path)
     saved = json.loads(json.loads(header["meta"])["config"])
-    defaults = dataclasses.asdict(TrainConfig())
+    run = {**dataclasses.asdict(TrainConfig()), **saved}  # an option the state predates: its default
     clashes = sorted(n for n in given - RESUME_OVERRIDES - {"resume"}
-                     if getattr(cfg, n) != saved.get(n, defaults.get(n))
+                     if getattr(cfg, n) != run[n]
                      and not (n == "precision" and cfg.precision == "auto"))  # auto: what auto chose
     if clashes:
-        flags = "; ".join(f"--{n.replace('_', '-')} {getattr(cfg, n)} (the run has {saved.get(n, defaults.get(n))})"
-                          for n in clashes)
+        flags = "; ".join(f"--{n.replace('_', '-')} {getattr(cfg, n)} (the run has {run[n]})" for n in clashes)
         raise TrainingError(f"{flags}: --resume continues the run in {cfg.out} as it started, so only --epochs, "
                             "--device, --data-dir and --eval-batch-size may change; for another recipe start a "
                             "new run, from these weights with --init-from")

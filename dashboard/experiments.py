@@ -274,7 +274,6 @@ def iterations_notes(results: dict, trained: int | None) -> Notes:
     peaks = f", peaks at {margins[peak - 1]:.2f} (k = {peak})" if peak != r else " (its peak)"
     if r == 1:  # trained with uniform coupling: k = 1 is the model as trained, nothing to compare it with
         changed_last = round(results["dynamics"]["changed_from_k1"][-1] * n / 100)
-        peaks = f", peaks at {margins[peak - 1]:.2f} (k = {peak})" if peak != 1 else " (its peak)"
         here = (f"k = 1 (uniform coupling), as trained: {_acc(acc[0], iv[0])}; best {acc[best - 1]:.2f}% at "
                 f"k = {best}, worst {acc[worst - 1]:.2f}% at k = {worst}. {noise}. This model never routed in "
                 f"training, so more iterations at inference are a change it never saw: {changed_last} of {n:,} "
@@ -340,14 +339,15 @@ def ablation_notes(results: dict, trained: int | None) -> Notes:
                    f"{' and '.join(beyond)} beyond it (no overlap)")
     sigma = details.get("random_logit_std")
     random = f" The random logits have σ = {sigma:.3f}, the spread of the model's own final logits." if sigma else ""
-    if model_r(results, trained) == 1:  # one iteration routes with c = softmax(0): uniform, and so are the others
+    r = model_r(results, trained)
+    if r == 1:  # one iteration routes with c = softmax(0): uniform, and so are the others
         here = (f"Own routing (r = 1) {_acc(own['accuracy'], own['interval'])}, and against it, in points: {diffs}. "
                 "With one iteration the model's coupling is uniform (c = softmax(0) = 1/10): its final logits are "
                 "all zero, so the random coupling (σ of those logits, 0) and the class-mean one are uniform too. "
                 "The three rules are the model's own routing here, and this comparison says nothing about routing: "
                 "pick a model trained with r = 3 for it.")
     else:
-        here = (f"Own routing (r = {model_r(results, trained)}) {_acc(own['accuracy'], own['interval'])}; against it, "
+        here = (f"Own routing (r = {r}) {_acc(own['accuracy'], own['interval'])}; against it, "
                 f"in points: {diffs}; {verdict}. The class-mean coupling is the mean final c over the test images "
                 "predicted as each class, taken from the very images it is scored on (Zhao et al. used the training "
                 "set)." + random)

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from capsules.checkpoint import (MAX_SHIPPED_BYTES, SHIPPED, CheckpointError, encode_weights, load_model,
+from capsules.checkpoint import (MAX_SHIPPED_BYTES, SHIPPED, CheckpointError, encoded_bytes, load_model,
                                  save_model, sidecar, stored_weights)
 from capsules.data import DatasetError, load_mnist, load_multimnist_test
 from capsules.device import DEVICE_HELP, describe, pick_device
@@ -84,8 +84,8 @@ def stored_as(model, weights_dtype: str):
 
 
 def file_bytes(model, weights_dtype: str) -> int:
-    """The size of ``model``'s weights stored as ``weights_dtype`` (the header aside)."""
-    return sum(t.numel() * t.element_size() for t in encode_weights(model.state_dict(), weights_dtype).values())
+    """The size of ``model``'s weights stored as ``weights_dtype`` (the header aside), counted, not encoded."""
+    return encoded_bytes(model.state_dict(), weights_dtype)
 
 
 def n_correct(result: EvalResult | TwoDigitResult) -> int:

@@ -54,9 +54,10 @@ def main(argv: list[str]) -> int:
         except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        if new != old:
+        changed = new != old
+        if changed:
             atomic_write_bytes(args.update_readme, new.encode())
-        print(f"{args.update_readme}: Table 1 {'updated' if new != old else 'already up to date'}", file=sys.stderr)
+        print(f"{args.update_readme}: Table 1 {'updated' if changed else 'already up to date'}", file=sys.stderr)
     return 0
 
 

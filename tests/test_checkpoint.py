@@ -273,6 +273,20 @@ def test_damaged_int8_checkpoint_is_refused(tmp_path):
     assert type(load_model(path, "cpu")) is BaselineCNN
 
 
+@pytest.mark.parametrize("kind", ["capsnet", "cnn"])
+def test_encoded_bytes_counts_what_encoding_makes(kind):
+    """The size a storage gives, counted without encoding, is the encoded tensors' (int8 included:
+    one byte a quantized weight, a float16 scale per block, the rest in float32)."""
+    from capsules.checkpoint import STORAGES, encode_weights, encoded_bytes
+
+    state = _models()[kind].state_dict()
+    for storage in STORAGES:
+        encoded = encode_weights(state, storage)
+        assert encoded_bytes(state, storage) == sum(t.numel() * t.element_size() for t in encoded.values())
+    with pytest.raises(ValueError, match="weights_dtype must be one of"):
+        encoded_bytes(state, "int4")
+
+
 def _int8_tensors(model):
     from capsules.checkpoint import encode_weights
     return encode_weights(model.state_dict(), "int8")
