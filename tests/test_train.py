@@ -11,6 +11,7 @@ import torch
 
 from capsules import BaselineCNN, BaselineCNNConfig, CapsNet, CapsNetConfig
 from capsules.checkpoint import read_tensors, save_model
+import capsules.train as train_module
 from capsules.data import DatasetError, load_mnist, shift_augment, to_float
 from capsules.train import (TrainConfig, TrainingError, WeightAverage, _shard, epoch_batches, learning_rate, eval_size,
                             train, train_step)
@@ -64,7 +65,7 @@ def test_train_step_lowers_the_loss(precision):
 
 
 @pytest.mark.slow
-def test_smoke_training_lowers_loss_and_resume_matches_an_uninterrupted_run(data_dir, tmp_path):
+def test_smoke_training_lowers_loss_and_resume_matches_an_uninterrupted_run(data_dir, tmp_path, monkeypatch, capsys):
     common = dict(data_dir=str(data_dir), train_subset=384, test_subset=200, batch_size=64,
                   precision="fp32", eval_batch_size=200)
     full = train(TrainConfig(out=str(tmp_path / "full"), epochs=2, **common))
@@ -87,6 +88,38 @@ def test_smoke_training_lowers_loss_and_resume_matches_an_uninterrupted_run(data
     assert [json.loads(line)["epoch"] for line in cut_log] == [1, 2]
     meta = json.loads((tmp_path / "cut" / "last.json").read_text())
     assert len(meta["commands"]) == 2 and meta["epoch"] == 2
+
+    # killed within an epoch (after global step 3 of epoch 1; after step 9, the third of epoch 2),
+    # with the state saved after every step (--save-minutes tiny): the resumed run goes on from the
+    # step saved, with the epoch's shuffle and augmentation as they were, to the same weights and
+    # the same log (the progress sums of the epoch are restored too)
+    step = train_module._train_step
+    for killed_after in (3, 9):
+        out, calls = tmp_path / f"killed{killed_after}", []
+
+        def dies(*args, **kwargs):
+            calls.append(1)
+            if len(calls) > killed_after:
+                raise RuntimeError("killed")
+            return step(*args, **kwargs)
+
+        monkeypatch.setattr(train_module, "_train_step", dies)
+        with pytest.raises(RuntimeError, match="killed"):
+            train(TrainConfig(out=str(out), epochs=2, save_minutes=1e-9, **common))
+        monkeypatch.setattr(train_module, "_train_step", step)
+        saved = json.loads(read_tensors(out / "state.safetensors")[1]["meta"])
+        assert saved["step"] == killed_after
+        assert saved["in_epoch"]["epoch"] == 1 + killed_after // 6 and saved["in_epoch"]["steps"] == killed_after % 6
+        resumed = train(TrainConfig(out=str(out), epochs=2, resume=True, **common), given={"out", "epochs", "resume"})
+        assert f"in epoch {1 + killed_after // 6}, after {killed_after % 6} of its 6 steps" in capsys.readouterr().out
+        b = load_model_cpu(out / "last.safetensors")
+        for (k, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(ta, tb), (killed_after, k)
+        killed_log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert [(r["epoch"], r["train_loss"], r["train_accuracy"], r["test_correct"]) for r in killed_log] == \
+            [(r["epoch"], r["train_loss"], r["train_accuracy"], r["test_correct"]) for r in log]
+        assert resumed["test_correct"] == full["test_correct"] and "in_epoch" not in json.loads(
+            read_tensors(out / "state.safetensors")[1]["meta"])
 
 
 def test_a_subset_is_trained_on_every_image_and_the_full_set_in_full_batches():
