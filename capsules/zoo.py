@@ -309,14 +309,15 @@ class Table1:
 
 def table1(models: list[Shipped] | None = None) -> Table1:
     """Table 1 beside ``models`` (default: :func:`list_shipped`): on MNIST every row of the paper,
-    once per shipped model it matches (by name) or once marked :data:`PENDING`; on another data
+    once per shipped model it matches (fewer epochs first, then by name) or once marked :data:`PENDING`; on another data
     set (MultiMNIST) only the rows a shipped model matches. A model no row matches is left out."""
     models = list_shipped() if models is None else models
     datasets = ["mnist", *sorted({m.dataset for m in models} - {"mnist"})]
     rows = []
     for dataset in datasets:
         for paper in PAPER:
-            found = sorted((m for m in models if m.dataset == dataset and paper.matches(m)), key=lambda m: m.name)
+            found = sorted((m for m in models if m.dataset == dataset and paper.matches(m)),
+                           key=lambda m: (m.epochs or 0, m.name))  # the zoo's common budget before longer runs
             if found:
                 rows += [Table1Row(paper, dataset, m) for m in found]
             elif dataset == "mnist":
