@@ -15,6 +15,12 @@ epochs and the hardware, and which measured rows are within the noise of each ot
 intervals, :func:`capsules.experiments.intervals_overlap`). A row no shipped model matches yet is
 marked as in training, never filled in. ``python scripts/table1.py`` prints it as markdown (the
 README's), the dashboard's experiments page as a table.
+
+:func:`routing_at_inference` asks the zoo the experiments page asks one model: does routing
+matter at inference? From each shipped MNIST CapsNet's test-set experiments (the results file
+beside it, :mod:`capsules.experiments`; nothing is evaluated), its accuracy with k = 1 (uniform
+coupling), 3 and 10 routing iterations, and with random and class-mean coupling, and in words
+how its own routing compares with the uniform coupling of k = 1, within the noise or beyond it.
 """
 
 from __future__ import annotations
@@ -28,11 +34,12 @@ from .analysis import training_iterations
 from .baseline import BaselineCNN
 from .checkpoint import SHIPPED, CheckpointError, read_metadata
 from .evaluate import binomial_interval
-from .experiments import intervals_overlap
+from .experiments import intervals_overlap, load_results, wilson_interval
 from .model import CapsNet
 
 __all__ = ["CHECKPOINT_DIR", "COLUMNS", "DATASET_NAMES", "KIND_NAMES", "PAPER", "PENDING", "PaperRow", "Shipped", "Table1",
-           "Table1Row", "checkpoints_dir", "dataset_of", "list_shipped", "table1"]
+           "Table1Row", "ROUTING_COLUMNS", "RoutingAtInference", "checkpoints_dir", "dataset_of", "list_shipped",
+           "routing_at_inference", "table1"]
 
 CHECKPOINT_DIR = "CAPSULES_CHECKPOINT_DIR"  # environment variable: the folder of shipped models
 KIND_NAMES = {CapsNet.FORMAT: "capsnet", BaselineCNN.FORMAT: "cnn"}  # as ``python -m capsules.train --model``
@@ -323,3 +330,93 @@ def table1(models: list[Shipped] | None = None) -> Table1:
             elif dataset == "mnist":
                 rows.append(Table1Row(paper, dataset, None))
     return Table1(tuple(rows))
+
+
+# ------------------------------------------------------------------- routing at inference, per model
+
+ROUTING_KS = (1, 3, 10)  # routing iterations at inference shown per model (k = 1: uniform coupling)
+ROUTING_COLUMNS = ("model", "trained with", "epochs", *(f"k = {k}" + (" (uniform c)" if k == 1 else "")
+                                                         for k in ROUTING_KS), "random c", "class-mean c")
+
+
+@dataclass(frozen=True)
+class RoutingAtInference:
+    """Each shipped MNIST CapsNet with its test-set experiments (``results``, as
+    :func:`capsules.experiments.load_results` reads them), in the order of :func:`routing_at_inference`."""
+
+    models: tuple[tuple[Shipped, dict], ...]
+
+    @staticmethod
+    def correct(results: dict, k: int) -> int:
+        """Test images right when routing with ``k`` iterations at inference."""
+        return int(results["iterations_correct"][str(k)])
+
+    def records(self) -> list[dict[str, str]]:
+        """Accuracy in percent per column (:data:`ROUTING_COLUMNS`); the model's own r is marked "(own)"."""
+        rows = []
+        for m, res in self.models:
+            n = res["test_images"]
+            row = {"model": m.name, "trained with": m.recipe, "epochs": "–" if m.epochs is None else str(m.epochs)}
+            for k, column in zip(ROUTING_KS, ROUTING_COLUMNS[3:]):
+                row[column] = f"{100 * self.correct(res, k) / n:.2f}%" + (" (own)" if k == m.iterations else "")
+            row["random c"] = f"{res['ablations']['random']['accuracy']:.2f}%"
+            row["class-mean c"] = f"{res['ablations']['class_mean']['accuracy']:.2f}%"
+            rows.append(row)
+        return rows
+
+    def markdown(self) -> str:
+        lines = ["| " + " | ".join(ROUTING_COLUMNS) + " |", "|" + "---|" * len(ROUTING_COLUMNS)]
+        lines += ["| " + " | ".join(rec[c] for c in ROUTING_COLUMNS) + " |" for rec in self.records()]
+        return "\n".join(lines)
+
+    def against_uniform(self, group: list[tuple[Shipped, dict]], k: int) -> str:
+        """For ``group``: routing with ``k`` iterations against uniform coupling (k = 1), per model
+        in points, how often routing got more test images right, and the noise (95% Wilson
+        intervals apart or overlapping)."""
+        gains, apart = [], []
+        for m, res in group:
+            n, routed, uniform = res["test_images"], self.correct(res, k), self.correct(res, 1)
+            gains.append(100 * (routed - uniform) / n)
+            if not intervals_overlap(wilson_interval(routed, n), wilson_interval(uniform, n)):
+                apart.append(m.name)
+        within = [m.name for m, _ in group if m.name not in apart]
+        if not apart:
+            noise = ("the difference is" if len(group) == 1 else "every difference is") + \
+                " within the noise (95% intervals overlap)"
+        else:
+            noise = f"beyond the noise (95% intervals apart) for {', '.join(apart)}" + \
+                (f", within it for {', '.join(within)}" if within else "")
+        points = ", ".join(f"{g:+.2f}".replace("-", "\u2212") for g in gains)
+        return f"{points} points (routing ahead in {sum(g > 0 for g in gains)} of {len(group)}); {noise}"
+
+    @property
+    def summary(self) -> str:
+        """Per training r, in sentences: each model's own routing against uniform coupling
+        (:meth:`against_uniform`; for r = 1, where its own routing is uniform coupling, k = 3
+        instead), then k = 10 against k = 1."""
+        if not self.models:
+            return "No shipped MNIST CapsNet has its test-set experiments yet."
+        sentences = []
+        for r in sorted({m.iterations for m, _ in self.models if m.iterations is not None}):
+            group = [(m, res) for m, res in self.models if m.iterations == r]
+            first = (f"own routing (k = {r}) against uniform coupling (k = 1): {self.against_uniform(group, r)}"
+                     if r > 1 else f"k = 3 at inference, more than trained with, against their own k = 1: "
+                                   f"{self.against_uniform(group, 3)}")
+            sentences.append(f"Trained with r = {r} ({', '.join(m.name for m, _ in group)}): {first}. "
+                             f"k = 10 against k = 1: {self.against_uniform(group, max(ROUTING_KS))}.")
+        return " ".join(sentences)
+
+
+def routing_at_inference(models: list[Shipped] | None = None) -> RoutingAtInference:
+    """The shipped MNIST CapsNets (default: :func:`list_shipped`) whose experiments results are
+    beside them and belong to their weights, ordered as Table 1 (r, then reconstruction, then
+    fewer epochs first, then name); a model without results is left out."""
+    models = list_shipped() if models is None else models
+    found = []
+    for m in models:
+        if m.kind == "capsnet" and m.dataset == "mnist":
+            results = load_results(m.path)
+            if results is not None and "iterations_correct" in results:  # a CapsNet's, not robustness only
+                found.append((m, results))
+    found.sort(key=lambda p: (p[0].iterations or 0, bool(p[0].reconstruction), p[0].epochs or 0, p[0].name))
+    return RoutingAtInference(tuple(found))

@@ -2,7 +2,8 @@
 
 A page of ``streamlit run dashboard/app.py``. It opens on the paper's Table 1 beside the shipped
 models (:func:`capsules.zoo.table1`: their test errors with 95% intervals, epochs, hardware, and
-which rows are within the noise of each other), then shows what :mod:`capsules.experiments` computes
+which rows are within the noise of each other) and routing at inference across them
+(:func:`capsules.zoo.routing_at_inference`), then shows what :mod:`capsules.experiments` computes
 over the MNIST test set (accuracy by routing iterations, the routing dynamics, coupling ablations,
 affine robustness, the confusion matrix and the misclassified digits), each figure with what the
 paper claimed, what later papers found and what this checkpoint shows. The sentences are built by
@@ -520,6 +521,29 @@ def show_table1() -> None:
                "for its experiments below.")
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def zoo_routing(folder: str, stamp: float) -> tuple[list[dict[str, str]], str]:
+    """:func:`capsules.zoo.routing_at_inference` of the shipped models: its rows and sentence, read
+    again when the folder changes (shipping a model or its results writes into it)."""
+    table = Z.routing_at_inference(shipped())
+    return table.records(), table.summary
+
+
+def show_zoo_routing() -> None:
+    """Routing at inference across the shipped MNIST CapsNets, from their experiments files."""
+    folder = Z.checkpoints_dir()
+    records, summary = zoo_routing(str(folder), folder.stat().st_mtime if folder.is_dir() else 0.0)
+    st.subheader("Routing at inference, across the zoo")
+    if records:
+        st.dataframe(pd.DataFrame(records, columns=list(Z.ROUTING_COLUMNS)), hide_index=True)
+    st.markdown(f"**Does routing help at inference?** {summary}")
+    st.caption("Test accuracy on MNIST's 10,000 test images with k routing iterations at inference (k = 1: "
+               "uniform coupling; “own”: as the model was trained), and with random and class-mean coupling, "
+               "from each model's shipped experiments (the sections below show them one model at a time). "
+               "The noise judgments compare each figure's own 95% interval, which is cautious: the figures "
+               "of one model are scored on the same images.")
+
+
 def show(results: dict, loaded: Loaded, clock: Clock) -> None:
     trained = A.training_iterations(loaded.model.metadata)
     r, n = model_r(results, trained), results["test_images"]
@@ -579,6 +603,7 @@ def main() -> None:
     time_slot = model_panel(loaded)
     st.title("Test-set experiments: does routing matter?")
     show_table1()
+    show_zoo_routing()
     st.divider()  # above: every shipped model; below: the one picked
     results = results_for(loaded)
     if results is not None:

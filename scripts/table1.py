@@ -1,4 +1,4 @@
-"""Print the paper's Table 1 beside the shipped models, as the README's markdown.
+"""Print the paper's Table 1 beside the shipped models, and routing at inference across them, as the README's markdown.
 
     python scripts/table1.py                      # checkpoints/ (or $CAPSULES_CHECKPOINT_DIR)
     python scripts/table1.py --checkpoints DIR
@@ -9,7 +9,9 @@ experiments page: each shipped model's test error with its 95% Wilson interval, 
 time and hardware, read from the JSONs beside the weights (nothing is evaluated); a row no shipped
 model matches yet says "training". Paste the output into the README's Results, or let
 ``--update-readme`` replace the README's table (from its header row to its "Within the noise?"
-line; written atomically).
+line; written atomically). Then the same for the table of routing at inference across the shipped
+MNIST CapsNets (:func:`capsules.zoo.routing_at_inference`, from their experiments results; in the
+README's "Does routing matter?", from its header row to its "Across the zoo:" line).
 """
 
 from __future__ import annotations
@@ -19,22 +21,32 @@ import sys
 from pathlib import Path
 
 from capsules.checkpoint import atomic_write_bytes
-from capsules.zoo import list_shipped, table1
+from capsules.zoo import list_shipped, routing_at_inference, table1
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 HEADER = "| Table 1 row |"
 NOISE = "Within the noise? "
+ROUTING_HEADER = "| model | trained with |"
+ROUTING_SUMMARY = "Across the zoo: "
 
 
-def replace_table(readme: str, new: str) -> str:
-    """``readme`` with its Table 1 (the lines from the one starting with :data:`HEADER` to the
-    line starting with :data:`NOISE`) replaced by ``new``; a README without one is an error."""
+def replace_table(readme: str, new: str, header: str = HEADER, last: str = NOISE, what: str = "Table 1") -> str:
+    """``readme`` with a generated table (the lines from the one starting with ``header`` to the
+    line starting with ``last``) replaced by ``new``; a README without one is an error."""
     lines = readme.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.startswith(HEADER)), None)
-    end = next((i for i in range(start or 0, len(lines)) if lines[i].startswith(NOISE)), None)
+    start = next((i for i, line in enumerate(lines) if line.startswith(header)), None)
+    end = next((i for i in range(start or 0, len(lines)) if lines[i].startswith(last)), None)
     if start is None or end is None:
-        raise ValueError(f"no Table 1 in the README (a line starting with {HEADER!r}, then one with {NOISE!r})")
+        raise ValueError(f"no {what} in the README (a line starting with {header!r}, then one with {last!r})")
     return "".join(lines[:start]) + new.rstrip("\n") + "\n" + "".join(lines[end + 1:])
+
+
+def texts(folder: str | None = None) -> tuple[str, str]:
+    """Table 1 and the routing table, each with its sentence, as the README has them."""
+    models = list_shipped(folder)
+    table, routing = table1(models), routing_at_inference(models)
+    return (f"{table.markdown()}\n\n{NOISE}{table.noise}\n",
+            f"{routing.markdown()}\n\n{ROUTING_SUMMARY}{routing.summary}\n")
 
 
 def main(argv: list[str]) -> int:
@@ -42,22 +54,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--checkpoints", default=None,
                         help="folder of the shipped models (default: $CAPSULES_CHECKPOINT_DIR, else checkpoints/)")
     parser.add_argument("--update-readme", nargs="?", const=README, type=Path, default=None, metavar="README",
-                        help=f"also write the table into this README in place of its old one (default: {README.name})")
+                        help=f"also write both tables into this README in place of the old ones (default: {README.name})")
     args = parser.parse_args(argv)
-    table = table1(list_shipped(args.checkpoints))
-    text = f"{table.markdown()}\n\n{NOISE}{table.noise}\n"
-    print(text, end="")
+    table, routing = texts(args.checkpoints)
+    print(table + "\n" + routing, end="")
     if args.update_readme is not None:
         try:
             old = args.update_readme.read_text()
-            new = replace_table(old, text)
+            new = replace_table(old, table)
+            new = replace_table(new, routing, ROUTING_HEADER, ROUTING_SUMMARY, "table of routing at inference")
         except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         changed = new != old
         if changed:
             atomic_write_bytes(args.update_readme, new.encode())
-        print(f"{args.update_readme}: Table 1 {'updated' if changed else 'already up to date'}", file=sys.stderr)
+        print(f"{args.update_readme}: Table 1 and routing at inference {'updated' if changed else 'already up to date'}",
+              file=sys.stderr)
     return 0
 
 

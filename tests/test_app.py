@@ -14,6 +14,8 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from capsules import zoo as Z  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"
 SAMPLES = ROOT / "dashboard" / "samples.npz"
@@ -461,6 +463,11 @@ def test_experiments_page_shows_the_shipped_results(at, shipped_results):
     assert "Zhao et al. used the training set" in text and "Paik et al." in text and "Gu & Tresp" in text
     assert f"{len(shipped_results['errors'])} of 10,000 test digits are wrong" in text
     assert f"in {shipped_results['seconds']:.0f} s" in text
+    # routing at inference across the shipped zoo, under Table 1: its table and its sentence
+    zoo = Z.routing_at_inference()
+    assert len(zoo.models) >= 1 and zoo.summary in text
+    assert any(list(d.value.columns) == list(Z.ROUTING_COLUMNS) and d.value.to_dict("records") == zoo.records()
+               for d in at.dataframe)
     # every misclassified digit of the shipped model has its button (one page of the gallery)
     keys = {b.key for b in at.button}
     assert {f"open_{e['index']}" for e in shipped_results["errors"]} <= keys

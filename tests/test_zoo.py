@@ -172,39 +172,96 @@ def test_the_shipped_checkpoints_are_listed():
     assert (r1.kind, r1.iterations, r1.reconstruction, r1.weights_dtype, r1.epochs) == ("capsnet", 1, True, "fp16", 10)
 
 
-def test_the_readme_shows_table_1_of_the_shipped_models(capsys):
-    """README's Table 1 is the output of scripts/table1.py for checkpoints/: shipping a model
-    changes it (run the script and paste its output)."""
+def table1_script():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("table1", ROOT / "scripts" / "table1.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_the_readme_shows_table_1_of_the_shipped_models(capsys):
+    """README's Table 1 and its table of routing at inference are the output of scripts/table1.py
+    for checkpoints/: shipping a model changes them (run the script with --update-readme)."""
+    script = table1_script()
     assert script.main(["--checkpoints", str(SHIPPED.parent)]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith(Z.table1().markdown())
+    table, routing = script.texts(str(SHIPPED.parent))
+    assert printed == table + "\n" + routing and table.startswith(Z.table1().markdown())
+    assert routing.startswith(Z.routing_at_inference().markdown())
     readme = (ROOT / "README.md").read_text()
-    assert printed.strip() in readme, "README's Table 1 is stale: run python scripts/table1.py and paste its output"
+    for text in (table, routing):
+        assert text.strip() in readme, "README's tables are stale: run python scripts/table1.py --update-readme"
 
 
-def test_table1_script_writes_the_table_into_a_readme(tmp_path, capsys):
-    """``scripts/table1.py --update-readme`` replaces the old table (header row to the noise line)
-    and keeps everything around it; a README without a table is an error that writes nothing."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("table1", ROOT / "scripts" / "table1.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_table1_script_writes_the_tables_into_a_readme(tmp_path, capsys):
+    """``scripts/table1.py --update-readme`` replaces the old tables (header row to the sentence
+    under each) and keeps everything around them; a README without both is an error that writes
+    nothing."""
+    script = table1_script()
+    table, routing = script.texts(str(SHIPPED.parent))
     readme = tmp_path / "README.md"
-    readme.write_text("# intro\n\n| Table 1 row | stale |\n|---|---|\n| old | row |\n\nWithin the noise? old.\n\nAfter.\n")
+    readme.write_text("# intro\n\n| Table 1 row | stale |\n|---|---|\n| old | row |\n\nWithin the noise? old.\n\n"
+                      "Between.\n\n| model | trained with | stale |\n|---|---|---|\n\nAcross the zoo: old.\n\nAfter.\n")
+    expected = "# intro\n\n" + table + "\nBetween.\n\n" + routing + "\nAfter.\n"
     assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(readme)]) == 0
-    printed = capsys.readouterr().out
-    assert readme.read_text() == "# intro\n\n" + printed + "\nAfter.\n"
-    assert "stale" not in readme.read_text() and printed.startswith(Z.table1().markdown())
+    assert readme.read_text() == expected and "stale" not in expected
     assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(readme)]) == 0  # idempotent
-    assert readme.read_text() == "# intro\n\n" + printed + "\nAfter.\n"
+    assert readme.read_text() == expected
+    capsys.readouterr()
 
     bare = tmp_path / "bare.md"
     bare.write_text("# no table here\n")
     assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(bare)]) == 1
     assert "no Table 1 in the README" in capsys.readouterr().err and bare.read_text() == "# no table here\n"
+    half = tmp_path / "half.md"
+    half.write_text("| Table 1 row | stale |\n\nWithin the noise? old.\n")
+    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(half)]) == 1
+    assert "no table of routing at inference" in capsys.readouterr().err
+    assert half.read_text() == "| Table 1 row | stale |\n\nWithin the noise? old.\n"
+
+
+def fake_results(path: Path, correct: dict[int, int], *, random: float = 99.5, class_mean: float = 99.0,
+                 sha: str | None = None) -> None:
+    """Test-set experiments beside a fake shipped model, as capsules.experiments writes them."""
+    import hashlib
+
+    from capsules import experiments as E
+
+    results = {"format": E.FORMAT, "version": E.VERSION, "kind": "capsules.capsnet", "test_images": 10000,
+               "checkpoint_sha256": sha or hashlib.sha256(path.read_bytes()).hexdigest(),
+               "iterations_correct": {str(k): correct.get(k, 9900) for k in range(1, 11)},
+               "ablations": {"random": {"accuracy": random}, "class_mean": {"accuracy": class_mean}}}
+    E.results_path(path).write_text(json.dumps(results))
+
+
+def test_routing_at_inference_across_the_zoo(tmp_path):
+    fake_results(fake(tmp_path, "capsnet-mnist", epoch=29), {1: 9960, 3: 9956, 10: 9950})
+    fake_results(fake(tmp_path, "capsnet-mnist-r3", epoch=10), {1: 9950, 3: 9951, 10: 9900})  # routing ahead
+    fake_results(fake(tmp_path, "capsnet-mnist-r1", iterations=1), {1: 9946, 3: 9942, 10: 9902},
+                 random=99.46, class_mean=99.46)
+    fake(tmp_path, "capsnet-mnist-r1-norecon", iterations=1, recon=0.0)  # no results: left out
+    fake_results(fake(tmp_path, "capsnet-mnist-r3-norecon", recon=0.0), {1: 9943}, sha="0" * 64)  # other weights
+    fake(tmp_path, "cnn-mnist", kind="cnn")
+    fake_results(fake(tmp_path, "capsnet-multimnist", dataset="multimnist"), {1: 6000})
+    table = Z.routing_at_inference(Z.list_shipped(tmp_path))
+    assert [m.name for m, _ in table.models] == ["capsnet-mnist-r1", "capsnet-mnist-r3", "capsnet-mnist"]
+    rows = table.records()
+    assert rows[0] == {"model": "capsnet-mnist-r1", "trained with": "r = 1, with reconstruction", "epochs": "10",
+                       "k = 1 (uniform c)": "99.46% (own)", "k = 3": "99.42%", "k = 10": "99.02%",
+                       "random c": "99.46%", "class-mean c": "99.46%"}
+    assert rows[2]["k = 3"] == "99.56% (own)" and rows[2]["k = 1 (uniform c)"] == "99.60%" and rows[2]["epochs"] == "29"
+    md = table.markdown().splitlines()
+    assert md[0] == "| " + " | ".join(Z.ROUTING_COLUMNS) + " |" and len(md) == 5
+    summary = table.summary
+    assert ("Trained with r = 1 (capsnet-mnist-r1): k = 3 at inference, more than trained with, against their own "
+            "k = 1: \u22120.04 points (routing ahead in 0 of 1); the difference is within the noise") in summary
+    # 99.02% [98.81, 99.20] against 99.46% [99.31, 99.58]: apart
+    assert "k = 10 against k = 1: \u22120.44 points (routing ahead in 0 of 1); beyond the noise (95% intervals " \
+           "apart) for capsnet-mnist-r1." in summary
+    assert ("Trained with r = 3 (capsnet-mnist-r3, capsnet-mnist): own routing (k = 3) against uniform coupling "
+            "(k = 1): +0.01, \u22120.04 points (routing ahead in 1 of 2); every difference is within the noise") in summary
+    assert ("k = 10 against k = 1: \u22120.50, \u22120.10 points (routing ahead in 0 of 2); beyond the noise (95% "
+            "intervals apart) for capsnet-mnist-r3, within it for capsnet-mnist.") in summary
+    assert Z.routing_at_inference([]).summary == "No shipped MNIST CapsNet has its test-set experiments yet."
