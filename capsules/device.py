@@ -65,7 +65,8 @@ def describe(device: torch.device) -> str:
                     break
     except OSError:
         pass
-    return f"CPU: {cpu}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"CPU: {cpu}, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def bf16_supported(device: torch.device) -> bool:

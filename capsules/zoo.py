@@ -391,11 +391,16 @@ class RoutingAtInference:
 
     @property
     def summary(self) -> str:
-        """Per training r, in sentences: each model's own routing against uniform coupling
+        """:attr:`findings` in one paragraph."""
+        return " ".join(self.findings)
+
+    @property
+    def findings(self) -> list[str]:
+        """Per training r, two sentences: each model's own routing against uniform coupling
         (:meth:`against_uniform`; for r = 1, where its own routing is uniform coupling, k = 3
         instead), then k = 10 against k = 1."""
         if not self.models:
-            return "No shipped MNIST CapsNet has its test-set experiments yet."
+            return ["No shipped MNIST CapsNet has its test-set experiments yet."]
         sentences = []
         for r in sorted({m.iterations for m, _ in self.models if m.iterations is not None}):
             group = [(m, res) for m, res in self.models if m.iterations == r]
@@ -404,7 +409,7 @@ class RoutingAtInference:
                                    f"{self.against_uniform(group, 3)}")
             sentences.append(f"Trained with r = {r} ({', '.join(m.name for m, _ in group)}): {first}. "
                              f"k = 10 against k = 1: {self.against_uniform(group, max(ROUTING_KS))}.")
-        return " ".join(sentences)
+        return sentences
 
 
 def routing_at_inference(models: list[Shipped] | None = None) -> RoutingAtInference:

@@ -522,21 +522,21 @@ def show_table1() -> None:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def zoo_routing(folder: str, stamp: float) -> tuple[list[dict[str, str]], str]:
-    """:func:`capsules.zoo.routing_at_inference` of the shipped models: its rows and sentence, read
+def zoo_routing(folder: str, stamp: float) -> tuple[list[dict[str, str]], list[str]]:
+    """:func:`capsules.zoo.routing_at_inference` of the shipped models: its rows and findings, read
     again when the folder changes (shipping a model or its results writes into it)."""
     table = Z.routing_at_inference(shipped())
-    return table.records(), table.summary
+    return table.records(), table.findings
 
 
 def show_zoo_routing() -> None:
     """Routing at inference across the shipped MNIST CapsNets, from their experiments files."""
     folder = Z.checkpoints_dir()
-    records, summary = zoo_routing(str(folder), folder.stat().st_mtime if folder.is_dir() else 0.0)
+    records, findings = zoo_routing(str(folder), folder.stat().st_mtime if folder.is_dir() else 0.0)
     st.subheader("Routing at inference, across the zoo")
     if records:
         st.dataframe(pd.DataFrame(records, columns=list(Z.ROUTING_COLUMNS)), hide_index=True)
-    st.markdown(f"**Does routing help at inference?** {summary}")
+    st.markdown("**Does routing help at inference?**\n" + "".join(f"\n- {line}" for line in findings))
     st.caption("Test accuracy on MNIST's 10,000 test images with k routing iterations at inference (k = 1: "
                "uniform coupling; “own”: as the model was trained), and with random and class-mean coupling, "
                "from each model's shipped experiments (the sections below show them one model at a time). "

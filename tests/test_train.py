@@ -694,3 +694,16 @@ def test_a_run_keeps_the_precision_auto_gave_it_when_it_resumes(data_dir, tmp_pa
     legacy = train(TrainConfig(out=str(tmp_path / "run"), epochs=3, resume=True, **common),
                    given={"out", "epochs", "resume"})
     assert legacy["precision"] == "bf16" and legacy["epoch"] == 3
+
+
+def test_the_hardware_line_counts_threads_in_words():
+    from capsules.device import describe
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert describe(torch.device("cpu")).endswith(", 1 thread")
+        torch.set_num_threads(2)
+        assert describe(torch.device("cpu")).endswith(", 2 threads")
+    finally:
+        torch.set_num_threads(before)
