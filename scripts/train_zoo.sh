@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train Table 1's model zoo (README, "Table 1 model zoo"), one run after the other, each resumed
-# from its state file when it has one, so that the same command goes on after any stop:
+# from its state file when it has one (saved after every epoch and every 10 minutes within one), so
+# that the same command goes on after any stop:
 #
 #     mkdir -p runs/zoo && nohup bash scripts/train_zoo.sh runs/zoo > runs/zoo/queue.out 2>&1 &
 #
