@@ -21,8 +21,7 @@ The output folder gets the ``last`` checkpoint (safetensors + JSON; with ``--ema
 ``--resume`` continues from it, bit-identical to a run that never stopped. The state is also saved
 within an epoch every ``--save-minutes`` (10 by default), so a stopped run loses at most that much
 work, not the epoch in progress (a baseline-CNN epoch is about an hour on a 2-core CPU). No
-checkpoint is chosen by
-its test score: with no validation split that would select on the test set.
+checkpoint is chosen by its test score: with no validation split that would select on the test set.
 
 :func:`train` runs three phases, one section each below: :func:`setup` (configuration and resume,
 device and processes, data, model, optimizer and the objective a step minimises),
@@ -405,8 +404,8 @@ def resumed_config(cfg: TrainConfig, given: set[str]) -> TrainConfig:
     overrides do not touch the weights: ``out`` (the folder may have moved; it is where the state
     was read), ``data_dir`` (where MNIST lives on this machine), ``device`` (to continue on other
     hardware; bit-identical only on the same kind), ``eval_batch_size`` (evaluation memory only),
-    ``save_minutes`` (how often the state is saved within an epoch) and ``epochs`` (to extend or shorten the run: the learning rate follows the step, not the
-    planned number of epochs). A state file written before an option existed resumes with that
+    ``save_minutes`` (how often the state is saved within an epoch) and ``epochs`` (to extend or
+    shorten the run: the learning rate follows the step, not the planned number of epochs). A state file written before an option existed resumes with that
     option's default. Any other option named with a value other than the run's (``--lr``, a
     ``--model`` ...) is refused, not dropped in silence; named with the run's own value it is
     accepted (``--precision auto`` too: the run keeps what auto chose), so that a resume command
@@ -424,8 +423,8 @@ def resumed_config(cfg: TrainConfig, given: set[str]) -> TrainConfig:
     if clashes:
         flags = "; ".join(f"--{n.replace('_', '-')} {getattr(cfg, n)} (the run has {run[n]})" for n in clashes)
         raise TrainingError(f"{flags}: --resume continues the run in {cfg.out} as it started, so only --epochs, "
-                            "--device, --data-dir, --eval-batch-size and --save-minutes may change; for another recipe start a "
-                            "new run, from these weights with --init-from")
+                            "--device, --data-dir, --eval-batch-size and --save-minutes may change; for another "
+                            "recipe start a new run, from these weights with --init-from")
     keep = RESUME_OVERRIDES & ({"out"} | given)
     return TrainConfig(**{**saved, **{k: getattr(cfg, k) for k in keep}, "resume": True})
 

@@ -54,7 +54,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--checkpoints", default=None,
                         help="folder of the shipped models (default: $CAPSULES_CHECKPOINT_DIR, else checkpoints/)")
     parser.add_argument("--update-readme", nargs="?", const=README, type=Path, default=None, metavar="README",
-                        help=f"also write both tables into this README in place of the old ones (default: {README.name})")
+                        help="also write both tables into this README in place of the old ones "
+                             f"(default: {README.name})")
     args = parser.parse_args(argv)
     table, routing = texts(args.checkpoints)
     print(table + "\n" + routing, end="")
@@ -69,8 +70,8 @@ def main(argv: list[str]) -> int:
         changed = new != old
         if changed:
             atomic_write_bytes(args.update_readme, new.encode())
-        print(f"{args.update_readme}: Table 1 and routing at inference {'updated' if changed else 'already up to date'}",
-              file=sys.stderr)
+        state = "updated" if changed else "already up to date"
+        print(f"{args.update_readme}: Table 1 and routing at inference {state}", file=sys.stderr)
     return 0
 
 

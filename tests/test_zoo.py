@@ -261,7 +261,8 @@ def test_routing_at_inference_across_the_zoo(tmp_path):
     assert "k = 10 against k = 1: \u22120.44 points (routing ahead in 0 of 1); beyond the noise (95% intervals " \
            "apart) for capsnet-mnist-r1." in summary
     assert ("Trained with r = 3 (capsnet-mnist-r3, capsnet-mnist): own routing (k = 3) against uniform coupling "
-            "(k = 1): +0.01, \u22120.04 points (routing ahead in 1 of 2); every difference is within the noise") in summary
+            "(k = 1): +0.01, \u22120.04 points (routing ahead in 1 of 2); every difference is within the noise"
+            ) in summary
     assert ("k = 10 against k = 1: \u22120.50, \u22120.10 points (routing ahead in 0 of 2); beyond the noise (95% "
             "intervals apart) for capsnet-mnist-r3, within it for capsnet-mnist.") in summary
     assert Z.routing_at_inference([]).summary == "No shipped MNIST CapsNet has its test-set experiments yet."
