@@ -16,7 +16,9 @@ one that drives ``st.progress``; the command line drives a tqdm bar). Notation a
   second-longest capsule length) for ``k = 1 .. K``, and the routing dynamics: the mean
   ``|b(t+1) - b(t)| = |u_hat . v(t)|`` (the change iteration ``t`` makes to the logits, the
   paper's Appendix A), the mean routing entropy ``-sum_j c_ij ln c_ij`` (nats; ``ln 10`` when
-  uniform) and the share of images whose prediction differs from the ``k = 1`` prediction.
+  uniform), the share of images whose prediction differs from the ``k = 1`` prediction and, image
+  by image, how many right answers turned wrong and wrong ones right (the discordant pairs of an
+  exact McNemar test against ``k = 1``, :func:`mcnemar_p`).
 - **Coupling ablations** (:func:`coupling_ablations`): accuracy with a fixed coupling and no
   routing iterations, ``v_j = squash(sum_i c_ij u_hat_{j|i})`` (:func:`route_fixed`), for
   uniform ``c = 1/10`` (the same as ``k = 1``); random ``c_i = softmax_j(z_i)`` with Gaussian logits
@@ -63,8 +65,8 @@ from .model import CapsNet
 
 __all__ = [
     "FORMAT", "ROBUSTNESS", "Ablation", "RoutingPass", "accuracy_interval", "affine", "checkpoint_sha256",
-    "confusion_matrix", "coupling_ablations", "intervals_overlap", "load_results", "misclassified", "predict",
-    "random_logits", "results_path", "robustness", "robustness_experiments", "robustness_results", "robustness_subset",
+    "confusion_matrix", "coupling_ablations", "intervals_overlap", "load_results", "mcnemar_p", "misclassified",
+    "predict", "random_logits", "results_path", "robustness", "robustness_experiments", "robustness_results", "robustness_subset",
     "route_fixed", "routing_pass", "run_experiments", "same_subset", "save_results", "wilson_interval",
 ]
 
@@ -112,6 +114,18 @@ def accuracy_interval(accuracy: float, total: int) -> tuple[float, float]:
     """:func:`wilson_interval` of an accuracy given in percent over ``total`` images (as the
     results file stores the robustness curves): the count is ``round(accuracy * total / 100)``."""
     return wilson_interval(round(accuracy * total / 100.0), total)
+
+
+def mcnemar_p(broke: int, fixed: int) -> float:
+    """Exact two-sided McNemar test of two classifiers scored on the same images: ``broke`` images
+    only the first gets right, ``fixed`` only the second. Under no difference each of these
+    discordant images falls either way with probability 1/2, so the p-value is the two-sided
+    binomial tail of min(broke, fixed) in broke + fixed draws (1 when there are none)."""
+    n = broke + fixed
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(broke, fixed) + 1)) / 2**n
+    return min(1.0, 2.0 * tail)
 
 
 def intervals_overlap(*intervals: tuple[float, float] | list[float]) -> bool:
@@ -201,6 +215,14 @@ class RoutingPass:
         """Percent of images whose prediction after iteration k differs from the k = 1 prediction."""
         p = self.predictions
         return [float(x) for x in 100.0 * (p != p[:1]).double().mean(dim=1)]
+
+    @property
+    def paired(self) -> tuple[list[int], list[int]]:
+        """Per k = 1 .. K against k = 1, image by image: (right answers turned wrong, wrong answers
+        turned right), the discordant pairs of :func:`mcnemar_p`."""
+        right = self.predictions == self.labels  # (K, N)
+        broke, fixed = (right[:1] & ~right).sum(dim=1), (~right[:1] & right).sum(dim=1)
+        return [int(x) for x in broke], [int(x) for x in fixed]
 
     @property
     def own(self) -> Tensor:
@@ -462,6 +484,8 @@ def run_experiments(model, images: Tensor, labels: Tensor, *, iterations: int = 
             "logit_change": [float(x) for x in rp.logit_change],
             "entropy": [float(x) for x in rp.entropy],
             "changed_from_k1": rp.changed,
+            "right_to_wrong_from_k1": rp.paired[0],
+            "wrong_to_right_from_k1": rp.paired[1],
         },
         "ablations": {name: a.to_dict() for name, a in ablations.items()},
         "ablation_details": {

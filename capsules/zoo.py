@@ -34,7 +34,7 @@ from .analysis import training_iterations
 from .baseline import BaselineCNN
 from .checkpoint import SHIPPED, CheckpointError, read_metadata
 from .evaluate import binomial_interval
-from .experiments import intervals_overlap, load_results, wilson_interval
+from .experiments import intervals_overlap, load_results, mcnemar_p, wilson_interval
 from .model import CapsNet
 
 __all__ = ["CHECKPOINT_DIR", "COLUMNS", "DATASET_NAMES", "KIND_NAMES", "PAPER", "PENDING", "PaperRow", "Shipped", "Table1",
@@ -334,6 +334,7 @@ def table1(models: list[Shipped] | None = None) -> Table1:
 
 # ------------------------------------------------------------------- routing at inference, per model
 
+SIGNIFICANCE = 0.05  # a paired difference with McNemar p below this is called beyond the noise
 ROUTING_KS = (1, 3, 10)  # routing iterations at inference shown per model (k = 1: uniform coupling)
 ROUTING_COLUMNS = ("model", "trained with", "epochs", *(f"k = {k}" + (" (uniform c)" if k == 1 else "")
                                                          for k in ROUTING_KS), "random c", "class-mean c")
@@ -369,25 +370,44 @@ class RoutingAtInference:
         lines += ["| " + " | ".join(rec[c] for c in ROUTING_COLUMNS) + " |" for rec in self.records()]
         return "\n".join(lines)
 
+    @staticmethod
+    def paired(results: dict, k: int) -> tuple[int, int] | None:
+        """Routing with ``k`` iterations against k = 1, image by image: (right answers turned wrong,
+        wrong ones turned right); None for results computed before they were recorded."""
+        dyn = results.get("dynamics", {})
+        if "right_to_wrong_from_k1" not in dyn or "wrong_to_right_from_k1" not in dyn:
+            return None
+        return int(dyn["right_to_wrong_from_k1"][k - 1]), int(dyn["wrong_to_right_from_k1"][k - 1])
+
     def against_uniform(self, group: list[tuple[Shipped, dict]], k: int) -> str:
         """For ``group``: routing with ``k`` iterations against uniform coupling (k = 1), per model
-        in points, how often routing got more test images right, and the noise (95% Wilson
-        intervals apart or overlapping)."""
-        gains, apart = [], []
-        for m, res in group:
-            n, routed, uniform = res["test_images"], self.correct(res, k), self.correct(res, 1)
-            gains.append(100 * (routed - uniform) / n)
-            if not intervals_overlap(wilson_interval(routed, n), wilson_interval(uniform, n)):
-                apart.append(m.name)
+        in points, how often routing got more test images right, and the noise. Both are scored on
+        the same images, so the noise is judged on the predictions that changed, by an exact
+        McNemar test (beyond it when p < 0.05); for results that lack them (computed before they
+        were recorded), by the 95% Wilson intervals of the two figures (apart or overlapping)."""
+        gains = [100 * (self.correct(res, k) - self.correct(res, 1)) / res["test_images"] for _, res in group]
+        points = ", ".join(f"{g:+.2f}".replace("-", "\u2212") for g in gains)
+        head = f"{points} points (routing ahead in {sum(g > 0 for g in gains)} of {len(group)})"
+        pairs = [self.paired(res, k) for _, res in group]
+        if all(p is not None for p in pairs):
+            ps = [mcnemar_p(*p) for p in pairs]
+            apart = [m.name for (m, _), p in zip(group, ps) if p < SIGNIFICANCE]
+            head += ("; changed predictions, right \u2192 wrong / wrong \u2192 right: "
+                     + ", ".join(f"{a}/{b}" for a, b in pairs)
+                     + " (exact McNemar p = " + ", ".join(f"{p:.2g}" for p in ps) + ")")
+            test = f"p < {SIGNIFICANCE:g}", f"p \u2265 {SIGNIFICANCE:g}"
+        else:
+            apart = [m.name for m, res in group
+                     if not intervals_overlap(*(wilson_interval(self.correct(res, kk), res["test_images"])
+                                                for kk in (k, 1)))]
+            test = "95% intervals apart", "95% intervals overlap"
         within = [m.name for m, _ in group if m.name not in apart]
         if not apart:
-            noise = ("the difference is" if len(group) == 1 else "every difference is") + \
-                " within the noise (95% intervals overlap)"
+            noise = f"{'the difference is' if len(group) == 1 else 'every difference is'} within the noise ({test[1]})"
         else:
-            noise = f"beyond the noise (95% intervals apart) for {', '.join(apart)}" + \
+            noise = f"beyond the noise ({test[0]}) for {', '.join(apart)}" + \
                 (f", within it for {', '.join(within)}" if within else "")
-        points = ", ".join(f"{g:+.2f}".replace("-", "\u2212") for g in gains)
-        return f"{points} points (routing ahead in {sum(g > 0 for g in gains)} of {len(group)}); {noise}"
+        return f"{head}; {noise}"
 
     @property
     def summary(self) -> str:

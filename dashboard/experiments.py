@@ -261,7 +261,15 @@ def iterations_notes(results: dict, trained: int | None) -> Notes:
     correct = list(results["iterations_correct"].values())
     net = correct[r - 1] - correct[0]  # a changed prediction changes the correct count by at most 1
     one_way = ""
-    if changed and abs(net) == changed:
+    paired = Z.RoutingAtInference.paired(results, r)
+    if paired is not None and changed:  # image by image: a paired comparison, McNemar's exact test
+        broke, fixed = paired
+        p = E.mcnemar_p(broke, fixed)
+        one_way = (f": {broke} turn a right answer into a wrong one, {fixed} a wrong answer into a right one"
+                   + (f" ({changed - broke - fixed} one wrong answer into another)" if changed > broke + fixed else "")
+                   + f"; McNemar's exact test on them, p = {p:.2g}: "
+                   + ("beyond the noise" if p < Z.SIGNIFICANCE else "within the noise"))
+    elif changed and abs(net) == changed:
         turn = "a right answer into a wrong one" if net < 0 else "a wrong answer into a right one"
         one_way = f", and all {changed} turn {turn}"
     if E.intervals_overlap(*iv):
@@ -540,8 +548,9 @@ def show_zoo_routing() -> None:
     st.caption("Test accuracy on MNIST's 10,000 test images with k routing iterations at inference (k = 1: "
                "uniform coupling; “own”: as the model was trained), and with random and class-mean coupling, "
                "from each model's shipped experiments (the sections below show them one model at a time). "
-               "The noise judgments compare each figure's own 95% interval, which is cautious: the figures "
-               "of one model are scored on the same images.")
+               "The figures of one model are scored on the same images, so the noise is judged on the "
+               "predictions that change between them, image by image: McNemar's exact test, beyond the noise "
+               f"when p < {Z.SIGNIFICANCE:g}.")
 
 
 def show(results: dict, loaded: Loaded, clock: Clock) -> None:

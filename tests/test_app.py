@@ -654,6 +654,21 @@ def test_notes_follow_the_numbers(shipped_results):
     from dashboard import experiments as X
 
     r = copy.deepcopy(shipped_results)
+    # image by image, with the changed predictions recorded: McNemar's exact test on them
+    r["dynamics"]["right_to_wrong_from_k1"] = [0, 0, 9, *[0] * 7]
+    r["dynamics"]["wrong_to_right_from_k1"] = [0, 0, 1, *[0] * 7]
+    r["dynamics"]["changed_from_k1"][2] = 0.11  # 11 of 10,000: 9 + 1, and one wrong answer into another
+    assert ("11 of 10,000 predictions differ between k = 1 and k = 3: 9 turn a right answer into a wrong one, 1 a "
+            "wrong answer into a right one (1 one wrong answer into another); McNemar's exact test on them, "
+            "p = 0.021: beyond the noise") in X.iterations_notes(r, 3).here
+    r["dynamics"]["right_to_wrong_from_k1"][2] = 5
+    assert "5 turn a right answer into a wrong one, 1 a wrong answer into a right one (5 one wrong answer into " \
+        "another); McNemar's exact test on them, p = 0.22: within the noise" in X.iterations_notes(r, 3).here
+
+    # results computed before the changed predictions were recorded: what the counts tell
+    r = copy.deepcopy(shipped_results)
+    for key in ("right_to_wrong_from_k1", "wrong_to_right_from_k1"):
+        r["dynamics"].pop(key, None)
     iv = X.iteration_intervals(r)
     here = X.iterations_notes(r, 3).here
     assert f"k = 1 (uniform coupling): {r['iterations']['1']:.2f}% [{iv[0, 0]:.2f}, {iv[0, 1]:.2f}]" in here

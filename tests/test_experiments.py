@@ -75,6 +75,10 @@ def test_iterations_equal_a_plain_loop_of_the_model(shipped, subset):
             assert rp.margins[k - 1] == pytest.approx(float((top2[:, 0] - top2[:, 1]).mean()), abs=1e-6)
             first = out.prediction if first is None else first
             assert rp.changed[k - 1] == pytest.approx(100 * float((out.prediction != first).double().mean()))
+            right, right_first = out.prediction == labels, first == labels
+            assert rp.paired[0][k - 1] == int((right_first & ~right).sum())  # right answers turned wrong
+            assert rp.paired[1][k - 1] == int((~right_first & right).sum())  # wrong ones turned right
+            assert rp.correct[k - 1] - rp.correct[0] == rp.paired[1][k - 1] - rp.paired[0][k - 1]
 
 
 def test_dynamics_match_the_models_trace(tiny_model):
@@ -204,8 +208,13 @@ def check_schema(results: dict, n: int, iterations: int = 10) -> None:
     assert results["test_images"] == n
     assert list(results["iterations"]) == keys and list(results["margins"]) == keys
     assert all(0 <= a <= 100 for a in results["iterations"].values())
-    for key in ("logit_change", "entropy", "changed_from_k1"):
+    for key in ("logit_change", "entropy", "changed_from_k1", "right_to_wrong_from_k1", "wrong_to_right_from_k1"):
         assert len(results["dynamics"][key]) == iterations
+    dyn = results["dynamics"]
+    assert dyn["right_to_wrong_from_k1"][0] == dyn["wrong_to_right_from_k1"][0] == 0
+    for k in range(1, iterations + 1):  # the changed predictions: every discordant one among them
+        assert dyn["right_to_wrong_from_k1"][k - 1] + dyn["wrong_to_right_from_k1"][k - 1] <= \
+            round(dyn["changed_from_k1"][k - 1] * n / 100)
     assert set(results["ablations"]) == {"routing", "uniform", "random", "class_mean"}
     for a in results["ablations"].values():
         assert a["total"] == n and a["interval"][0] <= a["accuracy"] <= a["interval"][1]
@@ -348,3 +357,12 @@ def test_command_line_writes_a_cnns_robustness(small_cnn, data_dir, capsys):
     assert results is not None and results["kind"] == "capsules.baseline-cnn"
     assert set(results["robustness"]) == set(IDENTITY) and results["robustness_subset"] == 4
     assert "robustness (mean accuracy over each curve)" in capsys.readouterr().out
+
+
+def test_mcnemar_is_the_exact_two_sided_binomial_test_of_the_changed_predictions():
+    from capsules.experiments import mcnemar_p
+
+    assert mcnemar_p(0, 0) == 1.0 and mcnemar_p(3, 3) == 1.0
+    assert mcnemar_p(4, 0) == mcnemar_p(0, 4) == 2 / 16  # all 4 one way: 2 x (1/2)^4
+    assert mcnemar_p(6, 2) == pytest.approx(2 * (1 + 8 + 28) / 256)
+    assert mcnemar_p(10, 0) < 0.05 < mcnemar_p(5, 0)

@@ -223,7 +223,7 @@ def test_table1_script_writes_the_tables_into_a_readme(tmp_path, capsys):
 
 
 def fake_results(path: Path, correct: dict[int, int], *, random: float = 99.5, class_mean: float = 99.0,
-                 sha: str | None = None) -> None:
+                 sha: str | None = None, paired: dict[int, tuple[int, int]] | None = None) -> None:
     """Test-set experiments beside a fake shipped model, as capsules.experiments writes them."""
     import hashlib
 
@@ -233,6 +233,9 @@ def fake_results(path: Path, correct: dict[int, int], *, random: float = 99.5, c
                "checkpoint_sha256": sha or hashlib.sha256(path.read_bytes()).hexdigest(),
                "iterations_correct": {str(k): correct.get(k, 9900) for k in range(1, 11)},
                "ablations": {"random": {"accuracy": random}, "class_mean": {"accuracy": class_mean}}}
+    if paired is not None:  # right answers turned wrong, wrong ones right, against k = 1
+        results["dynamics"] = {"right_to_wrong_from_k1": [paired.get(k, (0, 0))[0] for k in range(1, 11)],
+                               "wrong_to_right_from_k1": [paired.get(k, (0, 0))[1] for k in range(1, 11)]}
     E.results_path(path).write_text(json.dumps(results))
 
 
@@ -266,3 +269,22 @@ def test_routing_at_inference_across_the_zoo(tmp_path):
     assert ("k = 10 against k = 1: \u22120.50, \u22120.10 points (routing ahead in 0 of 2); beyond the noise (95% "
             "intervals apart) for capsnet-mnist-r3, within it for capsnet-mnist.") in summary
     assert Z.routing_at_inference([]).summary == "No shipped MNIST CapsNet has its test-set experiments yet."
+
+
+def test_routing_at_inference_judges_the_noise_on_the_changed_predictions(tmp_path):
+    """With the changed predictions recorded, routing against k = 1 is a paired comparison: an
+    exact McNemar test judges it. 10 right answers turned wrong and none right (p = 0.002) is
+    beyond the noise even where the two accuracies' intervals overlap."""
+    fake_results(fake(tmp_path, "capsnet-mnist", epoch=29), {1: 9960, 3: 9956, 10: 9950},
+                 paired={3: (4, 0), 10: (10, 0)})
+    fake_results(fake(tmp_path, "capsnet-mnist-r3"), {1: 9950, 3: 9946, 10: 9946}, paired={3: (6, 2), 10: (5, 1)})
+    summary = Z.routing_at_inference(Z.list_shipped(tmp_path)).summary
+    assert ("own routing (k = 3) against uniform coupling (k = 1): \u22120.04, \u22120.04 points (routing ahead in 0 "
+            "of 2); changed predictions, right \u2192 wrong / wrong \u2192 right: 6/2, 4/0 (exact McNemar p = 0.29, "
+            "0.12); every difference is within the noise (p \u2265 0.05).") in summary
+    assert ("k = 10 against k = 1: \u22120.04, \u22120.10 points (routing ahead in 0 of 2); changed predictions, right "
+            "\u2192 wrong / wrong \u2192 right: 5/1, 10/0 (exact McNemar p = 0.22, 0.002); beyond the noise "
+            "(p < 0.05) for capsnet-mnist, within it for capsnet-mnist-r3.") in summary
+    # one model without the changed predictions (results computed before they were recorded): intervals for all
+    fake_results(fake(tmp_path, "capsnet-mnist-r3-norecon", recon=0.0), {1: 9943, 3: 9939})
+    assert "(95% intervals overlap)" in Z.routing_at_inference(Z.list_shipped(tmp_path)).summary
