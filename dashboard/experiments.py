@@ -252,26 +252,33 @@ def model_r(results: dict, trained: int | None) -> int:
     return trained if trained is not None else int(results["model_iterations"])
 
 
+def changed_clause(results: dict, k: int, changed: int) -> str:
+    """What the ``changed`` predictions between k = 1 and ``k`` did, to follow "N of n predictions
+    differ": image by image with McNemar's exact test where the results record it; else, when the
+    correct counts show it, that they all went one way (a changed prediction moves the count by at
+    most one); else nothing."""
+    paired = Z.RoutingAtInference.paired(results, k)
+    if paired is not None and changed:
+        broke, fixed = paired
+        p = E.mcnemar_p(broke, fixed)
+        return (f": {broke} turn a right answer into a wrong one, {fixed} a wrong answer into a right one"
+                + (f" ({changed - broke - fixed} one wrong answer into another)" if changed > broke + fixed else "")
+                + f"; McNemar's exact test on them, p = {p:.2g}: "
+                + ("beyond the noise" if p < Z.SIGNIFICANCE else "within the noise"))
+    net = results["iterations_correct"][str(k)] - results["iterations_correct"]["1"]
+    if changed and abs(net) == changed:
+        return f", and all {changed} turn " + ("a right answer into a wrong one" if net < 0 else
+                                              "a wrong answer into a right one")
+    return ""
+
+
 def iterations_notes(results: dict, trained: int | None) -> Notes:
     acc = np.array(list(results["iterations"].values()), dtype=float)
     margins = np.array(list(results["margins"].values()), dtype=float)
     iv, n, last, r = iteration_intervals(results), results["test_images"], len(acc), model_r(results, trained)
     best, worst = int(np.argmax(acc)) + 1, int(np.argmin(acc)) + 1
     changed = round(results["dynamics"]["changed_from_k1"][r - 1] * n / 100)
-    correct = list(results["iterations_correct"].values())
-    net = correct[r - 1] - correct[0]  # a changed prediction changes the correct count by at most 1
-    one_way = ""
-    paired = Z.RoutingAtInference.paired(results, r)
-    if paired is not None and changed:  # image by image: a paired comparison, McNemar's exact test
-        broke, fixed = paired
-        p = E.mcnemar_p(broke, fixed)
-        one_way = (f": {broke} turn a right answer into a wrong one, {fixed} a wrong answer into a right one"
-                   + (f" ({changed - broke - fixed} one wrong answer into another)" if changed > broke + fixed else "")
-                   + f"; McNemar's exact test on them, p = {p:.2g}: "
-                   + ("beyond the noise" if p < Z.SIGNIFICANCE else "within the noise"))
-    elif changed and abs(net) == changed:
-        turn = "a right answer into a wrong one" if net < 0 else "a wrong answer into a right one"
-        one_way = f", and all {changed} turn {turn}"
+    one_way = changed_clause(results, r, changed)
     if E.intervals_overlap(*iv):
         noise = (f"The 95% intervals of k = 1 … {last} all overlap: the number of iterations moves the accuracy "
                  f"by no more than the noise of {n:,} test images")
@@ -286,7 +293,8 @@ def iterations_notes(results: dict, trained: int | None) -> Notes:
         here = (f"k = 1 (uniform coupling), as trained: {_acc(acc[0], iv[0])}; best {acc[best - 1]:.2f}% at "
                 f"k = {best}, worst {acc[worst - 1]:.2f}% at k = {worst}. {noise}. This model never routed in "
                 f"training, so more iterations at inference are a change it never saw: {changed_last} of {n:,} "
-                f"predictions differ between k = 1 and k = {last}, and the mean margin is {margins[0]:.2f} at "
+                f"predictions differ between k = 1 and k = {last}{changed_clause(results, last, changed_last)}. "
+                f"The mean margin is {margins[0]:.2f} at "
                 f"k = 1{peaks} and {margins[-1]:.2f} at k = {last}.")
     else:
         here = (f"k = 1 (uniform coupling): {_acc(acc[0], iv[0])}; k = {r}, as trained: {_acc(acc[r - 1], iv[r - 1])}; "

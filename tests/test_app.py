@@ -712,7 +712,7 @@ def test_notes_of_a_model_trained_with_one_iteration_compare_nothing_with_itself
     """For an r = 1 model (capsnet-mnist-r1's shipped results) k = 1 is the model as trained and its
     coupling is uniform: the notes say so instead of comparing k = 1 with k = 1 or the three
     coupling rules (all uniform then) with the routing."""
-    from capsules.experiments import load_results
+    from capsules.experiments import load_results, mcnemar_p
     from dashboard import experiments as X
 
     from capsules.checkpoint import SHIPPED
@@ -726,6 +726,10 @@ def test_notes_of_a_model_trained_with_one_iteration_compare_nothing_with_itself
     assert not re.search(r"between k = 1 and k = 1\b", here) and "(k = 1) to" not in here
     changed = round(r1["dynamics"]["changed_from_k1"][-1] * 100)
     assert f"{changed} of 10,000 predictions differ between k = 1 and k = 10" in here
+    broke, fixed = r1["dynamics"]["right_to_wrong_from_k1"][-1], r1["dynamics"]["wrong_to_right_from_k1"][-1]
+    p = mcnemar_p(broke, fixed)
+    assert (f"k = 10: {broke} turn a right answer into a wrong one, {fixed} a wrong answer into a right one") in here
+    assert f"McNemar's exact test on them, p = {p:.2g}: beyond the noise" in here and p < 0.05  # 55 against 11
     dyn = X.dynamics_notes(r1, 1).here
     assert "ln 10 (uniform) at t = 1" in dyn and "e-0" not in dyn.split("entropy")[1]
     ablation = X.ablation_notes(r1, 1).here
