@@ -64,9 +64,10 @@ from .losses import capsule_lengths
 from .model import CapsNet
 
 __all__ = [
-    "FORMAT", "ROBUSTNESS", "Ablation", "RoutingPass", "accuracy_interval", "affine", "checkpoint_sha256",
-    "confusion_matrix", "coupling_ablations", "intervals_overlap", "load_results", "mcnemar_p", "misclassified",
-    "predict", "random_logits", "results_path", "robustness", "robustness_experiments", "robustness_results", "robustness_subset",
+    "FORMAT", "ROBUSTNESS", "SIGNIFICANCE", "Ablation", "RoutingPass", "accuracy_interval", "affine",
+    "changed_from_k1", "checkpoint_sha256", "confusion_matrix", "coupling_ablations", "intervals_overlap",
+    "load_results", "mcnemar_p", "mcnemar_verdict", "misclassified", "predict", "random_logits", "results_path",
+    "robustness", "robustness_experiments", "robustness_results", "robustness_subset",
     "route_fixed", "routing_pass", "run_experiments", "same_subset", "save_results", "wilson_interval",
 ]
 
@@ -126,6 +127,26 @@ def mcnemar_p(broke: int, fixed: int) -> float:
         return 1.0
     tail = sum(math.comb(n, i) for i in range(min(broke, fixed) + 1)) / 2**n
     return min(1.0, 2.0 * tail)
+
+
+SIGNIFICANCE = 0.05  # a paired difference with McNemar p below this is called beyond the noise
+
+
+def mcnemar_verdict(broke: int, fixed: int) -> tuple[float, bool]:
+    """:func:`mcnemar_p` of the discordant pairs, and whether it is below :data:`SIGNIFICANCE`
+    (the difference is beyond the noise)."""
+    p = mcnemar_p(broke, fixed)
+    return p, p < SIGNIFICANCE
+
+
+def changed_from_k1(results: dict, k: int) -> tuple[int, int] | None:
+    """Routing with ``k`` iterations against k = 1 in a results file (:func:`load_results`), image
+    by image: (right answers turned wrong, wrong ones turned right), the discordant pairs of
+    :func:`mcnemar_p`; None for results computed before they were recorded."""
+    dyn = results.get("dynamics", {})
+    if "right_to_wrong_from_k1" not in dyn or "wrong_to_right_from_k1" not in dyn:
+        return None
+    return int(dyn["right_to_wrong_from_k1"][k - 1]), int(dyn["wrong_to_right_from_k1"][k - 1])
 
 
 def intervals_overlap(*intervals: tuple[float, float] | list[float]) -> bool:

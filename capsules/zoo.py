@@ -34,7 +34,8 @@ from .analysis import training_iterations
 from .baseline import BaselineCNN
 from .checkpoint import SHIPPED, CheckpointError, read_metadata
 from .evaluate import binomial_interval
-from .experiments import intervals_overlap, load_results, mcnemar_p, wilson_interval
+from .experiments import (SIGNIFICANCE, changed_from_k1, intervals_overlap, load_results, mcnemar_verdict,
+                          wilson_interval)
 from .model import CapsNet
 
 __all__ = ["CHECKPOINT_DIR", "COLUMNS", "DATASET_NAMES", "KIND_NAMES", "PAPER", "PENDING", "PaperRow", "Shipped", "Table1",
@@ -334,7 +335,6 @@ def table1(models: list[Shipped] | None = None) -> Table1:
 
 # ------------------------------------------------------------------- routing at inference, per model
 
-SIGNIFICANCE = 0.05  # a paired difference with McNemar p below this is called beyond the noise
 ROUTING_KS = (1, 3, 10)  # routing iterations at inference shown per model (k = 1: uniform coupling)
 ROUTING_COLUMNS = ("model", "trained with", "epochs", *(f"k = {k}" + (" (uniform c)" if k == 1 else "")
                                                          for k in ROUTING_KS), "random c", "class-mean c")
@@ -370,15 +370,6 @@ class RoutingAtInference:
         lines += ["| " + " | ".join(rec[c] for c in ROUTING_COLUMNS) + " |" for rec in self.records()]
         return "\n".join(lines)
 
-    @staticmethod
-    def paired(results: dict, k: int) -> tuple[int, int] | None:
-        """Routing with ``k`` iterations against k = 1, image by image: (right answers turned wrong,
-        wrong ones turned right); None for results computed before they were recorded."""
-        dyn = results.get("dynamics", {})
-        if "right_to_wrong_from_k1" not in dyn or "wrong_to_right_from_k1" not in dyn:
-            return None
-        return int(dyn["right_to_wrong_from_k1"][k - 1]), int(dyn["wrong_to_right_from_k1"][k - 1])
-
     def against_uniform(self, group: list[tuple[Shipped, dict]], k: int) -> str:
         """For ``group``: routing with ``k`` iterations against uniform coupling (k = 1), per model
         in points, how often routing got more test images right, and the noise. Both are scored on
@@ -388,10 +379,10 @@ class RoutingAtInference:
         gains = [100 * (self.correct(res, k) - self.correct(res, 1)) / res["test_images"] for _, res in group]
         points = ", ".join(f"{g:+.2f}".replace("-", "\u2212") for g in gains)
         head = f"{points} points (routing ahead in {sum(g > 0 for g in gains)} of {len(group)})"
-        pairs = [self.paired(res, k) for _, res in group]
+        pairs = [changed_from_k1(res, k) for _, res in group]
         if all(p is not None for p in pairs):
-            ps = [mcnemar_p(*p) for p in pairs]
-            apart = [m.name for (m, _), p in zip(group, ps) if p < SIGNIFICANCE]
+            ps, beyond = zip(*(mcnemar_verdict(*p) for p in pairs))
+            apart = [m.name for (m, _), b in zip(group, beyond) if b]
             head += ("; changed predictions, right \u2192 wrong / wrong \u2192 right: "
                      + ", ".join(f"{a}/{b}" for a, b in pairs)
                      + " (exact McNemar p = " + ", ".join(f"{p:.2g}" for p in ps) + ")")

@@ -257,14 +257,14 @@ def changed_clause(results: dict, k: int, changed: int) -> str:
     differ": image by image with McNemar's exact test where the results record it; else, when the
     correct counts show it, that they all went one way (a changed prediction moves the count by at
     most one); else nothing."""
-    paired = Z.RoutingAtInference.paired(results, k)
+    paired = E.changed_from_k1(results, k)
     if paired is not None and changed:
         broke, fixed = paired
-        p = E.mcnemar_p(broke, fixed)
+        p, beyond = E.mcnemar_verdict(broke, fixed)
         return (f": {broke} turn a right answer into a wrong one, {fixed} a wrong answer into a right one"
                 + (f" ({changed - broke - fixed} one wrong answer into another)" if changed > broke + fixed else "")
                 + f"; McNemar's exact test on them, p = {p:.2g}: "
-                + ("beyond the noise" if p < Z.SIGNIFICANCE else "within the noise"))
+                + ("beyond the noise" if beyond else "within the noise"))
     net = results["iterations_correct"][str(k)] - results["iterations_correct"]["1"]
     if changed and abs(net) == changed:
         return f", and all {changed} turn " + ("a right answer into a wrong one" if net < 0 else
@@ -558,7 +558,7 @@ def show_zoo_routing() -> None:
                "from each model's shipped experiments (the sections below show them one model at a time). "
                "The figures of one model are scored on the same images, so the noise is judged on the "
                "predictions that change between them, image by image: McNemar's exact test, beyond the noise "
-               f"when p < {Z.SIGNIFICANCE:g}.")
+               f"when p < {E.SIGNIFICANCE:g}.")
 
 
 def show(results: dict, loaded: Loaded, clock: Clock) -> None:

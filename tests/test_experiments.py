@@ -366,3 +366,14 @@ def test_mcnemar_is_the_exact_two_sided_binomial_test_of_the_changed_predictions
     assert mcnemar_p(4, 0) == mcnemar_p(0, 4) == 2 / 16  # all 4 one way: 2 x (1/2)^4
     assert mcnemar_p(6, 2) == pytest.approx(2 * (1 + 8 + 28) / 256)
     assert mcnemar_p(10, 0) < 0.05 < mcnemar_p(5, 0)
+
+
+def test_the_verdict_and_the_changed_predictions_read_from_a_results_file():
+    from capsules.experiments import SIGNIFICANCE, changed_from_k1, mcnemar_p, mcnemar_verdict
+
+    assert mcnemar_verdict(10, 0) == (mcnemar_p(10, 0), True) and mcnemar_verdict(5, 0) == (mcnemar_p(5, 0), False)
+    assert mcnemar_verdict(3, 3)[1] is False and SIGNIFICANCE == 0.05
+    results = {"dynamics": {"right_to_wrong_from_k1": [0, 7, 29], "wrong_to_right_from_k1": [0, 3, 10]}}
+    assert changed_from_k1(results, 1) == (0, 0) and changed_from_k1(results, 3) == (29, 10)
+    assert changed_from_k1({"dynamics": {"changed_from_k1": [0.0, 0.1]}}, 2) is None  # recorded before them
+    assert changed_from_k1({}, 2) is None
