@@ -28,9 +28,12 @@ one that drives ``st.progress``; the command line drives a tqdm bar). Notation a
   final ``c_ij``, one (1152, 10) matrix for every image (column ``j`` from class ``j``'s images,
   so rows need not sum to 1; equivalently, each class is scored by its own capsule's length under
   its own class-mean coupling); and the model's own routing. Each with a 95% Wilson score interval.
-- **Robustness** (:func:`robustness`): accuracy of any model with class predictions on a seeded
-  subset of the test set under rotation, scaling, shear and horizontal shift, with torchvision's
-  ``affine`` on batched tensors (bilinear, zeros outside, about the image centre).
+- **Robustness** (:func:`robustness_pass`): accuracy of any model with class predictions on a
+  seeded subset of the test set under rotation, scaling, shear and horizontal shift, with
+  torchvision's ``affine`` on batched tensors (bilinear, zeros outside, about the image centre),
+  and per image the number of a curve's points it is classified right at, so that two models on
+  the same digits compare image by image (:func:`compare_robustness`: a paired test of the
+  difference of their mean accuracies over a curve).
 - **Errors**: the confusion matrix and the misclassified test images of the model's own routing.
 
 :func:`run_experiments` does all of it and returns the JSON object that the command line writes
@@ -64,11 +67,13 @@ from .losses import capsule_lengths
 from .model import CapsNet
 
 __all__ = [
-    "FORMAT", "ROBUSTNESS", "SIGNIFICANCE", "Ablation", "RoutingPass", "accuracy_interval", "affine",
-    "changed_from_k1", "checkpoint_sha256", "confusion_matrix", "coupling_ablations", "intervals_overlap",
-    "load_results", "mcnemar_p", "mcnemar_verdict", "misclassified", "predict", "random_logits", "results_path",
-    "robustness", "robustness_experiments", "robustness_results", "robustness_subset",
-    "route_fixed", "routing_pass", "run_experiments", "same_subset", "save_results", "wilson_interval",
+    "Ablation", "FORMAT", "ROBUST_LEVEL", "ROBUSTNESS", "RobustnessDiff", "RoutingPass", "SIGNIFICANCE",
+    "accuracy_interval", "affine", "changed_from_k1", "checkpoint_sha256", "compare_robustness", "confusion_matrix",
+    "coupling_ablations", "curve_mean", "intervals_overlap", "load_results", "mcnemar_p", "mcnemar_verdict",
+    "misclassified", "number_text", "paired_mean_p", "predict", "random_logits", "results_path", "robust_range",
+    "robustness", "robustness_experiments", "robustness_paired", "robustness_pass", "robustness_results",
+    "robustness_subset", "route_fixed", "routing_pass", "run_experiments", "same_subset", "save_results",
+    "wilson_interval",
 ]
 
 FORMAT = "capsules.experiments"
@@ -398,37 +403,49 @@ def robustness_subset(n: int, size: int, seed: int = 0) -> Tensor:
 
 
 @torch.inference_mode()
-def robustness(model, images: Tensor, labels: Tensor, *, values: dict[str, list[float]] | None = None,
-               batch_size: int = 500, progress: Progress | None = None) -> dict[str, list[list[float]]]:
-    """Accuracy (percent) of ``model`` on uint8 ``images`` (N, 28, 28) under each transform:
-    ``{kind: [[value, accuracy], ...]}`` for ``values`` (default :data:`ROBUSTNESS`)."""
+def robustness_pass(model, images: Tensor, labels: Tensor, *, values: dict[str, list[float]] | None = None,
+                    batch_size: int = 500, progress: Progress | None = None
+                    ) -> tuple[dict[str, list[list[float]]], dict[str, list[int]]]:
+    """Accuracy (percent) of ``model`` on uint8 ``images`` (N, 28, 28) under each transform,
+    ``{kind: [[value, accuracy], ...]}`` for ``values`` (default :data:`ROBUSTNESS`), and, image by
+    image, at how many of a curve's points the model gets it right, ``{kind: [count, ...]}`` (N
+    counts each): what :func:`compare_robustness` compares between two models on the same images."""
     values = ROBUSTNESS if values is None else values
     device, n = next(model.parameters()).device, images.shape[0]
     total = sum(len(v) for v in values.values()) * max(n, 1)
-    done, curves = 0, {}
+    done, curves, right = 0, {}, {}
     for kind, vals in values.items():
-        curve = []
+        curve, counts = [], torch.zeros(n, dtype=torch.long)
         for value in vals:
             correct = 0
             for lo in range(0, n, batch_size):
                 x = to_float(images[lo:lo + batch_size].to(device))
-                correct += int((predict(model, affine(x, kind, value)).cpu() == labels[lo:lo + batch_size]).sum())
+                hit = predict(model, affine(x, kind, value)).cpu() == labels[lo:lo + batch_size]
+                counts[lo:lo + batch_size] += hit
+                correct += int(hit.sum())
                 done += x.shape[0]
                 _report(progress, done / total, f"robustness: {kind} {value:g}")
             curve.append([float(value), _percent(correct, n)])
-        curves[kind] = curve
-    return curves
+        curves[kind], right[kind] = curve, counts.tolist()
+    return curves, right
+
+
+def robustness(model, images: Tensor, labels: Tensor, *, values: dict[str, list[float]] | None = None,
+               batch_size: int = 500, progress: Progress | None = None) -> dict[str, list[list[float]]]:
+    """The curves of :func:`robustness_pass`: ``{kind: [[value, accuracy (%)], ...]}``."""
+    return robustness_pass(model, images, labels, values=values, batch_size=batch_size, progress=progress)[0]
 
 
 def robustness_results(model, images: Tensor, labels: Tensor, *, size: int = 500, seed: int = 0,
                        batch_size: int = 500, progress: Progress | None = None) -> dict:
-    """:func:`robustness` of any model on the seeded subset :func:`robustness_subset` of the test
-    images, as the ``robustness*`` keys of the results file, so that models compared on one
-    page share the subset."""
+    """:func:`robustness_pass` of any model on the seeded subset :func:`robustness_subset` of the
+    test images, as the ``robustness*`` keys of the results file (``robustness_right``: the
+    per-image counts, in the subset's order), so that models compared on one page share the subset."""
     subset = robustness_subset(images.shape[0], size, seed)
-    curves = robustness(model, images[subset], labels[subset].cpu(), batch_size=batch_size, progress=progress)
-    return {"robustness": curves, "robustness_subset": len(subset), "robustness_seed": seed,
-            "robustness_units": UNITS}
+    curves, right = robustness_pass(model, images[subset], labels[subset].cpu(), batch_size=batch_size,
+                                    progress=progress)
+    return {"robustness": curves, "robustness_right": right, "robustness_subset": len(subset),
+            "robustness_seed": seed, "robustness_units": UNITS}
 
 
 def same_subset(a: dict, b: dict) -> bool:
@@ -436,6 +453,99 @@ def same_subset(a: dict, b: dict) -> bool:
     test set size, subset size and seed), so that their curves compare point for point."""
     keys = ("test_images", "robustness_subset", "robustness_seed")
     return all(a.get(k) is not None and a.get(k) == b.get(k) for k in keys)
+
+
+ROBUST_LEVEL = 95.0  # the range of each transform kept at this accuracy (%) or more: robust_range
+
+
+def robust_range(curve: list, identity: float, level: float = ROBUST_LEVEL) -> tuple[float, float] | None:
+    """The values around ``identity`` over which a curve ``[[value, accuracy], ...]`` (sorted by
+    value) stays at ``level`` or more without a break; None when even the identity is below."""
+    values = [v for v, _ in curve]
+    if identity not in values:
+        return None
+    at = values.index(identity)
+    if curve[at][1] < level:
+        return None
+    lo = hi = at
+    while lo > 0 and curve[lo - 1][1] >= level:
+        lo -= 1
+    while hi < len(curve) - 1 and curve[hi + 1][1] >= level:
+        hi += 1
+    return values[lo], values[hi]
+
+
+def number_text(value: float) -> str:
+    """A number as ``%g`` with a typographic minus (\u2212), as the notes and tables write values."""
+    return f"{value:g}".replace("-", "\u2212")
+
+
+def curve_mean(curve: list) -> float:
+    """The mean accuracy (%) over a curve's points ``[[value, accuracy], ...]``."""
+    return sum(a for _, a in curve) / len(curve)
+
+
+def paired_mean_p(x: list[int] | list[float], y: list[int] | list[float]) -> float:
+    """Two-sided p-value of the paired z-test that the mean of ``x`` equals the mean of ``y``,
+    measured on the same items: ``z = mean(d) / (sd(d) / sqrt(n))`` for the differences
+    ``d = x - y`` (sample standard deviation), against the normal distribution, which the mean of
+    hundreds of bounded differences follows closely. 1 when every difference is zero, 0 when they
+    are all the same non-zero value."""
+    n = len(x)
+    if n != len(y) or n < 2:
+        raise ValueError(f"paired_mean_p needs two paired samples of at least 2 items, got {n} and {len(y)}")
+    d = [a - b for a, b in zip(x, y)]
+    mean = sum(d) / n
+    var = sum((v - mean) ** 2 for v in d) / (n - 1)
+    if var == 0:
+        return 1.0 if mean == 0 else 0.0
+    z = mean / math.sqrt(var / n)
+    return math.erfc(abs(z) / math.sqrt(2.0))
+
+
+def robustness_paired(a: dict, b: dict, kind: str) -> tuple[list[int], list[int]] | None:
+    """Two results files' per-image counts under ``kind`` (``robustness_right``: at how many of the
+    curve's points each digit is classified right), to compare image by image; None when either
+    lacks them (computed before they were recorded), when the two drew other digits
+    (:func:`same_subset`) or another curve."""
+    ra, rb = a.get("robustness_right", {}).get(kind), b.get("robustness_right", {}).get(kind)
+    if ra is None or rb is None or not same_subset(a, b) or len(ra) != len(rb):
+        return None
+    if [v for v, _ in a["robustness"][kind]] != [v for v, _ in b["robustness"][kind]]:
+        return None
+    return ra, rb
+
+
+@dataclass(frozen=True)
+class RobustnessDiff:
+    """Two models' robustness under one transform, on the same digits (:func:`compare_robustness`)."""
+
+    kind: str
+    mean_a: float  # mean accuracy (%) over the curve's points, model a
+    mean_b: float
+    paired: tuple[int, int] | None  # digits a gets right at more of the points than b, b at more than a
+    p: float | None  # :func:`paired_mean_p` of the per-digit counts (None without them)
+    beyond: bool | None  # p below SIGNIFICANCE: the difference of the means is beyond the noise
+
+
+def compare_robustness(a: dict, b: dict) -> list[RobustnessDiff]:
+    """Per transform both results have: the mean accuracies over the curve (the mean of the
+    per-digit counts over the points, in percent) and, where both record their per-image counts on
+    the same digits, how many digits each does better on and the paired test of the difference of
+    the means (:func:`paired_mean_p`; beyond the noise when p is below :data:`SIGNIFICANCE`)."""
+    diffs = []
+    for kind, curve in a["robustness"].items():
+        if kind not in b["robustness"]:
+            continue
+        counts = robustness_paired(a, b, kind)
+        paired = p = beyond = None
+        if counts is not None:
+            ra, rb = counts
+            paired = sum(x > y for x, y in zip(ra, rb)), sum(y > x for x, y in zip(ra, rb))
+            p = paired_mean_p(ra, rb)
+            beyond = p < SIGNIFICANCE
+        diffs.append(RobustnessDiff(kind, curve_mean(curve), curve_mean(b["robustness"][kind]), paired, p, beyond))
+    return diffs
 
 
 # --------------------------------------------------------------------------------------------
@@ -644,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
     save_results(results, out)
     if "iterations" not in results:
         print("robustness (mean accuracy over each curve): " + "  ".join(
-            f"{kind}: {sum(a for _, a in curve) / len(curve):.1f}%" for kind, curve in results["robustness"].items()))
+            f"{kind}: {curve_mean(curve):.1f}%" for kind, curve in results["robustness"].items()))
         print(f"time: {results['seconds']:.1f} s  wrote {out}")
         return 0
     its = results["iterations"]

@@ -21,6 +21,12 @@ matter at inference? From each shipped MNIST CapsNet's test-set experiments (the
 beside it, :mod:`capsules.experiments`; nothing is evaluated), its accuracy with k = 1 (uniform
 coupling), 3 and 10 routing iterations, and with random and class-mean coupling, and in words
 how its own routing compares with the uniform coupling of k = 1, within the noise or beyond it.
+
+:func:`robustness_against_cnn` sets the main CapsNet's robustness curves beside the baseline
+CNN's, drawn on the same test digits (from their results files): per transform the range kept at
+95% or more, the ends of the curve, the mean over it, the digits each model gets right at more of
+the curve's points and a paired test of the difference of the means
+(:func:`capsules.experiments.compare_robustness`).
 """
 
 from __future__ import annotations
@@ -34,13 +40,14 @@ from .analysis import training_iterations
 from .baseline import BaselineCNN
 from .checkpoint import SHIPPED, CheckpointError, read_metadata
 from .evaluate import binomial_interval
-from .experiments import (SIGNIFICANCE, changed_from_k1, intervals_overlap, load_results, mcnemar_verdict,
+from .experiments import (IDENTITY, ROBUST_LEVEL, SIGNIFICANCE, changed_from_k1, compare_robustness,
+                          intervals_overlap, load_results, mcnemar_verdict, number_text, robust_range, same_subset,
                           wilson_interval)
 from .model import CapsNet
 
 __all__ = ["CHECKPOINT_DIR", "COLUMNS", "DATASET_NAMES", "KIND_NAMES", "PAPER", "PENDING", "PaperRow", "Shipped", "Table1",
-           "Table1Row", "ROUTING_COLUMNS", "RoutingAtInference", "checkpoints_dir", "dataset_of", "list_shipped",
-           "routing_at_inference", "table1"]
+           "Table1Row", "ROUTING_COLUMNS", "RobustnessAgainstCNN", "RoutingAtInference", "checkpoints_dir",
+           "dataset_of", "list_shipped", "robustness_against_cnn", "routing_at_inference", "table1"]
 
 CHECKPOINT_DIR = "CAPSULES_CHECKPOINT_DIR"  # environment variable: the folder of shipped models
 KIND_NAMES = {CapsNet.FORMAT: "capsnet", BaselineCNN.FORMAT: "cnn"}  # as ``python -m capsules.train --model``
@@ -436,3 +443,107 @@ def routing_at_inference(models: list[Shipped] | None = None) -> RoutingAtInfere
                 found.append((m, results))
     found.sort(key=lambda p: (p[0].iterations or 0, bool(p[0].reconstruction), p[0].epochs or 0, p[0].name))
     return RoutingAtInference(tuple(found))
+
+
+# ------------------------------------------------------------------- robustness against the CNN
+
+TRANSFORM_NAMES = {"rotate": "rotation", "scale": "scale", "shear": "shear", "shift_x": "horizontal shift"}
+TRANSFORM_UNITS = {"rotate": "degrees, counter-clockwise", "scale": "about the centre", "shear": "degrees, along x",
+                   "shift_x": "pixels"}
+
+
+@dataclass(frozen=True)
+class RobustnessAgainstCNN:
+    """The main CapsNet's robustness results and, when one is shipped with curves on the same
+    digits, the baseline CNN's (:func:`robustness_against_cnn`)."""
+
+    capsnet: tuple[Shipped, dict]
+    cnn: tuple[Shipped, dict] | None
+
+    def _kept(self, curve: list, kind: str) -> str:
+        found = robust_range(curve, IDENTITY[kind])
+        return "none" if found is None else f"{number_text(found[0])} \u2026 {number_text(found[1])}"
+
+    @staticmethod
+    def _ends(curve: list) -> str:
+        (v0, a0), (v1, a1) = curve[0], curve[-1]
+        return f"{a0:.1f}% at {number_text(v0)}, {a1:.1f}% at {number_text(v1)}"
+
+    def markdown(self) -> str:
+        """One row per transform: its range, then per model the values kept at 95% or more and the
+        accuracy at both ends, then (with the CNN) the mean over the curve of each, the digits each
+        gets right at more of the points, and the p of the paired test of the means."""
+        (_, res), runs = self.capsnet, [self.capsnet] + ([self.cnn] if self.cnn else [])
+        columns = ["transform", "range",
+                   *(f"{n.name}: \u2265 {ROBUST_LEVEL:g}% for" for n, _ in runs),
+                   *(f"{n.name}: at the ends" for n, _ in runs)]
+        if self.cnn:
+            columns += ["mean over the curve", "digits right at more points: CapsNet / CNN (paired test)"]
+        diffs = {d.kind: d for d in compare_robustness(res, self.cnn[1])} if self.cnn else {}
+        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        for kind, curve in res["robustness"].items():
+            unit = TRANSFORM_UNITS.get(kind)
+            cells = [TRANSFORM_NAMES.get(kind, kind) + (f" ({unit})" if unit else ""),
+                     f"{number_text(curve[0][0])} \u2026 {number_text(curve[-1][0])}"]
+            cells += [self._kept(r["robustness"][kind], kind) for _, r in runs]
+            cells += [self._ends(r["robustness"][kind]) for _, r in runs]
+            if self.cnn:
+                d = diffs.get(kind)
+                cells += ["\u2013", "\u2013"] if d is None else [
+                    f"{d.mean_a:.1f}% / {d.mean_b:.1f}%",
+                    "not recorded" if d.paired is None else
+                    f"{d.paired[0]} / {d.paired[1]} (p = {d.p:.2g})"]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    @property
+    def summary(self) -> str:
+        """The comparison in one paragraph: which transforms differ beyond the noise."""
+        m, res = self.capsnet
+        n, seed = res.get("robustness_subset"), res.get("robustness_seed")
+        if self.cnn is None:
+            return (f"{m.name} alone, on {n:,} test digits drawn with seed {seed}: no baseline CNN is shipped "
+                    "with robustness curves on the same digits yet.")
+        cnn, theirs = self.cnn
+        diffs = compare_robustness(res, theirs)
+        head = (f"{m.name} against {cnn.name} on the same {n:,} test digits (seed {seed}). Each digit is right at "
+                "some of a curve's points for each model; a paired z-test on those per-digit counts judges the "
+                f"difference of the mean accuracies over the curve (beyond the noise when p < {SIGNIFICANCE:g}). ")
+        if any(d.paired is None for d in diffs):
+            return head + "The per-image counts of one of them are not recorded: the difference is not tested."
+        ahead = [d for d in diffs if d.beyond and d.mean_a > d.mean_b]
+        behind = [d for d in diffs if d.beyond and d.mean_a < d.mean_b]
+        within = [d for d in diffs if not d.beyond]
+
+        def names(ds):
+            return ", ".join(f"{TRANSFORM_NAMES.get(d.kind, d.kind)} ({d.mean_a:.1f}% against {d.mean_b:.1f}%, "
+                             f"p = {d.p:.2g})" for d in ds)
+
+        parts = []
+        if ahead:
+            parts.append(f"the CapsNet is ahead beyond the noise under {names(ahead)}")
+        if behind:
+            parts.append(f"the CNN is ahead beyond the noise under {names(behind)}")
+        if within:
+            parts.append(f"the difference is within the noise under {names(within)}")
+        text = "; ".join(parts)
+        return head + text[0].upper() + text[1:] + "."
+
+
+def robustness_against_cnn(models: list[Shipped] | None = None) -> RobustnessAgainstCNN | None:
+    """The main shipped CapsNet (``checkpoints/capsnet-mnist``) with its results, beside the first
+    shipped MNIST baseline CNN (by name) whose robustness curves were drawn on the same digits;
+    None when the main CapsNet has no results."""
+    models = list_shipped() if models is None else models
+    main = next((m for m in models if m.path.name == SHIPPED.name and m.kind == "capsnet"), None)
+    results = load_results(main.path) if main is not None else None
+    if results is None or "robustness" not in results:
+        return None
+    cnn = None
+    for m in sorted(models, key=lambda m: m.name):
+        if m.kind == "cnn" and m.dataset == "mnist":
+            theirs = load_results(m.path)
+            if theirs is not None and same_subset(results, theirs):
+                cnn = (m, theirs)
+                break
+    return RobustnessAgainstCNN((main, results), cnn)

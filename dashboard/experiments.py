@@ -53,7 +53,6 @@ ZHAO_LOSS = 0.5  # Zhao et al. 2019: class-mean coupling loses under this much (
 ABLATION_LABELS = {"routing": "own routing", "uniform": "uniform c = 1/10", "random": "random c",
                    "class_mean": "class-mean c"}
 RULE_NAMES = {"uniform": "uniform", "random": "random", "class_mean": "class-mean"}
-ROBUST_LEVEL = 95.0  # the robustness note gives the range of each transform kept at this accuracy (%)
 ROBUSTNESS_SIZE = 500  # test images of the robustness curves computed here (the command line's default)
 GALLERY_COLUMNS = 8
 GALLERY_PAGE = 48  # misclassified digits per page of the gallery (6 rows)
@@ -377,47 +376,35 @@ def ablation_notes(results: dict, trained: int | None) -> Notes:
         here=here)
 
 
-def _num(value: float) -> str:
-    """A number as ``%g`` with a typographic minus."""
-    return f"{value:g}".replace("-", "−")
-
-
-def robust_range(curve: list, identity: float, level: float = ROBUST_LEVEL) -> tuple[float, float] | None:
-    """The values around ``identity`` over which a curve ``[[value, accuracy], ...]`` (sorted by
-    value) stays at ``level`` or more without a break; None when even the identity is below."""
-    values = [v for v, _ in curve]
-    if identity not in values:
-        return None
-    at = values.index(identity)
-    if curve[at][1] < level:
-        return None
-    lo = hi = at
-    while lo > 0 and curve[lo - 1][1] >= level:
-        lo -= 1
-    while hi < len(curve) - 1 and curve[hi + 1][1] >= level:
-        hi += 1
-    return values[lo], values[hi]
-
-
 UNIT_SUFFIX = {"rotate": "°", "scale": "×", "shear": "°", "shift_x": " px"}
 KIND_WORDS = {"rotate": "rotations", "scale": "scales", "shear": "shears", "shift_x": "horizontal shifts"}
 
 
 def _kept(curves: dict) -> tuple[list[str], list[str]]:
-    """In words, for each curve: the range kept at :data:`ROBUST_LEVEL` or more, its lowest point."""
+    """In words, for each curve: the range kept at :data:`capsules.experiments.ROBUST_LEVEL` or
+    more, its lowest point."""
     ranges, lows = [], []
     for kind, curve in curves.items():
-        found = robust_range(curve, E.IDENTITY[kind])
+        found = E.robust_range(curve, E.IDENTITY[kind])
         unit = UNIT_SUFFIX.get(kind, "")
         if found is not None:
-            ranges.append(f"{KIND_WORDS.get(kind, kind)} {_num(found[0])}…{_num(found[1])}{unit}")
+            lo, hi = (E.number_text(v) for v in found)
+            ranges.append(f"{KIND_WORDS.get(kind, kind)} {lo}…{hi}{unit}")
         worst = min(curve, key=lambda p: p[1])
-        lows.append(f"{worst[1]:.1f}% at {_num(worst[0])}{unit}")
+        lows.append(f"{worst[1]:.1f}% at {E.number_text(worst[0])}{unit}")
     return ranges, lows
 
 
-def _mean(curve: list) -> float:
-    return float(np.mean([a for _, a in curve]))
+def _against(d: E.RobustnessDiff) -> str:
+    """One transform of :func:`capsules.experiments.compare_robustness` in words: both means and,
+    where the per-image counts are recorded, the digits each model does better on and the paired test of
+    the means."""
+    text = f"{KIND_WORDS.get(d.kind, d.kind)} {d.mean_a:.1f}% against {d.mean_b:.1f}%"
+    if d.paired is None:
+        return text
+    better, worse = d.paired
+    return (text + f" (the CapsNet right at more of the curve's points for {better} digits, the CNN for {worse}; "
+            f"paired test of the means, p = {d.p:.2g}: {'beyond' if d.beyond else 'within'} the noise)")
 
 
 def robustness_notes(results: dict, baselines: dict[str, dict] | None = None) -> Notes:
@@ -426,15 +413,17 @@ def robustness_notes(results: dict, baselines: dict[str, dict] | None = None) ->
     ranges, lows = _kept(curves)
     seed = results.get("robustness_seed")
     drawn = f" drawn with seed {seed}" if seed is not None else ""
-    here = (f"On {subset:,} test images{drawn}, accuracy stays at {ROBUST_LEVEL:g}% or more for "
+    here = (f"On {subset:,} test images{drawn}, accuracy stays at {E.ROBUST_LEVEL:g}% or more for "
             + (", ".join(ranges) or "no transform") + "; the lowest points of each curve: " + "; ".join(lows) + ".")
     for name, other in (baselines or {}).items():
         theirs, _ = _kept(other["robustness"])
-        means = ", ".join(f"{KIND_WORDS.get(k, k)} {_mean(curves[k]):.1f}% against {_mean(other['robustness'][k]):.1f}%"
-                          for k in curves if k in other["robustness"])
-        here += (f" The baseline CNN `{name}` on the same digits: {ROBUST_LEVEL:g}% or more for "
+        diffs = E.compare_robustness(results, other)
+        here += (f" The baseline CNN `{name}` on the same digits: {E.ROBUST_LEVEL:g}% or more for "
                  f"{', '.join(theirs) or 'no transform'}; mean accuracy over each curve, this CapsNet against the "
-                 f"CNN: {means}.")
+                 f"CNN: {'; '.join(_against(d) for d in diffs)}.")
+        if any(d.paired is None for d in diffs):
+            here += (" One of the two results files predates the per-image counts, so the difference is not "
+                     "tested: recompute its experiments to test it.")
     here += (f" {'These models were' if baselines else 'This model was'} trained on 28×28 MNIST, not on affNIST's "
              "40×40 canvas, so these numbers do not compare with the papers'" + ("" if baselines else "; no baseline CNN's curves are at hand to "
                                            "compare with on the same digits") +

@@ -1,4 +1,5 @@
-"""Print the paper's Table 1 beside the shipped models, and routing at inference across them, as the README's markdown.
+"""Print the paper's Table 1 beside the shipped models, routing at inference across them, and the main
+CapsNet's robustness against the baseline CNN, as the README's markdown.
 
     python scripts/table1.py                      # checkpoints/ (or $CAPSULES_CHECKPOINT_DIR)
     python scripts/table1.py --checkpoints DIR
@@ -11,7 +12,9 @@ model matches yet says "training". Paste the output into the README's Results, o
 ``--update-readme`` replace the README's table (from its header row to its "Within the noise?"
 line; written atomically). Then the same for the table of routing at inference across the shipped
 MNIST CapsNets (:func:`capsules.zoo.routing_at_inference`, from their experiments results; in the
-README's "Does routing matter?", from its header row to its "Across the zoo:" line).
+README's "Does routing matter?", from its header row to its "Across the zoo:" line), and for the
+table of robustness to affine transforms, the main CapsNet's beside the baseline CNN's
+(:func:`capsules.zoo.robustness_against_cnn`; from its header row to its "Against the CNN:" line).
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ import sys
 from pathlib import Path
 
 from capsules.checkpoint import atomic_write_bytes
-from capsules.zoo import list_shipped, routing_at_inference, table1
+from capsules.zoo import list_shipped, robustness_against_cnn, routing_at_inference, table1
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 HEADER = "| Table 1 row |"
 NOISE = "Within the noise? "
 ROUTING_HEADER = "| model | trained with |"
 ROUTING_SUMMARY = "Across the zoo: "
+ROBUSTNESS_HEADER = "| transform | range |"
+ROBUSTNESS_SUMMARY = "Against the CNN: "
 
 
 def replace_table(readme: str, new: str, header: str = HEADER, last: str = NOISE, what: str = "Table 1") -> str:
@@ -41,12 +46,18 @@ def replace_table(readme: str, new: str, header: str = HEADER, last: str = NOISE
     return "".join(lines[:start]) + new.rstrip("\n") + "\n" + "".join(lines[end + 1:])
 
 
-def texts(folder: str | None = None) -> tuple[str, str]:
-    """Table 1 and the routing table, each with its sentence, as the README has them."""
+def texts(folder: str | None = None) -> tuple[str, ...]:
+    """Table 1, the routing table and the robustness table, each with its sentence, as the README
+    has them (the last left out when the main CapsNet has no experiments results)."""
     models = list_shipped(folder)
-    table, routing = table1(models), routing_at_inference(models)
-    return (f"{table.markdown()}\n\n{NOISE}{table.noise}\n",
-            f"{routing.markdown()}\n\n{ROUTING_SUMMARY}{routing.summary}\n")
+    table, routing, robust = table1(models), routing_at_inference(models), robustness_against_cnn(models)
+    found = (f"{table.markdown()}\n\n{NOISE}{table.noise}\n",
+             f"{routing.markdown()}\n\n{ROUTING_SUMMARY}{routing.summary}\n")
+    return found if robust is None else (*found, f"{robust.markdown()}\n\n{ROBUSTNESS_SUMMARY}{robust.summary}\n")
+
+
+BLOCKS = ((HEADER, NOISE, "Table 1"), (ROUTING_HEADER, ROUTING_SUMMARY, "table of routing at inference"),
+          (ROBUSTNESS_HEADER, ROBUSTNESS_SUMMARY, "table of robustness"))
 
 
 def main(argv: list[str]) -> int:
@@ -54,16 +65,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--checkpoints", default=None,
                         help="folder of the shipped models (default: $CAPSULES_CHECKPOINT_DIR, else checkpoints/)")
     parser.add_argument("--update-readme", nargs="?", const=README, type=Path, default=None, metavar="README",
-                        help="also write both tables into this README in place of the old ones "
+                        help="also write the tables into this README in place of the old ones "
                              f"(default: {README.name})")
     args = parser.parse_args(argv)
-    table, routing = texts(args.checkpoints)
-    print(table + "\n" + routing, end="")
+    blocks = texts(args.checkpoints)
+    print("\n".join(blocks), end="")
     if args.update_readme is not None:
         try:
-            old = args.update_readme.read_text()
-            new = replace_table(old, table)
-            new = replace_table(new, routing, ROUTING_HEADER, ROUTING_SUMMARY, "table of routing at inference")
+            new = old = args.update_readme.read_text()
+            for text, (header, last, what) in zip(blocks, BLOCKS):
+                new = replace_table(new, text, header, last, what)
         except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -71,7 +82,7 @@ def main(argv: list[str]) -> int:
         if changed:
             atomic_write_bytes(args.update_readme, new.encode())
         state = "updated" if changed else "already up to date"
-        print(f"{args.update_readme}: Table 1 and routing at inference {state}", file=sys.stderr)
+        print(f"{args.update_readme}: the generated tables {state}", file=sys.stderr)
     return 0
 
 

@@ -276,6 +276,8 @@ def test_each_shipped_mnist_model_ships_its_results(model):
     assert results is not None, (f"{results_path(model.path)} is missing or was computed for other weights: "
                                  f"run python -m capsules.experiments --checkpoint checkpoints/{model.path.name}")
     info = json.loads(model.path.with_suffix(".json").read_text())
+    right = results["robustness_right"]  # per digit, so that two models compare image by image
+    assert {k: len(v) for k, v in right.items()} == {k: results["robustness_subset"] for k in results["robustness"]}
     if model.kind == "cnn":
         assert results["kind"] == "capsules.baseline-cnn" and set(results["robustness"]) == set(IDENTITY)
         assert results["test_images"] == 10000
@@ -346,6 +348,66 @@ def test_robustness_experiments_of_a_cnn_share_the_capsnets_digits(small_cnn, ti
     assert not same_subset(capsnet, {**results, "test_images": 10000}) and not same_subset({}, {})
     save_results(json.loads(json.dumps(results)), results_path(small_cnn.checkpoint_path))
     assert load_results(small_cnn.checkpoint_path) == json.loads(json.dumps(results))
+
+
+def test_per_image_counts_are_a_plain_loop_and_the_paired_test_compares_two_models(small_cnn, tiny_model):
+    """robustness_right counts, per digit, the curve's points it is classified right at (checked
+    against a plain loop of the model); their mean is the curve's mean, and two models on the same
+    digits are compared image by image: the digits each does better on, and the paired test."""
+    from capsules.data import to_float
+    from capsules.experiments import (SIGNIFICANCE, affine, compare_robustness, curve_mean, paired_mean_p, predict,
+                                      robustness_paired)
+
+    images, labels = random_images(30, seed=5)
+    tiny_model.checkpoint_path = None
+    a = run_experiments(tiny_model, images, labels, iterations=3, robustness_size=12, batch_size=5)
+    b = robustness_experiments(small_cnn, images, labels, robustness_size=12, batch_size=5)
+    subset = robustness_subset(30, 12, 0)
+    x, y = to_float(images[subset]), labels[subset]
+    for kind, curve in b["robustness"].items():
+        loop = sum((predict(small_cnn, affine(x, kind, v)) == y).long() for v, _ in curve)
+        assert b["robustness_right"][kind] == loop.tolist()
+        assert 100 * sum(loop.tolist()) / (12 * len(curve)) == pytest.approx(curve_mean(curve))
+    ra, rb = robustness_paired(a, b, "rotate")
+    assert (ra, rb) == (a["robustness_right"]["rotate"], b["robustness_right"]["rotate"])
+    diffs = compare_robustness(a, b)
+    assert [d.kind for d in diffs] == list(IDENTITY)
+    assert diffs[0].paired == (sum(p > q for p, q in zip(ra, rb)), sum(q > p for p, q in zip(ra, rb)))
+    assert diffs[0].p == paired_mean_p(ra, rb) and diffs[0].beyond == (diffs[0].p < SIGNIFICANCE)
+    assert compare_robustness(b, a)[0].paired == diffs[0].paired[::-1] and compare_robustness(b, a)[0].p == diffs[0].p
+    assert diffs[0].mean_a == pytest.approx(curve_mean(a["robustness"]["rotate"]))
+    # no counts, other digits or another curve: no test, the means still compare
+    old = {k: v for k, v in b.items() if k != "robustness_right"}
+    assert robustness_paired(a, old, "rotate") is None and compare_robustness(a, old)[0].p is None
+    assert robustness_paired(a, {**b, "robustness_seed": 1}, "rotate") is None
+    short = {**b, "robustness": {**b["robustness"], "rotate": b["robustness"]["rotate"][:-1]}}
+    assert robustness_paired(a, short, "rotate") is None
+    again = robustness_experiments(small_cnn, images, labels, robustness_size=12, batch_size=7)
+    assert again["robustness_right"] == b["robustness_right"]  # whatever the batch size
+
+
+def test_paired_mean_test_closed_forms():
+    """z = mean(d) / (sd(d) / sqrt(n)) on the differences, two-sided against the normal."""
+    from capsules.experiments import paired_mean_p
+
+    assert paired_mean_p([3, 1, 2], [3, 1, 2]) == 1.0  # no difference at all
+    assert paired_mean_p([2, 2, 2], [1, 1, 1]) == 0.0  # the same difference on every item
+    d = [1, -1, 1, 1]  # mean 0.5, sd 1, n 4: z = 1
+    assert paired_mean_p(d, [0] * 4) == pytest.approx(math.erfc(1 / math.sqrt(2)))  # 0.3173
+    assert paired_mean_p([0] * 4, d) == paired_mean_p(d, [0] * 4)  # two-sided
+    big = [1] * 60 + [0] * 40  # mean 0.6, sd 0.4924: z = 12.2
+    assert paired_mean_p(big, [0] * 100) < 1e-30
+    with pytest.raises(ValueError, match="two paired samples"):
+        paired_mean_p([1], [1, 2])
+
+
+def test_robust_range_stops_at_the_first_point_below_the_level():
+    from capsules.experiments import robust_range
+
+    curve = [[-2.0, 90.0], [-1.0, 96.0], [0.0, 99.0], [1.0, 97.0], [2.0, 94.0], [3.0, 96.0]]
+    assert robust_range(curve, 0.0) == (-1.0, 1.0)  # stops at the first point below 95%
+    assert robust_range([[0.0, 90.0]], 0.0) is None and robust_range(curve, 0.5) is None
+    assert robust_range(curve, 0.0, level=90.0) == (-2.0, 3.0)
 
 
 @pytest.mark.data

@@ -182,29 +182,34 @@ def table1_script():
 
 
 def test_the_readme_shows_table_1_of_the_shipped_models(capsys):
-    """README's Table 1 and its table of routing at inference are the output of scripts/table1.py
-    for checkpoints/: shipping a model changes them (run the script with --update-readme)."""
+    """README's Table 1, its table of routing at inference and its table of robustness against the
+    CNN are the output of scripts/table1.py for checkpoints/: shipping a model changes them (run
+    the script with --update-readme)."""
     script = table1_script()
     assert script.main(["--checkpoints", str(SHIPPED.parent)]) == 0
     printed = capsys.readouterr().out
-    table, routing = script.texts(str(SHIPPED.parent))
-    assert printed == table + "\n" + routing and table.startswith(Z.table1().markdown())
+    blocks = script.texts(str(SHIPPED.parent))
+    assert len(blocks) == 3  # the main model ships its experiments (test_experiments)
+    table, routing, robust = blocks
+    assert printed == "\n".join(blocks) and table.startswith(Z.table1().markdown())
     assert routing.startswith(Z.routing_at_inference().markdown())
+    assert robust.startswith(Z.robustness_against_cnn().markdown())
     readme = (ROOT / "README.md").read_text()
-    for text in (table, routing):
+    for text in blocks:
         assert text.strip() in readme, "README's tables are stale: run python scripts/table1.py --update-readme"
 
 
 def test_table1_script_writes_the_tables_into_a_readme(tmp_path, capsys):
     """``scripts/table1.py --update-readme`` replaces the old tables (header row to the sentence
-    under each) and keeps everything around them; a README without both is an error that writes
-    nothing."""
+    under each) and keeps everything around them; a README without all three is an error that
+    writes nothing."""
     script = table1_script()
-    table, routing = script.texts(str(SHIPPED.parent))
+    table, routing, robust = script.texts(str(SHIPPED.parent))
     readme = tmp_path / "README.md"
     readme.write_text("# intro\n\n| Table 1 row | stale |\n|---|---|\n| old | row |\n\nWithin the noise? old.\n\n"
-                      "Between.\n\n| model | trained with | stale |\n|---|---|---|\n\nAcross the zoo: old.\n\nAfter.\n")
-    expected = "# intro\n\n" + table + "\nBetween.\n\n" + routing + "\nAfter.\n"
+                      "Between.\n\n| model | trained with | stale |\n|---|---|---|\n\nAcross the zoo: old.\n\n"
+                      "Then.\n\n| transform | range | stale |\n\nAgainst the CNN: old.\n\nAfter.\n")
+    expected = "# intro\n\n" + table + "\nBetween.\n\n" + routing + "\nThen.\n\n" + robust + "\nAfter.\n"
     assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(readme)]) == 0
     assert readme.read_text() == expected and "stale" not in expected
     assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(readme)]) == 0  # idempotent
@@ -288,3 +293,73 @@ def test_routing_at_inference_judges_the_noise_on_the_changed_predictions(tmp_pa
     # one model without the changed predictions (results computed before they were recorded): intervals for all
     fake_results(fake(tmp_path, "capsnet-mnist-r3-norecon", recon=0.0), {1: 9943, 3: 9939})
     assert "(95% intervals overlap)" in Z.routing_at_inference(Z.list_shipped(tmp_path)).summary
+
+
+def fake_robustness(path: Path, hits: dict[str, list[list[bool]]], *, kind: str = "capsules.capsnet",
+                    counts: bool = True, seed: int = 0) -> None:
+    """Robustness results beside a fake shipped model from ``hits[transform][digit][point]``: the
+    curve is each point's share of digits right, the per-image counts each digit's points right."""
+    import hashlib
+
+    from capsules import experiments as E
+
+    values = {"rotate": [-10.0, 0.0, 10.0], "scale": [0.9, 1.0, 1.1], "shear": [-10.0, 0.0, 10.0],
+              "shift_x": [-2.0, 0.0, 2.0]}
+    n = len(next(iter(hits.values())))
+    results = {"format": E.FORMAT, "version": E.VERSION, "kind": kind, "test_images": 10000,
+               "checkpoint_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+               "robustness": {k: [[v, 100 * sum(d[i] for d in hits[k]) / n] for i, v in enumerate(values[k])]
+                              for k in values},
+               "robustness_subset": n, "robustness_seed": seed, "robustness_units": E.UNITS}
+    if counts:
+        results["robustness_right"] = {k: [sum(d) for d in hits[k]] for k in values}
+    E.results_path(path).write_text(json.dumps(results))
+
+
+def test_robustness_against_the_cnn_tests_each_transform_on_the_same_digits(tmp_path):
+    """Per transform: the range each model keeps at 95% or more, the ends, the means, the digits
+    each gets right at more points and the paired test; ahead, behind and within, each said."""
+    import math
+    every, none, middle = [True] * 3, [False] * 3, [False, True, False]  # middle: the identity
+    n = 40
+    capsnet = {"rotate": [every] * 20 + [middle] * 20,  # ahead on 20 digits, behind on none
+               "scale": [middle] * 12 + [every] * 28,  # behind on 12
+               "shear": [every] * 3 + [none] * 2 + [every] * 35,  # 3 against 2: within the noise
+               "shift_x": [every] * n}
+    cnn = {"rotate": [middle] * n, "scale": [every] * n, "shear": [none] * 3 + [every] * 2 + [every] * 35,
+           "shift_x": [every] * n}
+    main, other = fake(tmp_path, "capsnet-mnist", epoch=29), fake(tmp_path, "cnn-mnist", kind="cnn")
+    fake_robustness(main, capsnet)
+    assert Z.robustness_against_cnn(Z.list_shipped(tmp_path)).cnn is None  # the CNN has no results yet
+    assert "no baseline CNN is shipped with robustness curves" in Z.robustness_against_cnn(
+        Z.list_shipped(tmp_path)).summary
+    fake_robustness(other, cnn, kind="capsules.baseline-cnn")
+    found = Z.robustness_against_cnn(Z.list_shipped(tmp_path))
+    assert found.capsnet[0].name == "capsnet-mnist" and found.cnn[0].name == "cnn-mnist"
+    md = found.markdown().splitlines()
+    assert md[0] == ("| transform | range | capsnet-mnist: \u2265 95% for | cnn-mnist: \u2265 95% for | capsnet-mnist: "
+                     "at the ends | cnn-mnist: at the ends | mean over the curve | digits right at more points: "
+                     "CapsNet / CNN (paired test) |")
+    # per-digit differences: rotate 20 x 2 and 20 x 0 (z = sqrt(39)); scale 12 x -2 and 28 x 0
+    p20 = math.erfc(math.sqrt(39) / math.sqrt(2))
+    p12 = math.erfc(0.6 / math.sqrt((12 * 1.4**2 + 28 * 0.6**2) / 39 / 40) / math.sqrt(2))
+    p_shear = math.erfc(0.075 / math.sqrt((3 * 2.925**2 + 2 * 3.075**2 + 35 * 0.075**2) / 39 / 40) / math.sqrt(2))
+    assert md[2] == (f"| rotation (degrees, counter-clockwise) | \u221210 \u2026 10 | 0 \u2026 0 | 0 \u2026 0 | "
+                     f"50.0% at \u221210, 50.0% at 10 | 0.0% at \u221210, 0.0% at 10 | 66.7% / 33.3% | 20 / 0 "
+                     f"(p = {p20:.2g}) |")
+    assert md[3].endswith(f"| 80.0% / 100.0% | 0 / 12 (p = {p12:.2g}) |") and "| 0.9 \u2026 1.1 |" in md[3]
+    assert md[4].endswith(f"| 3 / 2 (p = {p_shear:.2g}) |") and md[5].endswith("| 100.0% / 100.0% | 0 / 0 (p = 1) |")
+    summary = found.summary
+    assert summary.startswith("capsnet-mnist against cnn-mnist on the same 40 test digits (seed 0)")
+    assert f"The CapsNet is ahead beyond the noise under rotation (66.7% against 33.3%, p = {p20:.2g})" in summary
+    assert f"the CNN is ahead beyond the noise under scale (80.0% against 100.0%, p = {p12:.2g})" in summary
+    assert (f"the difference is within the noise under shear (95.0% against 92.5%, p = {p_shear:.2g}), horizontal "
+            "shift (100.0% against 100.0%, p = 1).") in summary
+
+    fake_robustness(other, cnn, kind="capsules.baseline-cnn", counts=False)  # computed before the counts
+    old = Z.robustness_against_cnn(Z.list_shipped(tmp_path))
+    assert "not recorded" in old.markdown() and "the difference is not tested" in old.summary
+    fake_robustness(other, cnn, kind="capsules.baseline-cnn", seed=1)  # other digits: not compared
+    assert Z.robustness_against_cnn(Z.list_shipped(tmp_path)).cnn is None
+    main.with_suffix(".experiments.json").unlink()
+    assert Z.robustness_against_cnn(Z.list_shipped(tmp_path)) is None  # no results for the main model
