@@ -303,11 +303,24 @@ class Table1:
                                  f"every difference between them is within the noise{of}.")
                 continue
 
-            def listed(pairs):
-                return "; ".join(f"{a.name} ({a.error:.2f}%) and {b.name} ({b.error:.2f}%)" for a, b in pairs)
+            def row(m):
+                return f"{m.name} ({m.error:.2f}%)"
 
-            rest = (f" Within the noise (intervals overlap): {listed(within)}." if within
-                    else " No two measured rows are within the noise of each other.")
+            def listed(pairs):  # the pairs of one model in a run as "a and each of b, c"
+                groups = {}
+                for a, b in pairs:
+                    groups.setdefault(a.name, (a, []))[1].append(b)
+                return "; ".join(f"{row(a)} and {'each of ' if len(bs) > 1 else ''}{', '.join(map(row, bs))}"
+                                 for a, bs in groups.values())
+
+            paired = {m.name for pair in within for m in pair}
+            close = [m.name for m in models if m.name in paired]  # in the table's order
+            if len(close) > 2 and len(within) == len(close) * (len(close) - 1) // 2:  # all of them, pairwise
+                rest = f" Within the noise: the intervals of {', '.join(close)} overlap pairwise."
+            elif within:
+                rest = f" Within the noise (intervals overlap): {listed(within)}."
+            else:
+                rest = " No two measured rows are within the noise of each other."
             sentences.append(f"{name}: beyond the noise (95% intervals apart): {listed(beyond)}.{rest}")
         return " ".join(sentences)
 

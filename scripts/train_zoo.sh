@@ -6,7 +6,7 @@
 #     mkdir -p runs/zoo && nohup bash scripts/train_zoo.sh runs/zoo > runs/zoo/queue.out 2>&1 &
 #
 # Every CapsNet gets the same budget (10 epochs of the default recipe, seed 0); the baseline CNN
-# gets 3, since one of its epochs costs about 6 CapsNet epochs here (README, Table 1). A finished
+# gets 3, since one of its epochs costs 4-5 CapsNet epochs here (README, Table 1). A finished
 # run leaves a `done` file and is skipped, and so is a model already shipped in checkpoints/. Each run logs to <runs>/<name>.log, the queue to <runs>/queue.log.
 # Ship a finished run with scripts/ship_checkpoint.py (the commands are in the README).
 set -uo pipefail

@@ -156,9 +156,13 @@ def test_the_noise_statement_follows_the_intervals(tmp_path):
     within, beyond = table.pairs("mnist")
     assert [(x.name, y.name) for x, y in within] == [("capsnet-mnist-r1", "capsnet-mnist")]
     assert [(x.name, y.name) for x, y in beyond] == [("cnn-mnist", "capsnet-mnist-r1"), ("cnn-mnist", "capsnet-mnist")]
-    assert table.noise == ("MNIST: beyond the noise (95% intervals apart): cnn-mnist (1.00%) and capsnet-mnist-r1 "
-                           "(0.54%); cnn-mnist (1.00%) and capsnet-mnist (0.44%). Within the noise (intervals "
+    assert table.noise == ("MNIST: beyond the noise (95% intervals apart): cnn-mnist (1.00%) and each of "
+                           "capsnet-mnist-r1 (0.54%), capsnet-mnist (0.44%). Within the noise (intervals "
                            "overlap): capsnet-mnist-r1 (0.54%) and capsnet-mnist (0.44%).")
+    fake(tmp_path, "capsnet-mnist-r3", correct=9950)  # 0.50%: three CapsNets overlap pairwise
+    assert Z.table1(Z.list_shipped(tmp_path)).noise.endswith(
+        "Within the noise: the intervals of capsnet-mnist-r1, capsnet-mnist, capsnet-mnist-r3 overlap pairwise.")
+    (tmp_path / "capsnet-mnist-r3.json").unlink()
     fake(tmp_path, "capsnet-mnist-r1", iterations=1, correct=9990)  # 0.10%: now apart from capsnet-mnist too
     assert "No two measured rows are within the noise of each other." in Z.table1(Z.list_shipped(tmp_path)).noise
 
