@@ -421,6 +421,12 @@ def robustness_notes(results: dict, baselines: dict[str, dict] | None = None) ->
         here += (f" The baseline CNN `{name}` on the same digits: {E.ROBUST_LEVEL:g}% or more for "
                  f"{', '.join(theirs) or 'no transform'}; mean accuracy over each curve, this CapsNet against the "
                  f"CNN: {'; '.join(_against(d) for d in diffs)}.")
+        start = [(dict(curves[k]).get(E.IDENTITY[k]), dict(other["robustness"][k]).get(E.IDENTITY[k]))
+                 for k in curves if k in other["robustness"]]  # each curve's untransformed point
+        mine, cnn = next(((a, b) for a, b in start if a is not None and b is not None), (None, None))
+        if mine is not None and mine != cnn:
+            here += (f" Untransformed, these digits score {mine:.1f}% for this CapsNet and {cnn:.1f}% for the CNN: "
+                     "part of any gap under the transforms is the gap the two models start from.")
         if any(d.paired is None for d in diffs):
             here += (" One of the two results files predates the per-image counts, so the difference is not "
                      "tested: recompute its experiments to test it.")
