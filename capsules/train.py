@@ -671,8 +671,20 @@ def _init_from(model: nn.Module, path: Path) -> dict:
         diff = ", ".join(f"{k} {theirs[k]} (this run: {mine[k]})" for k in mine if theirs[k] != mine[k])
         raise TrainingError(f"--init-from {path} does not match this run's model: {diff}")
     model.load_state_dict(source.state_dict())
-    recorded = ("sha256", "epoch", "steps", "test_accuracy", "test_error", "command")
-    return {"path": str(path), **{k: source.metadata[k] for k in recorded if k in source.metadata}}
+    return source_record(path, source.metadata)
+
+
+# What a run started with --init-from records of the checkpoint it started from: enough to tell the
+# whole training of the weights it ships (its epochs, time, hardware and recipe; and, nested, where
+# that one started from).
+SOURCE_KEYS = ("sha256", "epoch", "steps", "test_accuracy", "test_error", "train_seconds", "hardware", "precision",
+               "date", "command", "commands", "train_config", "init_from")
+
+
+def source_record(path: str | os.PathLike, metadata: dict) -> dict:
+    """The ``init_from`` record of a run started from the checkpoint at ``path`` whose JSON is
+    ``metadata``: its path and :data:`SOURCE_KEYS`, those it has."""
+    return {"path": str(path), **{k: metadata[k] for k in SOURCE_KEYS if k in metadata}}
 
 
 def setup(cfg: TrainConfig, command: str | None = None, given: set[str] | None = None) -> Run:

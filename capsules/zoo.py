@@ -4,8 +4,9 @@ A shipped model is ``<name>.safetensors`` with its JSON ``<name>.json`` beside i
 (:mod:`capsules.checkpoint`, written by ``scripts/ship_checkpoint.py``). :func:`list_shipped`
 lists them from their JSONs alone, no weights read: the kind (``capsnet``, ``cnn``: the JSON's
 ``format``), the data set, the two training options Table 1 varies (routing iterations and
-reconstruction weight, from ``train_config``), the epochs trained, the test score and how the
-weights are stored. A newly shipped model appears by itself.
+reconstruction weight, from ``train_config``), the epochs trained (by every run that trained the
+weights, when one started from another's: :func:`stages_of`), the test score and how the weights
+are stored. A newly shipped model appears by itself.
 
 :func:`table1` sets the paper's Table 1 (Sabour, Frosst & Hinton 2017: test error in percent of
 the baseline CNN and of CapsNet routed with 1 or 3 iterations, with and without the reconstruction
@@ -45,9 +46,10 @@ from .experiments import (IDENTITY, ROBUST_LEVEL, SIGNIFICANCE, changed_from_k1,
                           wilson_interval)
 from .model import CapsNet
 
-__all__ = ["CHECKPOINT_DIR", "COLUMNS", "DATASET_NAMES", "KIND_NAMES", "PAPER", "PENDING", "PaperRow", "Shipped", "Table1",
-           "Table1Row", "ROUTING_COLUMNS", "RobustnessAgainstCNN", "RoutingAtInference", "checkpoints_dir",
-           "dataset_of", "list_shipped", "robustness_against_cnn", "routing_at_inference", "table1"]
+__all__ = ["CHECKPOINT_DIR", "COLUMNS", "DATASET_NAMES", "KIND_NAMES", "PAPER", "PENDING", "PaperRow", "Shipped",
+           "Stage", "Table1", "Table1Row", "ROUTING_COLUMNS", "RobustnessAgainstCNN", "RoutingAtInference",
+           "checkpoints_dir", "dataset_of", "list_shipped", "robustness_against_cnn", "routing_at_inference",
+           "stages_of", "table1"]
 
 CHECKPOINT_DIR = "CAPSULES_CHECKPOINT_DIR"  # environment variable: the folder of shipped models
 KIND_NAMES = {CapsNet.FORMAT: "capsnet", BaselineCNN.FORMAT: "cnn"}  # as ``python -m capsules.train --model``
@@ -70,8 +72,51 @@ def dataset_of(info: dict) -> str:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One run in the training of a shipped model's weights, as its JSON records it (None: not
+    recorded). A run started from another's weights (``--init-from``) follows that one."""
+
+    epochs: int | None
+    train_seconds: float | None
+    hardware: str | None
+
+    @property
+    def time(self) -> str:
+        """"3.9 h on CPU: AMD EPYC, 2 threads"."""
+        hours = f"{self.train_seconds / 3600:.1f} h" if self.train_seconds is not None else "time not recorded"
+        return f"{hours} on {self.hardware}" if self.hardware else hours
+
+
+MAX_STAGES = 32  # a longer chain of init_from records is not followed (a JSON that nests without end)
+
+
+def stages_of(info: dict) -> tuple[Stage, ...]:
+    """The runs that trained the weights ``info`` (a checkpoint's JSON) describes, the first
+    first: those its ``init_from`` records name, each nested in the next, then its own."""
+    chain, record = [], info
+    while isinstance(record, dict) and len(chain) < MAX_STAGES:
+        chain.append(record)
+        record = record.get("init_from")
+
+    def number(d, key, type_):
+        try:
+            return type_(d[key]) if d.get(key) is not None else None
+        except (TypeError, ValueError):
+            return None
+
+    return tuple(Stage(number(d, "epoch", int), number(d, "train_seconds", float),
+                       d.get("hardware") if isinstance(d.get("hardware"), str) else None) for d in reversed(chain))
+
+
+def _total(values: list) -> float | None:
+    return None if any(v is None for v in values) else sum(values)
+
+
+@dataclass(frozen=True)
 class Shipped:
-    """One shipped model as its JSON describes it. Figures the JSON lacks are None."""
+    """One shipped model as its JSON describes it. Figures the JSON lacks are None. A model
+    trained further from another's weights (``--init-from``) counts the epochs and the time of
+    every run that trained it (:attr:`stages`)."""
 
     name: str  # the file name without .safetensors: capsnet-mnist-r1
     path: Path  # the .safetensors file
@@ -79,13 +124,14 @@ class Shipped:
     dataset: str  # "mnist" or "multimnist"
     iterations: int | None  # routing iterations r of training (a CapsNet)
     reconstruction_weight: float | None  # of training (a CapsNet); 0: no reconstruction loss
-    epochs: int | None  # epochs trained (the last epoch, the one shipped)
+    epochs: int | None  # epochs trained, by every run that trained these weights (the last one is shipped)
     correct: int | None  # test examples right (MultiMNIST: pairs with both digits right)
     total: int | None  # test examples
     accuracy: float | None  # percent, as the JSON records it
     weights_dtype: str  # how the file stores the weights: fp32, fp16, bf16 or int8 (blockwise)
-    hardware: str | None
-    train_seconds: float | None
+    hardware: str | None  # of the last run
+    train_seconds: float | None  # of every run that trained these weights
+    stages: tuple[Stage, ...] = ()  # those runs, the first first; () when not recorded
 
     @classmethod
     def of(cls, path: str | os.PathLike, info: dict) -> Shipped:
@@ -107,11 +153,31 @@ class Shipped:
         def number(key, type_):
             return type_(info[key]) if info.get(key) is not None else None
 
+        stages = stages_of(info)
+        epochs, seconds = _total([s.epochs for s in stages]), _total([s.train_seconds for s in stages])
         return cls(name=path.stem, path=path, kind=kind, dataset=dataset_of(info), iterations=iterations,
-                   reconstruction_weight=None if weight is None else float(weight), epochs=number("epoch", int),
+                   reconstruction_weight=None if weight is None else float(weight),
+                   epochs=None if epochs is None else int(epochs),
                    correct=number("test_correct", int), total=number("test_total", int),
                    accuracy=number("test_accuracy", float), weights_dtype=info.get("weights_dtype", "fp32"),
-                   hardware=info.get("hardware"), train_seconds=number("train_seconds", float))
+                   hardware=info.get("hardware"), train_seconds=seconds, stages=stages)
+
+    @property
+    def epochs_text(self) -> str:
+        """The epochs trained: "29", or "44 (29 + 15)" for weights trained by two runs; "?" when not recorded."""
+        if self.epochs is None:
+            return "?"
+        if len(self.stages) < 2:
+            return str(self.epochs)
+        return f"{self.epochs} ({' + '.join(str(s.epochs) for s in self.stages)})"
+
+    @property
+    def training_text(self) -> str:
+        """How long and on what: "3.9 h on CPU: AMD EPYC, 2 threads", each run's, the first first
+        ("…, then 2.4 h on …")."""
+        if len(self.stages) < 2:
+            return Stage(self.epochs, self.train_seconds, self.hardware).time
+        return ", then ".join(s.time for s in self.stages)
 
     @property
     def reconstruction(self) -> bool | None:
@@ -255,10 +321,8 @@ class Table1Row:
         else:
             lo, hi = m.error_interval
             measured = f"{m.error:.2f}% [{lo:.2f}, {hi:.2f}] ({m.errors}/{m.total:,})"
-        hours = f"{m.train_seconds / 3600:.1f} h" if m.train_seconds is not None else "time not recorded"
-        return {**row, "this project: model": m.name, "error [95% interval]": measured,
-                "epochs": str(m.epochs) if m.epochs is not None else "?",
-                "training": f"{hours} on {m.hardware}" if m.hardware else hours}
+        return {**row, "this project: model": m.name, "error [95% interval]": measured, "epochs": m.epochs_text,
+                "training": m.training_text}
 
 
 COLUMNS = ("Table 1 row", "data set", "paper: error", "this project: model", "error [95% interval]", "epochs",
@@ -377,7 +441,7 @@ class RoutingAtInference:
         rows = []
         for m, res in self.models:
             n = res["test_images"]
-            row = {"model": m.name, "trained with": m.recipe, "epochs": "–" if m.epochs is None else str(m.epochs)}
+            row = {"model": m.name, "trained with": m.recipe, "epochs": "–" if m.epochs is None else m.epochs_text}
             for k, column in zip(ROUTING_KS, ROUTING_COLUMNS[3:]):
                 row[column] = f"{100 * self.correct(res, k) / n:.2f}%" + (" (own)" if k == m.iterations else "")
             row["random c"] = f"{res['ablations']['random']['accuracy']:.2f}%"

@@ -475,13 +475,17 @@ def model_panel(loaded: Loaded):
                         "right when its two longest capsules are its two digits)")
         elif meta.get("test_accuracy") is not None:  # training writes a percentage
             rows.append(f"- test accuracy **{float(meta['test_accuracy']):.2f} %**")
-        if meta.get("epoch") is not None:
+        if shipped is not None and len(shipped.stages) > 1:  # trained further from another run's weights
+            rows.append(f"- epochs: {shipped.epochs_text}, in {len(shipped.stages)} runs")
+        elif meta.get("epoch") is not None:
             rows.append(f"- epochs: {meta['epoch']} of {meta.get('epochs', '?')}")
         if meta.get("date"):
             rows.append(f"- trained: {str(meta['date'])[:16].replace('T', ' ')} UTC")
         if meta.get("hardware"):
             rows.append(f"- on: {meta['hardware']}")
-        if meta.get("train_seconds"):
+        if shipped is not None and len(shipped.stages) > 1 and shipped.train_seconds is not None:
+            rows.append(f"- training time: {shipped.train_seconds / 60:.0f} min ({shipped.training_text})")
+        elif meta.get("train_seconds"):
             rows.append(f"- training time: {float(meta['train_seconds']) / 60:.0f} min")
         if rows:
             st.markdown("\n".join(rows))

@@ -317,10 +317,14 @@ def test_init_from_starts_from_the_checkpoint_and_records_it(tmp_path, data_dir)
     torch.manual_seed(1)  # not the run's seed: other weights than its own initialisation
     source = CapsNet()
     src = tmp_path / "source.safetensors"
-    info = save_model(source, src, {"epoch": 7, "test_accuracy": 12.5})
+    older = {"path": "first.safetensors", "sha256": "ab" * 32, "epoch": 3, "train_seconds": 10.0}
+    info = save_model(source, src, {"epoch": 7, "test_accuracy": 12.5, "train_seconds": 60.0, "hardware": "CPU: X",
+                                    "init_from": older, "half_precision_check": {"rule": "not a source key"}})
     # lr 0: Adam leaves the weights where they start, and the moving average with them
     summary = tiny_run(tmp_path, data_dir, "run", init_from=str(src), lr=0.0, ema_decay=0.5)
-    assert summary["init_from"] == {"path": str(src), "sha256": info["sha256"], "epoch": 7, "test_accuracy": 12.5}
+    # the whole history of the starting weights, the start of theirs nested: not the rest of their JSON
+    assert summary["init_from"] == {"path": str(src), "sha256": info["sha256"], "epoch": 7, "test_accuracy": 12.5,
+                                    "train_seconds": 60.0, "hardware": "CPU: X", "init_from": older}
     for name in ("last", "last-ema"):
         trained = load_model_cpu(tmp_path / "run" / f"{name}.safetensors")
         for (k, a), b in zip(trained.state_dict().items(), source.state_dict().values()):
@@ -509,6 +513,45 @@ def test_ship_checkpoint_ships_last_or_its_moving_average_and_refuses_anything_e
     capsnet.metadata = {"train_config": {"dataset": "multimnist"}}
     assert ship.target(capsnet, None).name == "capsnet-multimnist.safetensors"
     assert ship.target(capsnet, "capsnet-multimnist-r1-norecon").name == "capsnet-multimnist-r1-norecon.safetensors"
+
+
+def test_ship_records_every_run_that_trained_the_weights(tmp_path, monkeypatch):
+    """A run started from a shipped model (--init-from) recorded less of it before SOURCE_KEYS grew:
+    shipping it completes the record from the starting checkpoint's JSON while that file is the one
+    it started from (same sha256), so that the shipped JSON, Table 1 and the picker count the epochs
+    and the time of both runs, not of the last one alone."""
+    from capsules.zoo import Shipped
+
+    ship = ship_module(monkeypatch, tmp_path)
+    monkeypatch.setattr(ship, "ROOT", tmp_path)
+    parent = tmp_path / "checkpoints" / "cnn-mnist.safetensors"
+    theirs = save_model(constant_cnn(1e-2), parent, {"epoch": 29, "epochs": 50, "train_seconds": 14132.3,
+                                                     "hardware": "CPU: AMD EPYC, 2 threads", "precision": "bf16",
+                                                     "train_config": {"model": "cnn", "lr": 1e-3}})
+    recorded = {"path": "checkpoints/cnn-mnist.safetensors", "sha256": theirs["sha256"], "epoch": 29, "steps": 13572}
+    info = {"epoch": 15, "train_seconds": 8000.0, "hardware": "CPU: Intel Xeon, 2 threads", "init_from": recorded,
+            "format": "capsules.baseline-cnn", "train_config": {"model": "cnn", "lr": 1e-4}}
+
+    done = ship.complete_source(info)
+    assert done["init_from"] == {**recorded, "train_seconds": 14132.3, "hardware": "CPU: AMD EPYC, 2 threads",
+                                 "precision": "bf16", "train_config": {"model": "cnn", "lr": 1e-3}}
+    assert {k: v for k, v in done.items() if k != "init_from"} == {k: v for k, v in info.items() if k != "init_from"}
+    m = Shipped.of(parent, done)
+    assert (m.epochs, m.train_seconds, m.epochs_text) == (44, 22132.3, "44 (29 + 15)")
+    assert m.training_text == "3.9 h on CPU: AMD EPYC, 2 threads, then 2.2 h on CPU: Intel Xeon, 2 threads"
+    assert Shipped.of(parent, info).epochs_text == "44 (29 + 15)"  # the time of the first run unknown:
+    assert Shipped.of(parent, info).train_seconds is None and "time not recorded, then 2.2 h" in \
+        Shipped.of(parent, info).training_text
+
+    # another file at that path now, or none: the record stays as the run wrote it
+    assert ship.complete_source({**info, "init_from": {**recorded, "sha256": "0" * 64}})["init_from"] == {
+        **recorded, "sha256": "0" * 64}
+    parent.with_suffix(".json").unlink()
+    assert ship.complete_source(info) == info
+    assert ship.complete_source({"epoch": 3}) == {"epoch": 3}  # trained from scratch
+    single = Shipped.of(parent, {"epoch": 10, "train_seconds": 3600.0, "hardware": "CPU: X",
+                                 "format": "capsules.baseline-cnn"})
+    assert (single.epochs_text, single.training_text, len(single.stages)) == ("10", "1.0 h on CPU: X", 1)
 
 
 @pytest.mark.data
