@@ -73,7 +73,7 @@ __all__ = [
     "misclassified", "number_text", "paired_mean_p", "predict", "random_logits", "results_path", "robust_range",
     "robustness", "robustness_experiments", "robustness_paired", "robustness_pass", "robustness_results",
     "robustness_subset", "route_fixed", "routing_pass", "run_experiments", "same_subset", "save_results",
-    "wilson_interval",
+    "untransformed", "wilson_interval",
 ]
 
 FORMAT = "capsules.experiments"
@@ -546,6 +546,16 @@ def compare_robustness(a: dict, b: dict) -> list[RobustnessDiff]:
             beyond = p < SIGNIFICANCE
         diffs.append(RobustnessDiff(kind, curve_mean(curve), curve_mean(b["robustness"][kind]), paired, p, beyond))
     return diffs
+
+
+def untransformed(a: dict, b: dict) -> tuple[float, float] | None:
+    """Two results files' accuracy (%) on their robustness digits untransformed (the identity point
+    of the first curve both have it on), the level each model's curves start from; None when none has."""
+    for kind, curve in a["robustness"].items():
+        mine, theirs = dict(curve).get(IDENTITY.get(kind)), dict(b["robustness"].get(kind, [])).get(IDENTITY.get(kind))
+        if mine is not None and theirs is not None:
+            return mine, theirs
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,13 +43,13 @@ from .checkpoint import SHIPPED, CheckpointError, read_metadata
 from .evaluate import binomial_interval
 from .experiments import (IDENTITY, ROBUST_LEVEL, SIGNIFICANCE, changed_from_k1, compare_robustness,
                           intervals_overlap, load_results, mcnemar_verdict, number_text, robust_range, same_subset,
-                          wilson_interval)
+                          untransformed, wilson_interval)
 from .model import CapsNet
 
 __all__ = ["CHECKPOINT_DIR", "COLUMNS", "DATASET_NAMES", "KIND_NAMES", "PAPER", "PENDING", "PaperRow", "Shipped",
            "Stage", "Table1", "Table1Row", "ROUTING_COLUMNS", "RobustnessAgainstCNN", "RoutingAtInference",
-           "checkpoints_dir", "dataset_of", "list_shipped", "robustness_against_cnn", "routing_at_inference",
-           "stages_of", "table1"]
+           "checkpoints_dir", "dataset_of", "list_shipped", "main_model", "robustness_against_cnn",
+           "routing_at_inference", "stages_of", "table1"]
 
 CHECKPOINT_DIR = "CAPSULES_CHECKPOINT_DIR"  # environment variable: the folder of shipped models
 KIND_NAMES = {CapsNet.FORMAT: "capsnet", BaselineCNN.FORMAT: "cnn"}  # as ``python -m capsules.train --model``
@@ -604,18 +604,31 @@ class RobustnessAgainstCNN:
         if within:
             parts.append(f"the difference is within the noise under {names(within)}")
         text = "; ".join(parts)
-        return head + text[0].upper() + text[1:] + "."
+        start = untransformed(res, theirs)
+        level = "" if start is None else (
+            f" Untransformed, these digits score {start[0]:.1f}% for {m.name} and {start[1]:.1f}% for {cnn.name}: "
+            "part of any gap under the transforms is the gap the two models start from.")
+        return head + text[0].upper() + text[1:] + "." + level
 
 
-def robustness_against_cnn(models: list[Shipped] | None = None) -> RobustnessAgainstCNN | None:
-    """The main shipped CapsNet (``checkpoints/capsnet-mnist``) with its results, beside the first
-    shipped MNIST baseline CNN (by name) whose robustness curves were drawn on the same digits;
-    None when the main CapsNet has no results."""
+def main_model(models: list[Shipped] | None = None) -> tuple[Shipped, dict] | None:
+    """The main shipped CapsNet (``checkpoints/capsnet-mnist``) with its test-set experiments;
+    None when it is not shipped or has no results."""
     models = list_shipped() if models is None else models
     main = next((m for m in models if m.path.name == SHIPPED.name and m.kind == "capsnet"), None)
     results = load_results(main.path) if main is not None else None
-    if results is None or "robustness" not in results:
+    return None if results is None else (main, results)
+
+
+def robustness_against_cnn(models: list[Shipped] | None = None) -> RobustnessAgainstCNN | None:
+    """The main shipped CapsNet (:func:`main_model`) with its results, beside the first shipped
+    MNIST baseline CNN (by name) whose robustness curves were drawn on the same digits; None when
+    the main CapsNet has no results."""
+    models = list_shipped() if models is None else models
+    found = main_model(models)
+    if found is None or "robustness" not in found[1]:
         return None
+    main, results = found
     cnn = None
     for m in sorted(models, key=lambda m: m.name):
         if m.kind == "cnn" and m.dataset == "mnist":

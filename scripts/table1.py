@@ -1,5 +1,5 @@
-"""Print the paper's Table 1 beside the shipped models, routing at inference across them, and the main
-CapsNet's robustness against the baseline CNN, as the README's markdown.
+"""Print the paper's Table 1 beside the shipped models, routing at inference across them, the main
+CapsNet's experiments and its robustness against the baseline CNN, as the README's markdown.
 
     python scripts/table1.py                      # checkpoints/ (or $CAPSULES_CHECKPOINT_DIR)
     python scripts/table1.py --checkpoints DIR
@@ -12,9 +12,12 @@ model matches yet says "training". Paste the output into the README's Results, o
 ``--update-readme`` replace the README's table (from its header row to its "Within the noise?"
 line; written atomically). Then the same for the table of routing at inference across the shipped
 MNIST CapsNets (:func:`capsules.zoo.routing_at_inference`, from their experiments results; in the
-README's "Does routing matter?", from its header row to its "Across the zoo:" line), and for the
-table of robustness to affine transforms, the main CapsNet's beside the baseline CNN's
-(:func:`capsules.zoo.robustness_against_cnn`; from its header row to its "Against the CNN:" line).
+README's "Does routing matter?", from its header row to its "Across the zoo:" line), for the main
+CapsNet's account (:func:`capsules.report.model_report`: its tables of routing iterations and
+coupling rules at inference and what they show, from its experiments results; from the header row
+of the first to the "Errors." line), and for the table of robustness to affine transforms, the main
+CapsNet's beside the baseline CNN's (:func:`capsules.zoo.robustness_against_cnn`; from its header
+row to its "Against the CNN:" line).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import sys
 from pathlib import Path
 
 from capsules.checkpoint import atomic_write_bytes
-from capsules.zoo import list_shipped, robustness_against_cnn, routing_at_inference, table1
+from capsules.report import ERRORS_LINE, ITERATION_HEADER, model_report
+from capsules.zoo import list_shipped, main_model, robustness_against_cnn, routing_at_inference, table1
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 HEADER = "| Table 1 row |"
@@ -46,18 +50,32 @@ def replace_table(readme: str, new: str, header: str = HEADER, last: str = NOISE
     return "".join(lines[:start]) + new.rstrip("\n") + "\n" + "".join(lines[end + 1:])
 
 
-def texts(folder: str | None = None) -> tuple[str, ...]:
-    """Table 1, the routing table and the robustness table, each with its sentence, as the README
-    has them (the last left out when the main CapsNet has no experiments results)."""
+BLOCKS = {"table1": (HEADER, NOISE, "Table 1"),
+          "routing": (ROUTING_HEADER, ROUTING_SUMMARY, "table of routing at inference"),
+          "account": (ITERATION_HEADER, ERRORS_LINE, "account of the main CapsNet"),
+          "robustness": (ROBUSTNESS_HEADER, ROBUSTNESS_SUMMARY, "table of robustness")}
+
+
+def generated(folder: str | None = None) -> dict[str, str]:
+    """The README's generated blocks by name (:data:`BLOCKS`): Table 1 and the routing table, each
+    with its sentence; the main CapsNet's account when it has its experiments results; the
+    robustness table when they hold robustness curves."""
     models = list_shipped(folder)
-    table, routing, robust = table1(models), routing_at_inference(models), robustness_against_cnn(models)
-    found = (f"{table.markdown()}\n\n{NOISE}{table.noise}\n",
-             f"{routing.markdown()}\n\n{ROUTING_SUMMARY}{routing.summary}\n")
-    return found if robust is None else (*found, f"{robust.markdown()}\n\n{ROBUSTNESS_SUMMARY}{robust.summary}\n")
+    table, routing = table1(models), routing_at_inference(models)
+    found = {"table1": f"{table.markdown()}\n\n{NOISE}{table.noise}\n",
+             "routing": f"{routing.markdown()}\n\n{ROUTING_SUMMARY}{routing.summary}\n"}
+    main = main_model(models)
+    if main is not None and "iterations" in main[1]:
+        found["account"] = model_report(main[0].name, main[1], main[0].iterations).markdown() + "\n"
+    robust = robustness_against_cnn(models)
+    if robust is not None:
+        found["robustness"] = f"{robust.markdown()}\n\n{ROBUSTNESS_SUMMARY}{robust.summary}\n"
+    return found
 
 
-BLOCKS = ((HEADER, NOISE, "Table 1"), (ROUTING_HEADER, ROUTING_SUMMARY, "table of routing at inference"),
-          (ROBUSTNESS_HEADER, ROBUSTNESS_SUMMARY, "table of robustness"))
+def texts(folder: str | None = None) -> tuple[str, ...]:
+    """The blocks of :func:`generated`, in the order of :data:`BLOCKS`."""
+    return tuple(generated(folder).values())
 
 
 def main(argv: list[str]) -> int:
@@ -68,12 +86,13 @@ def main(argv: list[str]) -> int:
                         help="also write the tables into this README in place of the old ones "
                              f"(default: {README.name})")
     args = parser.parse_args(argv)
-    blocks = texts(args.checkpoints)
-    print("\n".join(blocks), end="")
+    blocks = generated(args.checkpoints)
+    print("\n".join(blocks.values()), end="")
     if args.update_readme is not None:
         try:
             new = old = args.update_readme.read_text()
-            for text, (header, last, what) in zip(blocks, BLOCKS):
+            for name, text in blocks.items():
+                header, last, what = BLOCKS[name]
                 new = replace_table(new, text, header, last, what)
         except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -50,3 +50,13 @@ def tiny_model():
 
     torch.manual_seed(0)
     return CapsNet()
+
+
+@pytest.fixture(scope="session")
+def shipped_results():
+    """The shipped checkpoint's test-set experiments (checkpoints/capsnet-mnist.experiments.json)."""
+    from capsules.experiments import load_results
+
+    results = load_results()
+    assert results is not None, "the shipped checkpoint's experiments JSON is missing or stale"
+    return results

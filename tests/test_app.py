@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -423,15 +422,6 @@ def test_make_samples_selection():
 EXPERIMENT_CHARTS = ("fig_iterations", "fig_dynamics", "fig_ablations", "fig_robustness", "fig_confusion")
 
 
-@pytest.fixture(scope="module")
-def shipped_results():
-    from capsules.experiments import load_results
-
-    results = load_results()
-    assert results is not None, "the shipped checkpoint's experiments JSON is missing or stale"
-    return results
-
-
 def open_experiments(app):
     app.switch_page("experiments.py").run()
     assert not app.exception, [e.value for e in app.exception]
@@ -443,7 +433,7 @@ def texts(app) -> str:
 
 
 def test_experiments_page_shows_the_shipped_results(at, shipped_results):
-    from dashboard.experiments import iteration_intervals
+    from capsules.report import iteration_intervals
 
     open_experiments(at)
     assert not at.error and not [b for b in at.button if b.key == "compute"]  # shipped: nothing to compute
@@ -645,93 +635,6 @@ def test_jobs_run_once_per_key_and_hold_no_lock_while_computing():
     assert failed.error == "ValueError: no test set"
     retried = jobs.start("c", lambda progress: {"ok": 1})  # a failed computation may be started again
     assert retried is not failed
-
-
-def test_notes_follow_the_numbers(shipped_results):
-    """The sentences are built from the results: change a number and the verdict follows."""
-    import copy
-
-    from dashboard import experiments as X
-
-    r = copy.deepcopy(shipped_results)
-    # image by image, with the changed predictions recorded: McNemar's exact test on them
-    r["dynamics"]["right_to_wrong_from_k1"] = [0, 0, 9, *[0] * 7]
-    r["dynamics"]["wrong_to_right_from_k1"] = [0, 0, 1, *[0] * 7]
-    r["dynamics"]["changed_from_k1"][2] = 0.11  # 11 of 10,000: 9 + 1, and one wrong answer into another
-    assert ("11 of 10,000 predictions differ between k = 1 and k = 3: 9 turn a right answer into a wrong one, 1 a "
-            "wrong answer into a right one (1 one wrong answer into another); McNemar's exact test on them, "
-            "p = 0.021: beyond the noise") in X.iterations_notes(r, 3).here
-    r["dynamics"]["right_to_wrong_from_k1"][2] = 5
-    assert "5 turn a right answer into a wrong one, 1 a wrong answer into a right one (5 one wrong answer into " \
-        "another); McNemar's exact test on them, p = 0.22: within the noise" in X.iterations_notes(r, 3).here
-
-    # results computed before the changed predictions were recorded: what the counts tell
-    r = copy.deepcopy(shipped_results)
-    for key in ("right_to_wrong_from_k1", "wrong_to_right_from_k1"):
-        r["dynamics"].pop(key, None)
-    iv = X.iteration_intervals(r)
-    here = X.iterations_notes(r, 3).here
-    assert f"k = 1 (uniform coupling): {r['iterations']['1']:.2f}% [{iv[0, 0]:.2f}, {iv[0, 1]:.2f}]" in here
-    changed = round(r["dynamics"]["changed_from_k1"][2] * r["test_images"] / 100)
-    assert f"{changed} of 10,000 predictions differ between k = 1 and k = 3" in here
-    net = r["iterations_correct"]["3"] - r["iterations_correct"]["1"]
-    assert ("turn a right answer into a wrong one" in here) == (changed > 0 and net == -changed)
-    r["iterations_correct"]["1"] -= 2 * changed  # k = 1 worse by twice the changes: now they fix answers
-    assert f"all {changed} turn a wrong answer into a right one" in X.iterations_notes(r, 3).here
-    r["iterations_correct"]["1"] += changed  # then they cannot all go one way
-    assert "all " + str(changed) + " turn" not in X.iterations_notes(r, 3).here
-    r["iterations_correct"]["1"] += changed
-    assert ("all overlap" in here) == bool(iv[:, 0].max() <= iv[:, 1].min())
-    r["iterations_correct"]["10"] = 9800  # k = 10 far worse: its interval leaves the others
-    r["iterations"]["10"] = 98.0
-    assert "The 95% intervals of k = 1 and k = 10 do not overlap" in X.iterations_notes(r, 3).here
-
-    ablation = X.ablation_notes(r, 3).here
-    own = r["ablations"]["routing"]
-    for name in ("uniform", "random", "class_mean"):
-        a = r["ablations"][name]
-        assert f"{X.RULE_NAMES[name]} {X._signed(a['accuracy'] - own['accuracy'])}" in ablation
-    r["ablations"]["class_mean"].update(accuracy=98.0, interval=[97.7, 98.3])
-    assert "class-mean beyond it (no overlap)" in X.ablation_notes(r, 3).here
-    assert "uniform and random within the noise" in X.ablation_notes(r, 3).here
-
-    dyn = X.dynamics_notes(r, 3).here
-    change = r["dynamics"]["logit_change"]
-    word = "rises" if change[-1] > change[0] else "falls"
-    assert f"{word} at every iteration, from {change[0]:.1e} at t = 1 to {change[-1]:.1e} at t = 10" in dyn
-    r["dynamics"]["logit_change"] = change[::-1]
-    assert "falls at every iteration" in X.dynamics_notes(r, 3).here
-
-    assert "5 read as 3 (6×)" in X.confusion_note(shipped_results)
-
-
-def test_notes_of_a_model_trained_with_one_iteration_compare_nothing_with_itself():
-    """For an r = 1 model (capsnet-mnist-r1's shipped results) k = 1 is the model as trained and its
-    coupling is uniform: the notes say so instead of comparing k = 1 with k = 1 or the three
-    coupling rules (all uniform then) with the routing."""
-    from capsules.experiments import load_results, mcnemar_p
-    from dashboard import experiments as X
-
-    from capsules.checkpoint import SHIPPED
-
-    r1 = load_results(SHIPPED.with_name("capsnet-mnist-r1.safetensors"))
-    assert r1 is not None and r1["model_iterations"] == 1
-    assert r1["ablation_details"]["random_logit_std"] == 0.0  # one iteration: the final logits are all zero
-    assert len({a["correct"] for a in r1["ablations"].values()}) == 1  # so every rule is the routing
-    here = X.iterations_notes(r1, 1).here
-    assert here.startswith(f"k = 1 (uniform coupling), as trained: {r1['iterations']['1']:.2f}%")
-    assert not re.search(r"between k = 1 and k = 1\b", here) and "(k = 1) to" not in here
-    changed = round(r1["dynamics"]["changed_from_k1"][-1] * 100)
-    assert f"{changed} of 10,000 predictions differ between k = 1 and k = 10" in here
-    broke, fixed = r1["dynamics"]["right_to_wrong_from_k1"][-1], r1["dynamics"]["wrong_to_right_from_k1"][-1]
-    p = mcnemar_p(broke, fixed)
-    assert (f"k = 10: {broke} turn a right answer into a wrong one, {fixed} a wrong answer into a right one") in here
-    assert f"McNemar's exact test on them, p = {p:.2g}: beyond the noise" in here and p < 0.05  # 55 against 11
-    dyn = X.dynamics_notes(r1, 1).here
-    assert "ln 10 (uniform) at t = 1" in dyn and "e-0" not in dyn.split("entropy")[1]
-    ablation = X.ablation_notes(r1, 1).here
-    assert "this comparison says nothing about routing" in ablation and "within the noise" not in ablation
-    assert "this comparison says nothing" not in X.ablation_notes(r1, 3).here  # r = 3: the usual verdict
 
 
 # ------------------------------------------------------------------------------ the model picker and the zoo

@@ -194,21 +194,12 @@ def test_image_pair_titles_are_short(result):
 # ------------------------------------------------------------------------------ test-set experiments
 
 
-@pytest.fixture(scope="module")
-def shipped_results():
-    from capsules.experiments import load_results
-
-    results = load_results()
-    assert results is not None, "the shipped checkpoint's experiments JSON is missing or stale"
-    return results
-
-
 def _vlines(fig: go.Figure) -> list[float]:
     return [float(s.x0) for s in fig.layout.shapes if s.x0 is not None and s.x0 == s.x1]
 
 
 def test_iterations_figure(shipped_results):
-    from dashboard.experiments import iteration_intervals
+    from capsules.report import iteration_intervals
 
     acc = np.array(list(shipped_results["iterations"].values()))
     margins = np.array(list(shipped_results["margins"].values()))

@@ -9,6 +9,7 @@ import pytest
 
 from capsules import zoo as Z
 from capsules.checkpoint import SHIPPED
+from capsules.report import model_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,17 +187,19 @@ def table1_script():
 
 
 def test_the_readme_shows_table_1_of_the_shipped_models(capsys):
-    """README's Table 1, its table of routing at inference and its table of robustness against the
-    CNN are the output of scripts/table1.py for checkpoints/: shipping a model changes them (run
-    the script with --update-readme)."""
+    """README's Table 1, its table of routing at inference, the main model's account and its table
+    of robustness against the CNN are the output of scripts/table1.py for checkpoints/: shipping a
+    model changes them (run the script with --update-readme)."""
     script = table1_script()
     assert script.main(["--checkpoints", str(SHIPPED.parent)]) == 0
     printed = capsys.readouterr().out
     blocks = script.texts(str(SHIPPED.parent))
-    assert len(blocks) == 3  # the main model ships its experiments (test_experiments)
-    table, routing, robust = blocks
+    assert len(blocks) == 4  # the main model ships its experiments (test_experiments)
+    table, routing, account, robust = blocks
     assert printed == "\n".join(blocks) and table.startswith(Z.table1().markdown())
     assert routing.startswith(Z.routing_at_inference().markdown())
+    main, results = Z.main_model()
+    assert account == model_report(main.name, results, main.iterations).markdown() + "\n"
     assert robust.startswith(Z.robustness_against_cnn().markdown())
     readme = (ROOT / "README.md").read_text()
     for text in blocks:
@@ -208,12 +211,14 @@ def test_table1_script_writes_the_tables_into_a_readme(tmp_path, capsys):
     under each) and keeps everything around them; a README without all three is an error that
     writes nothing."""
     script = table1_script()
-    table, routing, robust = script.texts(str(SHIPPED.parent))
+    table, routing, account, robust = script.texts(str(SHIPPED.parent))
     readme = tmp_path / "README.md"
     readme.write_text("# intro\n\n| Table 1 row | stale |\n|---|---|\n| old | row |\n\nWithin the noise? old.\n\n"
                       "Between.\n\n| model | trained with | stale |\n|---|---|---|\n\nAcross the zoo: old.\n\n"
+                      "Next.\n\n| routing iterations k at inference | stale |\n\n- **Errors.** old.\n\n"
                       "Then.\n\n| transform | range | stale |\n\nAgainst the CNN: old.\n\nAfter.\n")
-    expected = "# intro\n\n" + table + "\nBetween.\n\n" + routing + "\nThen.\n\n" + robust + "\nAfter.\n"
+    expected = ("# intro\n\n" + table + "\nBetween.\n\n" + routing + "\nNext.\n\n" + account + "\nThen.\n\n"
+                + robust + "\nAfter.\n")
     assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(readme)]) == 0
     assert readme.read_text() == expected and "stale" not in expected
     assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(readme)]) == 0  # idempotent

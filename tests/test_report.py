@@ -1,0 +1,160 @@
+"""capsules.report: the sentences of the experiments page and the README's account of a model, built
+from the results (never typed in): change a number and the verdict follows."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import numpy as np
+
+from capsules import report as X
+
+
+def test_notes_follow_the_numbers(shipped_results):
+    """The sentences are built from the results: change a number and the verdict follows."""
+    r = copy.deepcopy(shipped_results)
+    # image by image, with the changed predictions recorded: McNemar's exact test on them
+    r["dynamics"]["right_to_wrong_from_k1"] = [0, 0, 9, *[0] * 7]
+    r["dynamics"]["wrong_to_right_from_k1"] = [0, 0, 1, *[0] * 7]
+    r["dynamics"]["changed_from_k1"][2] = 0.11  # 11 of 10,000: 9 + 1, and one wrong answer into another
+    assert ("11 of 10,000 predictions differ between k = 1 and k = 3: 9 turn a right answer into a wrong one, 1 a "
+            "wrong answer into a right one (1 one wrong answer into another); McNemar's exact test on them, "
+            "p = 0.021: beyond the noise") in X.iterations_notes(r, 3).here
+    r["dynamics"]["right_to_wrong_from_k1"][2] = 5
+    assert "5 turn a right answer into a wrong one, 1 a wrong answer into a right one (5 one wrong answer into " \
+        "another); McNemar's exact test on them, p = 0.22: within the noise" in X.iterations_notes(r, 3).here
+
+    # results computed before the changed predictions were recorded: what the counts tell
+    r = copy.deepcopy(shipped_results)
+    for key in ("right_to_wrong_from_k1", "wrong_to_right_from_k1"):
+        r["dynamics"].pop(key, None)
+    iv = X.iteration_intervals(r)
+    here = X.iterations_notes(r, 3).here
+    assert f"k = 1 (uniform coupling): {r['iterations']['1']:.2f}% [{iv[0, 0]:.2f}, {iv[0, 1]:.2f}]" in here
+    changed = round(r["dynamics"]["changed_from_k1"][2] * r["test_images"] / 100)
+    assert f"{changed} of 10,000 predictions differ between k = 1 and k = 3" in here
+    net = r["iterations_correct"]["3"] - r["iterations_correct"]["1"]
+    assert ("turn a right answer into a wrong one" in here) == (changed > 0 and net == -changed)
+    r["iterations_correct"]["1"] -= 2 * changed  # k = 1 worse by twice the changes: now they fix answers
+    assert f"all {changed} turn a wrong answer into a right one" in X.iterations_notes(r, 3).here
+    r["iterations_correct"]["1"] += changed  # then they cannot all go one way
+    assert "all " + str(changed) + " turn" not in X.iterations_notes(r, 3).here
+    r["iterations_correct"]["1"] += changed
+    assert ("all overlap" in here) == bool(iv[:, 0].max() <= iv[:, 1].min())
+    r["iterations_correct"]["10"] = 9800  # k = 10 far worse: its interval leaves the others
+    r["iterations"]["10"] = 98.0
+    assert "The 95% intervals of k = 1 and k = 10 do not overlap" in X.iterations_notes(r, 3).here
+
+    ablation = X.ablation_notes(r, 3).here
+    own = r["ablations"]["routing"]
+    for name in ("uniform", "random", "class_mean"):
+        a = r["ablations"][name]
+        assert f"{X.RULE_NAMES[name]} {X.signed(a['accuracy'] - own['accuracy'])}" in ablation
+    r["ablations"]["class_mean"].update(accuracy=98.0, interval=[97.7, 98.3])
+    assert "class-mean beyond it (no overlap)" in X.ablation_notes(r, 3).here
+    assert "uniform and random within the noise" in X.ablation_notes(r, 3).here
+
+    dyn = X.dynamics_notes(r, 3).here
+    change = r["dynamics"]["logit_change"]
+    word = "rises" if change[-1] > change[0] else "falls"
+    assert f"{word} at every iteration, from {change[0]:.1e} at t = 1 to {change[-1]:.1e} at t = 10" in dyn
+    r["dynamics"]["logit_change"] = change[::-1]
+    assert "falls at every iteration" in X.dynamics_notes(r, 3).here
+
+    m = np.array(shipped_results["confusion"])
+    off = m - np.diag(np.diag(m))
+    true, predicted = np.unravel_index(np.argmax(off), off.shape)  # the most frequent confusion comes first
+    assert X.confusion_note(shipped_results).startswith(
+        f"{off.sum()} of 10,000 test digits are wrong ({off.sum() / 100:.2f}%); the most frequent confusions: "
+        f"{true} read as {predicted} ({off.max()}×)")
+
+
+def test_notes_of_a_model_trained_with_one_iteration_compare_nothing_with_itself():
+    """For an r = 1 model (capsnet-mnist-r1's shipped results) k = 1 is the model as trained and its
+    coupling is uniform: the notes say so instead of comparing k = 1 with k = 1 or the three
+    coupling rules (all uniform then) with the routing."""
+    from capsules.experiments import load_results, mcnemar_p
+    from capsules.checkpoint import SHIPPED
+
+    r1 = load_results(SHIPPED.with_name("capsnet-mnist-r1.safetensors"))
+    assert r1 is not None and r1["model_iterations"] == 1
+    assert r1["ablation_details"]["random_logit_std"] == 0.0  # one iteration: the final logits are all zero
+    assert len({a["correct"] for a in r1["ablations"].values()}) == 1  # so every rule is the routing
+    here = X.iterations_notes(r1, 1).here
+    assert here.startswith(f"k = 1 (uniform coupling), as trained: {r1['iterations']['1']:.2f}%")
+    assert not re.search(r"between k = 1 and k = 1\b", here) and "(k = 1) to" not in here
+    changed = round(r1["dynamics"]["changed_from_k1"][-1] * 100)
+    assert f"{changed} of 10,000 predictions differ between k = 1 and k = 10" in here
+    broke, fixed = r1["dynamics"]["right_to_wrong_from_k1"][-1], r1["dynamics"]["wrong_to_right_from_k1"][-1]
+    p = mcnemar_p(broke, fixed)
+    assert (f"k = 10: {broke} turn a right answer into a wrong one, {fixed} a wrong answer into a right one") in here
+    assert f"McNemar's exact test on them, p = {p:.2g}: beyond the noise" in here and p < 0.05  # 55 against 11
+    dyn = X.dynamics_notes(r1, 1).here
+    assert "ln 10 (uniform) at t = 1" in dyn and "e-0" not in dyn.split("entropy")[1]
+    ablation = X.ablation_notes(r1, 1).here
+    assert "this comparison says nothing about routing" in ablation and "within the noise" not in ablation
+    assert "this comparison says nothing" not in X.ablation_notes(r1, 3).here  # r = 3: the usual verdict
+
+
+def cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split(" | ")]
+
+
+def test_model_report_is_the_results_in_tables_and_words(shipped_results):
+    """The README's account of the main model: a row per k of ITERATION_ROWS with the results'
+    figures (the model's own r in bold, the paper's Table 1 beside k = 1 and 3), a row per coupling
+    rule with its verdict against the routing, then the page's sentences, ending on the errors."""
+    r = shipped_results
+    text = X.model_report("capsnet-mnist", r, 3).markdown()
+    lines = text.splitlines()
+    assert lines[0].startswith(X.ITERATION_HEADER) and lines[-1].startswith(X.ERRORS_LINE)
+    assert lines[-1] == X.ERRORS_LINE + X.confusion_note(r)
+    rows = [cells(line) for line in lines[2:2 + len(X.ITERATION_ROWS)]]
+    iv = X.iteration_intervals(r)
+    for k, row in zip(X.ITERATION_ROWS, rows):
+        bold = k == 3
+        label = row[0].strip("*")
+        assert label.startswith(str(k)) and ("(as trained)" in label) == bold and row[0].startswith("**") == bold
+        assert row[2].strip("*") == X.accuracy_text(r["iterations"][str(k)], iv[k - 1])
+        assert row[3].strip("*") == f"{r['margins'][str(k)]:.3f}"
+        assert row[4] == f"{r['dynamics']['logit_change'][k - 1]:.2e}"
+        paper = X.PAPER_ERROR.get(k)
+        assert (paper is None) == (row[1] == "")
+        if paper is not None:
+            assert row[1].strip("*").startswith(f"{100 - paper:.2f}% ({paper:g}% ±")
+        changed = r["dynamics"]["changed_from_k1"][k - 1]
+        assert row[6] == ("" if k == 1 else f"{changed:.2f}% ({round(changed * 100)})")
+    assert "(= ln 10)" in rows[0][5]
+
+    coupling = [cells(line) for line in lines if line.startswith(("| own routing", "| uniform", "| random",
+                                                                    "| class-mean"))]
+    own = r["ablations"]["routing"]
+    assert [c[1] for c in coupling] == [X.accuracy_text(r["ablations"][k]["accuracy"], r["ablations"][k]["interval"])
+                                        for k in ("routing", "uniform", "random", "class_mean")]
+    for c, k in zip(coupling[1:], ("uniform", "random", "class_mean")):
+        assert c[2].startswith(X.signed(r["ablations"][k]["accuracy"] - own["accuracy"]))
+    for head, notes in (("Iterations", X.iterations_notes), ("Dynamics", X.dynamics_notes),
+                        ("Coupling", X.ablation_notes)):
+        assert f"- **{head}.** {notes(r, 3).here}" in lines
+    assert any(line.startswith("- **Source.**") and r["checkpoint_sha256"][:12] in line for line in lines)
+
+    # a number changes, the account follows: class-mean coupling far below the routing
+    moved = copy.deepcopy(r)
+    moved["ablations"]["class_mean"].update(accuracy=97.0, interval=[96.6, 97.3])
+    row = next(cells(line) for line in X.model_report("m", moved, 3).markdown().splitlines()
+               if line.startswith("| class-mean"))
+    assert row[1] == "97.00% [96.60, 97.30]" and row[2] == f"{X.signed(97.0 - own['accuracy'])}, intervals apart"
+
+
+def test_model_report_of_a_model_trained_with_one_iteration():
+    """An r = 1 model: k = 1 is the row as trained, and its notes say the rules compare nothing."""
+    from capsules.checkpoint import SHIPPED
+    from capsules.experiments import load_results
+
+    r1 = load_results(SHIPPED.with_name("capsnet-mnist-r1.safetensors"))
+    lines = X.model_report("capsnet-mnist-r1", r1, 1).markdown().splitlines()
+    first = cells(lines[2])
+    assert first[0] == "**1 (uniform coupling) (as trained)**" and not lines[4].startswith("| **")
+    assert any(line.startswith("| own routing (r = 1) |") for line in lines)
+    assert any("this comparison says nothing about routing" in line for line in lines)
