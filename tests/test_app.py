@@ -955,3 +955,22 @@ def test_each_page_keeps_its_own_model_choice(monkeypatch, tmp_path, pair_checkp
     assert [s for s in app.selectbox if s.key == "model"] == []  # one picker: the page's own
     app.switch_page("explorer.py").run()
     assert not app.exception and app.selectbox(key="model").value == str(r1.path.resolve())
+
+
+def test_model_panel_counts_every_run_that_trained_the_weights(monkeypatch, tmp_path, app_model):
+    """Weights trained further from another run's (--init-from): the sidebar gives the epochs and
+    the time of both runs, not of the last alone."""
+    from capsules.checkpoint import save_model
+
+    path = tmp_path / "continued.safetensors"
+    first = {"path": "checkpoints/capsnet-mnist.safetensors", "sha256": "ab" * 32, "epoch": 29,
+             "train_seconds": 14132.3, "hardware": "CPU: AMD EPYC, 2 threads"}
+    save_model(app_model, path, {"epoch": 15, "epochs": 15, "train_seconds": 7920.0, "test_accuracy": 99.6,
+                                 "hardware": "CPU: Intel Xeon, 2 threads", "init_from": first})
+    monkeypatch.setenv("CAPSULES_DEVICE", "cpu")
+    monkeypatch.setenv("CAPSULES_CHECKPOINT", str(path))
+    app = AppTest.from_file(str(APP), default_timeout=120).run()
+    assert not app.exception, [e.value for e in app.exception]
+    panel = " ".join(m.value for m in app.sidebar.markdown)
+    assert "epochs: 44 (29 + 15), in 2 runs" in panel and "15 of 15" not in panel
+    assert "training time: 368 min (3.9 h on CPU: AMD EPYC, 2 threads, then 2.2 h on CPU: Intel Xeon, 2 threads)" in panel
