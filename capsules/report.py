@@ -108,7 +108,8 @@ def iterations_notes(results: dict, trained: int | None) -> Notes:
                 f"The mean margin is {margins[0]:.2f} at "
                 f"k = 1{peaks} and {margins[-1]:.2f} at k = {last}.")
     else:
-        here = (f"k = 1 (uniform coupling): {accuracy_text(acc[0], iv[0])}; k = {r}, as trained: {accuracy_text(acc[r - 1], iv[r - 1])}; "
+        here = (f"k = 1 (uniform coupling): {accuracy_text(acc[0], iv[0])}; "
+                f"k = {r}, as trained: {accuracy_text(acc[r - 1], iv[r - 1])}; "
                 f"best {acc[best - 1]:.2f}% at k = {best}, worst {acc[worst - 1]:.2f}% at k = {worst}. {noise}; "
                 f"{changed} of {n:,} predictions differ between k = 1 and k = {r}{one_way}. Routing does change the "
                 f"lengths: the mean margin {trend} from {margins[0]:.2f} (k = 1) to {margins[r - 1]:.2f} (k = {r})"
@@ -169,7 +170,8 @@ def ablation_notes(results: dict, trained: int | None) -> Notes:
     random = f" The random logits have σ = {sigma:.3f}, the spread of the model's own final logits." if sigma else ""
     r = model_r(results, trained)
     if r == 1:  # one iteration routes with c = softmax(0): uniform, and so are the others
-        here = (f"Own routing (r = 1) {accuracy_text(own['accuracy'], own['interval'])}, and against it, in points: {diffs}. "
+        here = (f"Own routing (r = 1) {accuracy_text(own['accuracy'], own['interval'])}, and against it, "
+                f"in points: {diffs}. "
                 "With one iteration the model's coupling is uniform (c = softmax(0) = 1/10): its final logits are "
                 "all zero, so the random coupling (σ of those logits, 0) and the class-mean one are uniform too. "
                 "The three rules are the model's own routing here, and this comparison says nothing about routing: "
@@ -240,10 +242,10 @@ def robustness_notes(results: dict, baselines: dict[str, dict] | None = None) ->
         if any(d.paired is None for d in diffs):
             here += (" One of the two results files predates the per-image counts, so the difference is not "
                      "tested: recompute its experiments to test it.")
+    alone = "" if baselines else "; no baseline CNN's curves are at hand to compare with on the same digits"
     here += (f" {'These models were' if baselines else 'This model was'} trained on 28×28 MNIST, not on affNIST's "
-             "40×40 canvas, so these numbers do not compare with the papers'" + ("" if baselines else "; no baseline CNN's curves are at hand to "
-                                           "compare with on the same digits") +
-             f". The bars are 95% intervals for {subset:,} images.")
+             f"40×40 canvas, so these numbers do not compare with the papers'{alone}. The bars are 95% intervals "
+             f"for {subset:,} images.")
     return Notes(
         paper=(f"On affNIST, a CapsNet trained on MNIST placed at random on a 40×40 canvas classified "
                f"{PAPER_AFFNIST['CapsNet']}% of affine-transformed digits, a CNN {PAPER_AFFNIST['CNN']}%."),
