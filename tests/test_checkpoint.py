@@ -169,6 +169,28 @@ def test_every_kind_round_trips(tmp_path, kind):
         assert torch.equal(loaded.state_dict()[k], t)
 
 
+def test_a_file_written_before_weights_dtype_loads_as_float32(tmp_path):
+    """Checkpoints written before half precision name no ``weights_dtype`` in their header (nor in
+    their JSON): they hold float32 tensors and load as before."""
+    import hashlib
+
+    model = _models()["capsnet"].eval()
+    path = tmp_path / "old.safetensors"
+    save_model(model, path, {"test_accuracy": 50.0})
+    tensors, meta, _ = read_tensors(path)
+    assert meta.pop("weights_dtype") == "fp32"
+    path.write_bytes(st_save(tensors, metadata=meta))  # the header as the old code wrote it
+    info = json.loads(sidecar(path).read_text())
+    del info["weights_dtype"]
+    info["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    sidecar(path).write_text(json.dumps(info))
+    assert "weights_dtype" not in read_tensors(path)[1]
+    loaded = load_model(path, "cpu")
+    assert type(loaded) is CapsNet and loaded.checkpoint_path == path and loaded.metadata["test_accuracy"] == 50.0
+    for k, t in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], t)
+
+
 @pytest.mark.parametrize("weights_dtype", ["fp16", "bf16"])
 @pytest.mark.parametrize("kind", ["capsnet", "cnn"])
 def test_half_precision_round_trip(tmp_path, kind, weights_dtype):

@@ -38,13 +38,23 @@ def test_shipped_checkpoint_scores_what_its_json_records(mnist_test):
 
 
 def test_shipped_checkpoint_loads_as_a_capsnet():
-    """Written before kinds and half precision: its header names the CapsNet format and no
-    weights_dtype, so float32; it loads as before, with its path and JSON attached."""
+    """Stored as its JSON says (``weights_dtype``; float32 in a file written before half precision,
+    which names none) and by the shipping rule when its JSON records the check (float16 if and
+    only if it gets as many test images right); it loads as a float32 CapsNet, with its path and
+    JSON attached."""
     tensors, meta, _ = read_tensors(SHIPPED)
-    assert meta["format"] == "capsules.capsnet" and "weights_dtype" not in meta
-    assert {t.dtype for t in tensors.values()} == {torch.float32}
+    info = json.loads(sidecar(SHIPPED).read_text())
+    dtype = meta.get("weights_dtype", "fp32")
+    assert meta["format"] == "capsules.capsnet" and info.get("weights_dtype", "fp32") == dtype
+    assert {t.dtype for t in tensors.values()} == {{"fp32": torch.float32, "fp16": torch.float16}[dtype]}
+    if "half_precision_check" in info:
+        check = info["half_precision_check"]
+        assert check["weights_dtype"] == dtype and check["total"] == info["test_total"] == 10000
+        assert check[f"{dtype}_correct"] == info["test_correct"]
+        assert (check["fp16_correct"] == check["fp32_correct"]) == (dtype == "fp16")
     model = load_model(SHIPPED, "cpu")
     assert type(model) is CapsNet and model.checkpoint_path == SHIPPED
+    assert {t.dtype for t in model.state_dict().values()} == {torch.float32}
     assert model.metadata["sha256"] == json.loads(sidecar(SHIPPED).read_text())["sha256"]
     out = model(torch.zeros(2, 1, 28, 28))
     assert out.prediction.shape == (2,)
