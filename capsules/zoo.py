@@ -620,12 +620,13 @@ def main_model(models: list[Shipped] | None = None) -> tuple[Shipped, dict] | No
     return None if results is None else (main, results)
 
 
-def robustness_against_cnn(models: list[Shipped] | None = None) -> RobustnessAgainstCNN | None:
-    """The main shipped CapsNet (:func:`main_model`) with its results, beside the first shipped
-    MNIST baseline CNN (by name) whose robustness curves were drawn on the same digits; None when
-    the main CapsNet has no results."""
+def robustness_against_cnn(models: list[Shipped] | None = None,
+                           main: tuple[Shipped, dict] | None = None) -> RobustnessAgainstCNN | None:
+    """The main shipped CapsNet (``main``, else :func:`main_model`) with its results, beside the
+    first shipped MNIST baseline CNN (by name) whose robustness curves were drawn on the same
+    digits; None when the main CapsNet has no results."""
     models = list_shipped() if models is None else models
-    found = main_model(models)
+    found = main if main is not None else main_model(models)
     if found is None or "robustness" not in found[1]:
         return None
     main, results = found

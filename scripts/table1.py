@@ -67,7 +67,7 @@ def generated(folder: str | None = None) -> dict[str, str]:
     main = main_model(models)
     if main is not None and "iterations" in main[1]:
         found["account"] = model_report(main[0].name, main[1], main[0].iterations).markdown() + "\n"
-    robust = robustness_against_cnn(models)
+    robust = robustness_against_cnn(models, main)  # the main model's results read once
     if robust is not None:
         found["robustness"] = f"{robust.markdown()}\n\n{ROBUSTNESS_SUMMARY}{robust.summary}\n"
     return found
