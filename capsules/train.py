@@ -62,11 +62,15 @@ from .device import DEVICE_HELP, PRECISIONS, autocast, describe, pick_device, re
 from .evaluate import EvalResult, TwoDigitResult, evaluate, evaluate_multimnist, two_digit_correct
 from .losses import CapsuleLoss, TwoDigitLoss
 from .model import CapsNet, CapsNetConfig, Model
+from .warm_start import RIMS, transfer
 
 STATE_FORMAT = "capsules.train-state"
 DATASET_NAMES = ("mnist", "multimnist")  # the keys of DATASETS
 MODEL_NAMES = ("capsnet", "cnn")  # the keys of MODELS
-CAPSNET_OPTIONS = ("iterations", "reconstruction_weight", "detach_inner")  # meaningless for the CNN
+CAPSNET_OPTIONS = ("iterations", "reconstruction_weight", "detach_inner", "warm_rim", "freeze",
+                   "freeze_epochs")  # meaningless for the CNN
+FREEZABLE = ("conv1", "primary")  # the CapsNet's convolutions, by attribute name
+VALIDATION_SEED = 1710  # the fixed MultiMNIST validation pairs (the test pairs have their own seed)
 
 
 def option(default, help: str, **argparse_kwargs):
@@ -102,7 +106,21 @@ class TrainConfig:
                                    "w_ema <- D w_ema + (1 - D) w after every step (e.g. 0.999), evaluated "
                                    "and saved as last-ema beside last (0 = off)")
     init_from: str | None = option(None, "start from the weights of this checkpoint (its model config must "
-                                         "match this run's); the optimizer and the lr schedule start afresh")
+                                         "match this run's, or be a CapsNet of a smaller image size: a warm "
+                                         "start, see capsules.warm_start); the optimizer and the lr schedule "
+                                         "start afresh")
+    warm_rim: str = option("zero", "a warm start from a smaller image size: the routing weights of the grid "
+                                   "positions the source lacks start at zero (a centred digit is read as the "
+                                   "source reads it), or clamp: copies of the source's edge positions",
+                           choices=RIMS)
+    freeze: str = option("", "variant: train without a backward pass through these CapsNet layers, "
+                             "comma-separated: conv1, primary (e.g. after a warm start)")
+    freeze_epochs: int = option(0, "with --freeze: how many epochs the layers stay frozen (0 = the whole run)")
+    warmup_steps: int = option(0, "variant: raise the lr linearly from lr/N to lr over the first N steps "
+                                  "(0 = none)")
+    validation: int = option(0, "hold the last N training digits out of training and score each epoch on "
+                                "them (MultiMNIST: N fixed pairs built from them), not on the test set: "
+                                "decisions are made on these; 0 = none, the test set is scored each epoch")
     seed: int = option(0, "seeds init, shuffling and augmentation")
     device: str = option("auto", DEVICE_HELP)
     precision: str = option("auto", "auto: bf16 autocast (routing in fp32) on a GPU that supports it; on a "
@@ -251,8 +269,10 @@ def make_optimizer(model: torch.nn.Module, lr: float = 1e-3) -> torch.optim.Adam
 
 def learning_rate(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     """``lr * lr_decay ** (step / steps_per_epoch)``: x0.9 an epoch by default (the official
-    code's x0.96 every 2000 steps at batch 128 is ``--lr-decay 0.9905``)."""
-    return cfg.lr * cfg.lr_decay ** (step / steps_per_epoch)
+    code's x0.96 every 2000 steps at batch 128 is ``--lr-decay 0.9905``); with ``--warmup-steps N``
+    times ``(step + 1) / N`` over the first N steps."""
+    warmup = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    return cfg.lr * cfg.lr_decay ** (step / steps_per_epoch) * warmup
 
 
 # ------------------------------------------------------------------ moving average of the weights
@@ -476,27 +496,40 @@ class DataSet:
     unit: str  # what one training example is, for messages: "images", "pairs"
     image_size: int  # the model's input side
     n_train: int  # training images; one epoch has one example per image
-    n_test: int  # test examples evaluated after each epoch
+    n_test: int  # held-out examples evaluated after each epoch
+    held_out: str  # what they are: "val" (--validation) or "test"; the prefix of their figures
     batch: Callable[[Tensor, int, int, torch.Generator], Batch]
     evaluate: Callable[[nn.Module, int], EvalResult | TwoDigitResult]
 
 
-def _mnist_split(cfg: TrainConfig, n_test: int) -> tuple[Tensor, Tensor, int]:
-    """The training images and labels, cut to ``--train-subset``, and how many of the ``n_test``
-    test examples to evaluate (:func:`eval_size`)."""
+def _mnist_split(cfg: TrainConfig, n_test: int) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None, int]:
+    """The training images and labels (less the last ``--validation`` ones, then cut to
+    ``--train-subset``), the validation digits (None without ``--validation``) and how many of the
+    ``n_test`` test examples to evaluate (:func:`eval_size`)."""
     train_x, train_y = load_mnist("train", cfg.data_dir)
+    validation = None
+    if cfg.validation:
+        if not 0 < cfg.validation < train_x.shape[0]:
+            raise TrainingError(f"--validation {cfg.validation}: between 1 and {train_x.shape[0] - 1} of the "
+                                f"{train_x.shape[0]:,} training digits")
+        validation = train_x[-cfg.validation:], train_y[-cfg.validation:]
+        train_x, train_y = train_x[:-cfg.validation], train_y[:-cfg.validation]
     n_eval = eval_size(cfg, train_x.shape[0], n_test)
     if cfg.train_subset:
         train_x, train_y = train_x[:cfg.train_subset], train_y[:cfg.train_subset]
-    return train_x, train_y, n_eval
+    return train_x, train_y, validation, n_eval
 
 
 def mnist_data(cfg: TrainConfig, device: torch.device) -> DataSet:
-    """MNIST: each training image shifted by up to ``--shift`` pixels; accuracy on the test images."""
-    test_x, test_y = load_mnist("test", cfg.data_dir)
-    train_x, train_y, n_test = _mnist_split(cfg, test_x.shape[0])
+    """MNIST: each training image shifted by up to ``--shift`` pixels; accuracy on the validation
+    digits (``--validation``), else on the test images."""
+    train_x, train_y, validation, n_test = _mnist_split(cfg, 10_000)
     train_x, train_y = train_x.to(device), train_y.to(device)  # batched by indexing
-    test_x, test_y = test_x[:n_test], test_y[:n_test]  # on the CPU; evaluate() moves each batch
+    if validation is not None:
+        (test_x, test_y), held_out = validation, "val"
+    else:
+        (test_x, test_y), held_out = load_mnist("test", cfg.data_dir), "test"
+        test_x, test_y = test_x[:n_test], test_y[:n_test]  # on the CPU; evaluate() moves each batch
 
     def batch(idx, rank, world, generator):
         idx = _shard(idx, rank, world).to(device)
@@ -505,18 +538,21 @@ def mnist_data(cfg: TrainConfig, device: torch.device) -> DataSet:
     def score(model, batch_size):
         return evaluate(model, test_x, test_y, batch_size=batch_size, loss_options=loss_options(cfg, model))
 
-    return DataSet("mnist", "images", train_x.shape[-1], train_x.shape[0], n_test, batch, score)
+    return DataSet("mnist", "images", train_x.shape[-1], train_x.shape[0], len(test_y), held_out, batch, score)
 
 
 def multimnist_data(cfg: TrainConfig, device: torch.device) -> DataSet:
     """MultiMNIST (section 6): each training image is the first digit of one fresh pair an epoch,
     its partner (another class, from the same training images) and both shifts drawn as the batch
     is made; the error on the fixed, seeded test pairs (the first ``n_test`` of them), by the
-    paper's metric."""
-    test = load_multimnist_test(cfg.data_dir)
-    train_x, train_y, n_test = _mnist_split(cfg, len(test))
+    paper's metric; with ``--validation``, on fixed pairs of the validation digits instead (one
+    per digit, seeded by :data:`VALIDATION_SEED`)."""
+    train_x, train_y, validation, n_test = _mnist_split(cfg, 10_000)
     digits = MultiMNIST(train_x.to(device), train_y)
-    test = test[:n_test]
+    if validation is not None:
+        test, held_out = MultiMNIST(*validation).test_set(seed=VALIDATION_SEED), "val"
+    else:
+        test, held_out = load_multimnist_test(cfg.data_dir)[:n_test], "test"
 
     def batch(idx, rank, world, generator):
         pairs = digits.pairs(idx, generator)  # the global batch: every process draws the same
@@ -527,7 +563,7 @@ def multimnist_data(cfg: TrainConfig, device: torch.device) -> DataSet:
     def score(model, batch_size):
         return evaluate_multimnist(model, test, batch_size=batch_size)
 
-    return DataSet("multimnist", "pairs", digits.image_size, len(digits), n_test, batch, score)
+    return DataSet("multimnist", "pairs", digits.image_size, len(digits), len(test), held_out, batch, score)
 
 
 DATASETS: dict[str, Callable[[TrainConfig, torch.device], DataSet]] = {
@@ -636,6 +672,29 @@ def _check_options(cfg: TrainConfig, given: set[str]) -> None:
         raise TrainingError(f"--shift is MNIST's augmentation; {cfg.dataset} shifts each digit by up to 4 pixels")
     if cfg.init_from and cfg.resume and "init_from" in given:
         raise TrainingError("--init-from starts a new run; --resume continues one from its state file")
+    unknown = [name for name in frozen_layers(cfg) if name not in FREEZABLE]
+    if unknown:
+        raise TrainingError(f"--freeze {cfg.freeze}: {', '.join(unknown)} cannot be frozen; the CapsNet's "
+                            f"convolutions are {', '.join(FREEZABLE)}")
+    if cfg.freeze_epochs < 0 or (cfg.freeze_epochs and not cfg.freeze):
+        raise TrainingError(f"--freeze-epochs {cfg.freeze_epochs}: a number of epochs (0 = the whole run), "
+                            "with --freeze")
+    if cfg.warmup_steps < 0 or cfg.validation < 0:
+        raise TrainingError("--warmup-steps and --validation take a number at least 0")
+
+
+def frozen_layers(cfg: TrainConfig) -> list[str]:
+    """The layers named by ``--freeze``."""
+    return [name.strip() for name in cfg.freeze.split(",") if name.strip()]
+
+
+def set_frozen(model: nn.Module, cfg: TrainConfig, epoch: int) -> None:
+    """Before ``epoch`` (1-based) starts: the ``--freeze`` layers take no gradient while the freeze
+    lasts (``--freeze-epochs``; 0: the whole run), so the backward pass stops at the first layer
+    that learns; after it they learn again (Adam's moments for them start then)."""
+    frozen = bool(cfg.freeze) and (cfg.freeze_epochs == 0 or epoch <= cfg.freeze_epochs)
+    for name in frozen_layers(cfg):
+        getattr(model, name).requires_grad_(not frozen)
 
 
 def _build(cfg: TrainConfig, data: DataSet, device: torch.device, precision: str):
@@ -658,14 +717,21 @@ def recorded_config(cfg: TrainConfig) -> dict:
     return options
 
 
-def _init_from(model: nn.Module, path: Path) -> dict:
+def _init_from(model: nn.Module, path: Path, rim: str = "zero") -> dict:
     """``--init-from``: copy the weights of the checkpoint at ``path`` into ``model``, refusing one
-    whose model (kind and config) differs from this run's. Returns what the run's JSON records
-    of it."""
+    whose model (kind and config) differs from this run's, except a CapsNet of a smaller image
+    size, whose weights are carried across (:func:`capsules.warm_start.transfer`, ``rim``).
+    Returns what the run's JSON records of it."""
     source = load_model(path, "cpu")  # refuses anything damaged, with one line
     if type(source) is not type(model):
         raise TrainingError(f"--init-from {path} holds a {type(source).__name__}; this run trains a "
                             f"{type(model).__name__}")
+    if isinstance(model, CapsNet) and source.config.image_size != model.config.image_size:
+        try:
+            copied = transfer(source.float(), model, rim=rim)
+        except ValueError as exc:
+            raise TrainingError(f"--init-from {path}: {exc}") from None
+        return {**source_record(path, source.metadata), "warm_start": copied}
     if source.config != model.config:
         theirs, mine = source.config.to_dict(), model.config.to_dict()
         diff = ", ".join(f"{k} {theirs[k]} (this run: {mine[k]})" for k in mine if theirs[k] != mine[k])
@@ -697,6 +763,8 @@ def setup(cfg: TrainConfig, command: str | None = None, given: set[str] | None =
     if cfg.resume:
         cfg = resumed_config(cfg, given)
     device = _start_processes(cfg, world, local_rank)
+    if cfg.freeze and world > 1:
+        raise TrainingError("--freeze trains in one process: DistributedDataParallel fixes its parameters at the start")
     # "auto" is resolved once, when the run starts, and the run keeps what it got (saved in its
     # config, so --resume continues in it). On a CPU it is measured (the faster of bf16 and fp32
     # there), except with several processes, which must agree without talking: bf16 where native.
@@ -713,7 +781,7 @@ def setup(cfg: TrainConfig, command: str | None = None, given: set[str] | None =
     if not batches or batches[-1] < world:
         raise TrainingError(f"{data.n_train} training images cannot be shared by {world} processes")
     model, optimizer, generator, objective = _build(cfg, data, device, precision)
-    source = _init_from(model, Path(cfg.init_from)) if cfg.init_from and not cfg.resume else None
+    source = _init_from(model, Path(cfg.init_from), cfg.warm_rim) if cfg.init_from and not cfg.resume else None
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
 
     start_epoch, step, train_seconds, history, in_epoch = 0, 0, 0.0, {}, None
@@ -760,8 +828,10 @@ def _data_line(run: Run) -> str:
         train += ")"
     if data.name == "multimnist":
         train += f", fresh pairs of the {n:,} training images each epoch"
-    test = f"{data.n_test:,} test {unit}"
-    if run.cfg.train_subset and not run.cfg.test_subset:
+    test = f"{data.n_test:,} {'validation' if data.held_out == 'val' else 'test'} {unit}"
+    if data.held_out == "val":
+        test += " (the last training digits, held out of training)"
+    elif run.cfg.train_subset and not run.cfg.test_subset:
         test += " (in proportion to --train-subset; --test-subset sets it)"
     return f"data: {train}, {test}"
 
@@ -791,6 +861,7 @@ def train_epoch(run: Run, epoch: int) -> EpochStats:
     generator's state at the epoch's start) and goes on after the last step saved. A loss that
     stops being finite raises TrainingError (the last good checkpoints and state stay)."""
     cfg = run.cfg
+    set_frozen(run.model, cfg, epoch)
     resumed, run.in_epoch = run.in_epoch, None
     if resumed is not None and resumed["epoch"] != epoch:
         raise TrainingError(f"the resume state stopped in epoch {resumed['epoch']}, not {epoch}")
@@ -859,35 +930,37 @@ def end_of_epoch(run: Run, epoch: int, stats: EpochStats) -> dict:
     atomically and the resume state comes last: it is the commit point, so a kill at any moment
     before it loses only this epoch (the resumed run drops the metrics lines of the epochs it
     redoes). Returns the summary the ``last`` checkpoint carries."""
-    cfg = run.cfg
+    cfg, held = run.cfg, run.data.held_out + "_"
     result = run.data.evaluate(run.model, cfg.eval_batch_size)
     averaged = run.data.evaluate(run.average.model, cfg.eval_batch_size) if run.average else None
     lr = learning_rate(cfg, run.step, run.steps_per_epoch)
     now = time.perf_counter()
     eval_seconds = result.seconds + (averaged.seconds if averaged else 0.0)
     record = {"epoch": epoch, "step": run.step, "lr": lr,
-              "train_loss": stats.loss, "train_accuracy": stats.accuracy, **_prefixed("test_", result),
-              **(_prefixed("ema_test_", averaged) if averaged else {}),
+              "train_loss": stats.loss, "train_accuracy": stats.accuracy, **_prefixed(held, result),
+              **(_prefixed("ema_" + held, averaged) if averaged else {}),
               "epoch_seconds": now - stats.started, "train_seconds": run.train_seconds,
               "images_per_second": stats.images / (now - stats.started - eval_seconds)}
     print(f"epoch {epoch}: train loss {record['train_loss']:.4f}, train acc {record['train_accuracy']:.2f}%, "
-          f"test {result.line()}" + (f", moving average {averaged.line()}" if averaged else "")
+          f"{run.data.held_out} {result.line()}" + (f", moving average {averaged.line()}" if averaged else "")
           + f", {record['epoch_seconds']:.0f} s", flush=True)
+    _append_line(run.out / "metrics.jsonl", record)
+    curve = [json.loads(line) for line in (run.out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     summary = {
-        **_prefixed("test_", result), "epoch": epoch, "epochs": cfg.epochs, "steps": run.step,
+        **_prefixed(held, result), "epoch": epoch, "epochs": cfg.epochs, "steps": run.step,
         "train_seconds": round(run.train_seconds, 1), "hardware": run.hardware, "precision": run.precision,
         "dataset": cfg.dataset, "train_images": run.data.n_train, "train_config": recorded_config(cfg),
         **({"init_from": run.init_from} if run.init_from else {}),
         "command": run.commands[0], "commands": run.commands,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
+        "learning_curve": curve,
     }
     save_model(run.model, run.out / "last.safetensors", summary)
     if averaged:
         save_model(run.average.model, run.out / "last-ema.safetensors",
-                   {**summary, **_prefixed("test_", averaged),
+                   {**summary, **_prefixed(held, averaged),
                     "weights_average": {"kind": "exponential moving average of the weights, updated after "
                                                 "every step, float32", "decay": cfg.ema_decay}})
-    _append_line(run.out / "metrics.jsonl", record)
     save_state(run.out / "state.safetensors", run.model, run.optimizer, run.generator, state_meta(run, epoch),
                run.average)  # the commit point
     return summary
@@ -938,9 +1011,10 @@ def main(argv: list[str] | None = None) -> int:
         if torch_dist.is_initialized():
             torch_dist.destroy_process_group()
     if summary:
-        score = (f"error: {summary['test_error']:.2f}% ({summary['test_errors']}/{summary['test_total']})"
-                 if "test_error" in summary else
-                 f"accuracy: {summary['test_accuracy']:.2f}% ({summary['test_correct']}/{summary['test_total']})")
+        p = "val_" if "val_total" in summary else "test_"
+        score = p[:-1] + (f" error: {summary[p + 'error']:.2f}% ({summary[p + 'errors']}/{summary[p + 'total']})"
+                          if p + "error" in summary else
+                          f" accuracy: {summary[p + 'accuracy']:.2f}% ({summary[p + 'correct']}/{summary[p + 'total']})")
         print(f"checkpoints in {cfg.out}; last epoch {summary['epoch']}: {score}")
     return 0
 

@@ -1,0 +1,110 @@
+"""The training queue: the open training pieces in order, each resuming from its own state, so
+that every session starts it first and the same command goes on after any stop:
+
+    mkdir -p ~/capsules-runs && nohup python scripts/train_queue.py > ~/capsules-runs/queue.out 2>&1 &
+
+1. MultiMNIST recipe arms (docs/training.md, "Recipe comparison"): each arm trains on the same
+   25,600 fresh pairs (one epoch of the first 25,600 training digits) and is scored on the same
+   5,000 validation pairs, built from the last 5,000 training digits, which no arm trains on.
+2. The long MultiMNIST run of the arm with the lowest validation error (ties: the earlier arm),
+   one epoch at a time (55,000 fresh pairs), until the validation error is at most
+   ``GOAL_ERROR``; its log and state in ``<runs>/multimnist``.
+3. (Later pieces, the baseline CNN and the main model, are added here when MultiMNIST is done.)
+
+Nothing is shipped by the queue: ship the long run's last epoch at the end of a session when its
+validation error improved on the shipped model's (``python scripts/ship_checkpoint.py
+<runs>/multimnist/last.safetensors``; the ship script measures the test error once). Options:
+``--runs DIR`` (default ``$CAPSULES_RUNS`` or ``~/capsules-runs``), ``--dry-run`` (print the
+commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MNIST_MODEL = "checkpoints/capsnet-mnist.safetensors"
+GOAL_ERROR = 10.0  # percent of validation pairs not both right
+LONG_EPOCHS = 200  # the long run's planned length: it stops at the goal first
+COMMON = ["--dataset", "multimnist", "--validation", "5000", "--lr-decay", "0.9905", "--seed", "0", "--precision", "fp32"]
+ARM_DATA = ["--train-subset", "25600", "--epochs", "1"]
+ARMS = {  # name: the recipe, as the long run uses it
+    "a-scratch": ["--lr", "1e-4"],
+    "b-warm": ["--init-from", MNIST_MODEL, "--lr", "1e-4"],
+    "c-warm-frozen-1e-3": ["--init-from", MNIST_MODEL, "--freeze", "conv1,primary", "--lr", "1e-3",
+                           "--warmup-steps", "50"],
+    "d-warm-clamp": ["--init-from", MNIST_MODEL, "--warm-rim", "clamp", "--lr", "1e-4"],
+}
+LONG_EXTRA = {"c-warm-frozen-1e-3": ["--freeze-epochs", "1"]}  # the long run unfreezes after epoch 1
+
+
+def log(runs: Path, text: str) -> None:
+    line = f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} {text}"
+    print(line, flush=True)
+    with open(runs / "queue.log", "a") as f:
+        f.write(line + "\n")
+
+
+def last_record(out: Path) -> dict | None:
+    """The last line of a run's metrics log, or None."""
+    path = out / "metrics.jsonl"
+    lines = [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return json.loads(lines[-1]) if lines else None
+
+
+def train(runs: Path, name: str, args: list[str], dry_run: bool) -> None:
+    out = runs / name
+    resume = ["--resume"] if (out / "state.safetensors").exists() else []
+    if resume and "--init-from" in args:  # the starting weights are in the state now
+        at = args.index("--init-from")
+        args = args[:at] + args[at + 2:]
+    command = [sys.executable, "-m", "capsules.train", "--out", str(out), *args, *resume]
+    log(runs, "start " + " ".join(command[1:]))
+    if dry_run:
+        return
+    with open(runs / f"{name}.log", "a") as f:
+        code = subprocess.call(command, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    if code:
+        log(runs, f"stopped {name} (exit {code}): run the queue again to resume")
+        sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", default=os.environ.get("CAPSULES_RUNS", str(Path.home() / "capsules-runs")))
+    parser.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args(argv)
+    runs = Path(args.runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+    scores = {}
+    for name, recipe in ARMS.items():
+        out = runs / "arms" / name
+        if (last_record(out) or {}).get("epoch") != 1:
+            train(runs, f"arms/{name}", [*COMMON, *recipe, *ARM_DATA], args.dry_run)
+        scores[name] = (last_record(out) or {}).get("val_error", float("inf"))
+    winner = min(scores, key=scores.get)  # dicts keep the arms' order: a tie goes to the earlier
+    log(runs, "arms (validation error %): " + ", ".join(f"{k} {v}" for k, v in scores.items())
+        + f"; the long run takes {winner}")
+
+    long_args = [*COMMON, *ARMS[winner], *LONG_EXTRA.get(winner, [])]
+    while True:
+        record = last_record(runs / "multimnist") or {}
+        if record.get("val_error", 100.0) <= GOAL_ERROR or record.get("epoch", 0) >= LONG_EPOCHS:
+            log(runs, f"multimnist done: epoch {record.get('epoch')}, validation error {record.get('val_error')}%")
+            break
+        train(runs, "multimnist", [*long_args, "--epochs", str(record.get("epoch", 0) + 1)], args.dry_run)
+        if args.dry_run:
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
