@@ -68,7 +68,8 @@ def train(runs: Path, name: str, args: list[str], dry_run: bool) -> None:
     log(runs, "start " + " ".join(command[1:]))
     if dry_run:
         return
-    with open(runs / f"{name}.log", "a") as f:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "train.log", "a") as f:
         code = subprocess.call(command, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
     if code:
         log(runs, f"stopped {name} (exit {code}): run the queue again to resume")
