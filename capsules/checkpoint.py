@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 import tempfile
 from pathlib import Path
@@ -86,6 +87,32 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+_ABSOLUTE = re.compile(r"(?<![\w.~/-])/[\w.+-]+(?:/[\w.+-]+)*/?")
+
+
+def portable(obj, root: str | os.PathLike = PACKAGE_DIR.parent):
+    """``obj`` (JSON data) with every absolute path in its strings made portable, so that what ships
+    names no folder of the machine that made it: a path inside ``root`` (the repository) relative
+    to it, one in the home folder as ``~/...``, any other relative to ``root`` (``../shared/data``)."""
+    root, home = Path(root).resolve(), Path.home()
+
+    def fix(match: re.Match) -> str:
+        path = Path(match.group(0))
+        if path.is_relative_to(root):
+            return str(path.relative_to(root)) if path != root else "."
+        if path.is_relative_to(home) and home != Path("/"):
+            return "~/" + str(path.relative_to(home)) if path != home else "~"
+        return os.path.relpath(path, root)
+
+    if isinstance(obj, str):
+        return _ABSOLUTE.sub(fix, obj)
+    if isinstance(obj, list):
+        return [portable(v, root) for v in obj]
+    if isinstance(obj, dict):
+        return {k: portable(v, root) for k, v in obj.items()}
+    return obj
 
 
 def sidecar(path: str | os.PathLike) -> Path:

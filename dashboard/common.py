@@ -494,8 +494,16 @@ def model_panel(loaded: Loaded):
         return st.empty()
 
 
+def debug_mode() -> bool:
+    """Diagnostics (the rerun timings in the sidebar) show only with ``?debug=1`` in the URL."""
+    return st.query_params.get("debug") == "1"
+
+
 def report_time(slot, clock: Clock) -> None:
-    """The time of this whole script run, in the slot :func:`model_panel` left. Call it last."""
+    """With ``?debug=1``: the time of this whole script run, in the slot :func:`model_panel` left.
+    Call it last."""
+    if not debug_mode():
+        return
     with slot.container():
         st.metric("Compute, this rerun", f"{clock.total:.0f} ms",
                   help="Wall time of this whole script run on the server: reading the widgets, the "
@@ -531,12 +539,15 @@ def end_run(slot, clock: Clock, input_key) -> None:
 
 def view(draw):
     """A view of a page as a fragment: its own controls rerun only it, not the page. ``draw``
-    takes its arguments and a :class:`Clock` (last); the view's time goes to the sidebar."""
+    takes its arguments and a :class:`Clock` (last); with ``?debug=1`` the view's time goes to the
+    sidebar."""
 
     @functools.wraps(draw)
     def run(*args):
         clock = Clock()
         draw(*args, clock)
+        if not debug_mode():
+            return
         with st.sidebar:
             work = " · ".join(f"{k_} {v_:.1f} ms" for k_, v_ in clock.steps.items())
             st.caption(f"Open view, last rerun: **{clock.total:.0f} ms**" + (f" (model work: {work})" if work else ""))

@@ -238,7 +238,7 @@ def run(args) -> dict:
                 print(f"page load {k}{' (warm-up)' if not k else ''}: {seconds:.3f} s", flush=True)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             meter = Meter(page, b)
-            page.goto(url, wait_until="domcontentloaded")
+            page.goto(url + "/?debug=1", wait_until="domcontentloaded")  # the server's timings
             page.wait_for_selector('[data-testid="stMetric"]', timeout=180_000)
             b.wait_idle(page)
             meter.install()

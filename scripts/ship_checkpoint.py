@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 from capsules.checkpoint import (MAX_SHIPPED_BYTES, SHIPPED, CheckpointError, encoded_bytes, load_model,
-                                 read_metadata, save_model, sidecar, stored_weights)
+                                 portable, read_metadata, save_model, sidecar, stored_weights)
 from capsules.data import DatasetError, load_mnist, load_multimnist_test
 from capsules.device import DEVICE_HELP, describe, pick_device
 from capsules.evaluate import EvalResult, TwoDigitResult, evaluate, evaluate_multimnist
@@ -172,8 +172,9 @@ def ship(src: Path, name: str | None = None, *, data_dir: str | None = None, dev
         dtype = check["weights_dtype"] = storage_rule(
             src, n_correct(full), full.total, {k: file_bytes(model, k) for k in ("fp16", "int8")}, correct_of)
         shipped, result = scores[dtype]
-    info = {**complete_source(model.metadata), **{f"test_{k}": v for k, v in result.fields().items()},
-            "shipped_from": str(src), "source_sha256": model.metadata.get("sha256"), "half_precision_check": check}
+    info = portable({**complete_source(model.metadata), **{f"test_{k}": v for k, v in result.fields().items()},
+                     "shipped_from": str(src), "source_sha256": model.metadata.get("sha256"),
+                     "half_precision_check": check})  # no folder of this machine
     save_model(shipped, dest, info, weights_dtype=dtype)
     loaded = load_model(dest, "cpu")  # what ships is what was evaluated
     for (k, a), b in zip(loaded.state_dict().items(), shipped.state_dict().values()):

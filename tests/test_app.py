@@ -113,8 +113,7 @@ def test_opens_on_a_sample_with_prediction_and_charts(at, app_model, samples):
     for key in ("fig_pair", "fig_lengths", "fig_lengths_iter", "fig_length_change"):
         assert key in found, key
     assert "fig_perturbation" not in found  # closed tabs compute nothing
-    compute = metric(at, "Compute, this rerun")
-    assert compute.endswith(" ms") and float(compute.split()[0]) > 0
+    assert not [m for m in at.metric if m.label == "Compute, this rerun"]  # diagnostics: ?debug=1 only
     views = {"Routing step by step": ("fig_coupling", "fig_agreement_tiles", "fig_mass"),
              "Evidence map": ("fig_evidence",), "Routing iterations": ("fig_sweep_lengths", "fig_sweep_strip"),
              "Pose perturbation": ("fig_pose_live", "fig_pose_vector", "fig_perturbation"),
@@ -974,3 +973,12 @@ def test_model_panel_counts_every_run_that_trained_the_weights(monkeypatch, tmp_
     panel = " ".join(m.value for m in app.sidebar.markdown)
     assert "epochs: 44 (29 + 15), in 2 runs" in panel and "15 of 15" not in panel
     assert "training time: 368 min (3.9 h on CPU: AMD EPYC, 2 threads, then 2.2 h on CPU: Intel Xeon, 2 threads)" in panel
+
+
+def test_the_rerun_timings_show_with_debug_only(at):
+    assert not [m for m in at.metric if m.label == "Compute, this rerun"]
+    at.query_params["debug"] = "1"
+    at.run()
+    compute = metric(at, "Compute, this rerun")
+    assert compute.endswith(" ms") and float(compute.split()[0]) > 0
+    assert not at.exception

@@ -277,7 +277,7 @@ def test_routing_metrics_show_no_arrows(browser, app_url):
 def test_a_control_in_a_view_reruns_only_that_view(browser, app_url):
     """A pose slider reruns the Pose view (a fragment): its picture changes and the view reports a
     new time, while the page's own rerun time in the sidebar stays as it was."""
-    page, _, _ = _open(browser, app_url, 1400)
+    page, _, _ = _open(browser, app_url + "/?debug=1", 1400)
     try:
         open_tab(page, "Pose perturbation")
         page_time = metric_value(page, "Compute, this rerun")

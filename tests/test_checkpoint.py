@@ -359,3 +359,15 @@ def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path):
     plain.write_bytes(b"x")
     atomic_write_bytes(tmp_path / "atomic.bin", b"x")
     assert (tmp_path / "atomic.bin").stat().st_mode == plain.stat().st_mode
+
+
+def test_portable_paths_name_no_folder_of_this_machine(tmp_path):
+    from pathlib import Path
+
+    from capsules.checkpoint import portable
+
+    root, home = tmp_path / "repo", Path.home()
+    out = portable({"command": f"python -m capsules.train --out {home}/runs/a --data-dir {tmp_path}/shared/data",
+                    "paths": [f"{root}/checkpoints/x.safetensors", "checkpoints/y", "lr 1e-4/2", 3]}, root)
+    assert out == {"command": "python -m capsules.train --out ~/runs/a --data-dir ../shared/data",
+                   "paths": ["checkpoints/x.safetensors", "checkpoints/y", "lr 1e-4/2", 3]}

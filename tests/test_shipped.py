@@ -13,6 +13,8 @@ from capsules.data import load_mnist, load_multimnist_test
 from capsules.evaluate import evaluate, evaluate_multimnist
 from capsules.zoo import dataset_of
 
+ROOT = SHIPPED.parents[1]
+
 REQUIRED = ("config", "test_accuracy", "test_correct", "test_total", "epoch", "epochs", "train_seconds",
             "hardware", "command", "date", "sha256", "train_config", "precision")
 
@@ -118,3 +120,19 @@ def test_zoo_checkpoint_scores_what_its_json_records(path, data_dir):
     result = evaluate(model, images, labels, loss_options=options)
     assert result.total == 10000
     assert result.correct == model.metadata["test_correct"]
+
+
+def test_no_shipped_file_names_a_folder_of_the_machine_that_made_it():
+    import re
+
+    for path in sorted((ROOT / "checkpoints").glob("*.json")):
+        text = path.read_text()
+        found = re.findall(r"(?<![\w.~/-])/(?:root|home|work|tmp|Users)/[^\s\"]*", text)
+        assert not found, (path.name, found[:3])
+
+
+def test_the_dashboard_listens_on_this_machine_only():
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] in ("localhost", "127.0.0.1")
