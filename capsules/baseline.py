@@ -127,9 +127,3 @@ class BaselineCNN(Model):
         """
         with torch.autocast(images.device.type, enabled=False):
             return F.cross_entropy(out.logits.float(), labels)
-
-    def training_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, BaselineCNNOutput]:
-        """The training hook: ``(loss, out)`` for one batch, forward in the caller's mode and
-        autocast context (dropout on in train mode), cross-entropy loss (:meth:`loss`)."""
-        out = self(images, labels)
-        return self.loss(out, images, labels), out

@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import DEVICE_HELP, bf16_supported, describe, pick_device, resolve_precision
-from .losses import CapsuleLoss
 from .model import CapsNet
 from .train import make_optimizer, train_step
 
@@ -124,11 +123,10 @@ def bench_train(device, batch_size, repeats, warmup, precision):
     torch.manual_seed(0)
     model = CapsNet().to(device)
     opt = make_optimizer(model, 1e-3)
-    loss_fn = CapsuleLoss()
     x = torch.rand(batch_size, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (batch_size,), device=device)
     _reset_peak(device)
-    sec = median_seconds(lambda: train_step(model, opt, x, y, loss_fn=loss_fn, precision=precision),
+    sec = median_seconds(lambda: train_step(model, opt, x, y, precision=precision),
                          device, repeats, warmup)
     return {"seconds_per_step": sec, "images_per_second": batch_size / sec, "peak_memory_mb": _peak_memory_mb(device)}
 
@@ -163,7 +161,7 @@ def flops_per_image(device, precision: str, batch_size: int = 8) -> dict[str, fl
     x = torch.rand(batch_size, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (batch_size,), device=device)
     with FlopCounterMode(display=False) as counter:
-        train_step(model, opt, x, y, loss_fn=CapsuleLoss(), precision=precision)
+        train_step(model, opt, x, y, precision=precision)
     train = counter.get_total_flops() / batch_size
     model.eval()
     with torch.inference_mode(), FlopCounterMode(display=False) as counter, autocast(device, precision):
@@ -204,10 +202,10 @@ def bench_paired(device, batch_size, pairs, warmup, precision):
     torch.manual_seed(0)
     ours, seed = CapsNet().to(device), cls().to(device)
     opt_ours, opt_seed = make_optimizer(ours, 1e-3), torch.optim.Adam(seed.parameters(), lr=1e-3)
-    loss_ours, loss_seed = CapsuleLoss(), margin(n_labels=10)
+    loss_seed = margin(n_labels=10)
     x = torch.rand(batch_size, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (batch_size,), device=device)
-    step_ours = lambda: train_step(ours, opt_ours, x, y, loss_fn=loss_ours, precision=precision)  # noqa: E731
+    step_ours = lambda: train_step(ours, opt_ours, x, y, precision=precision)  # noqa: E731
     step_seed = lambda: seed_train_step(seed, opt_seed, loss_seed, x, y)  # noqa: E731
     t_ours, t_seed = [], []
     for _ in range(pairs):
@@ -367,7 +365,7 @@ PAGE_ROWS = (  # docs/bench-page.json (scripts/bench_page.py): what a person wai
 
 
 def markdown(cpu: dict, page: dict | None = None) -> str:
-    """The README's speed table from the JSON of ``python -m capsules.bench --json`` and, when
+    """The speed table of docs/speed.md from the JSON of ``python -m capsules.bench --json`` and, when
     given, of ``scripts/bench_page.py --json``: every figure read from them, none typed in. The GPU
     rows say that they were not measured unless ``cpu`` is a GPU run."""
     lines = [f"Measured {cpu['date'][:10]} on {cpu['device']}, torch {cpu['torch']}, training batch "
@@ -436,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pair-batch", type=int, default=64, help="batch of that comparison (default: 64)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--markdown", nargs="+", metavar="JSON", default=None,
-                        help="measure nothing: print the README's speed table from a saved --json file "
+                        help="measure nothing: print the speed table of docs/speed.md from a saved --json file "
                              "(and the page benchmark's, scripts/bench_page.py --json)")
     args = parser.parse_args(argv)
     if args.markdown:

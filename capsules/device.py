@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import platform
-import statistics
-import time
 
 import torch
 
@@ -80,56 +77,17 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
-BF16_MARGIN = 0.9  # a CPU trains in bf16 when its convolution step takes at most 0.9x fp32's time
-
-
-def faster_of(bf16_seconds: list[float], fp32_seconds: list[float]) -> str:
-    """``bf16`` when its median time is at most :data:`BF16_MARGIN` x fp32's, else ``fp32``: bf16
-    must win clearly, not by noise."""
-    return "bf16" if statistics.median(bf16_seconds) <= BF16_MARGIN * statistics.median(fp32_seconds) else "fp32"
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_precision_measured(threads: int) -> str:
-    """The faster precision for this CPU, measured once per process (about a second): the
-    PrimaryCaps convolution (most of a training step's work), forward and backward at batch 16,
-    under bf16 autocast and in fp32, alternating, three pairs after a warm-up. A CPU that runs
-    bf16 natively is not always faster in it: on one with AVX512-BF16 but no AMX, this project's
-    step ran at 84 img/s in bf16 against 107 in fp32 (on a Zen 4, bf16 was 1.7x fp32)."""
-    del threads  # part of the cache key: the answer depends on the thread count
-    generator = torch.Generator().manual_seed(0)
-    conv = torch.nn.Conv2d(256, 256, 9, stride=2)
-    x = torch.randn(16, 256, 20, 20, generator=generator, requires_grad=True)
-
-    def step(precision: str) -> float:
-        start = time.perf_counter()
-        with autocast(torch.device("cpu"), precision):
-            y = conv(x)
-        y.float().sum().backward()
-        return time.perf_counter() - start
-
-    times: dict[str, list[float]] = {"bf16": [], "fp32": []}
-    for i in range(4):
-        for precision in times:
-            seconds = step(precision)
-            if i:  # the first pair warms up
-                times[precision].append(seconds)
-    return faster_of(times["bf16"], times["fp32"])
-
-
-def resolve_precision(precision: str, device: torch.device, *, measure: bool = True) -> str:
-    """``auto``: on a GPU, bf16 autocast where supported; on a CPU that runs bf16 natively, the
-    faster of bf16 and fp32 on it (:func:`cpu_precision_measured`, once per process), else fp32.
-    ``measure=False`` keeps the rule that ``auto`` followed before the measurement (bf16 wherever
-    native): what a run saved with ``auto`` by then trained in."""
+def resolve_precision(precision: str, device: torch.device, *, saved: bool = False) -> str:
+    """``auto``: bf16 autocast on a GPU that supports it, else fp32. On a CPU bf16 is faster on
+    some and slower on others (this project's step: 1.7x fp32 on an AMD Zen 4, 0.8x on an Intel
+    Xeon with AVX512-BF16 but no AMX; docs/speed.md), so ``auto`` keeps fp32 there and ``bf16``
+    asks for it. ``saved=True``: an ``auto`` read from a run's state written before runs recorded
+    what ``auto`` gave them, which then meant bf16 wherever native."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
-        if not bf16_supported(device):
-            return "fp32"
-        if device.type == "cpu" and measure:
-            return cpu_precision_measured(torch.get_num_threads())
-        return "bf16"
+        native = bf16_supported(device)
+        return "bf16" if native and (device.type == "cuda" or saved) else "fp32"
     if precision == "bf16" and device.type not in ("cpu", "cuda"):
         raise ValueError(f"bf16 autocast is not supported on {device.type}")
     return precision

@@ -11,12 +11,11 @@ Every model kind of the package (this CapsNet, :class:`capsules.baseline.Baselin
 - ``model.metadata`` (dict, ``{}`` until :func:`capsules.load_model` fills it with the JSON sidecar)
   and ``model.checkpoint_path`` (``Path`` or None), set from construction;
 - ``model(images).prediction``: (B,) predicted classes;
-- the training hook ``loss, out = model.training_loss(images, labels, **options)``: one forward
-  pass as training runs it, ``model(images, labels)``, and the loss training minimises,
-  ``model.loss(out, images, labels, **options)`` (CapsNet: margin + 0.0005 x SSE with the decoder
-  masked by the true labels; the CNN: cross-entropy, dropout active in train mode). Call it under
-  the autocast context the loop uses; the loss itself is always computed in float32 with autocast
-  off. ``options`` are the names in ``model.LOSS_OPTIONS`` (CapsNet: ``reconstruction_weight``;
+- training: one forward pass ``out = model(images, labels)`` under the loop's autocast context,
+  then the loss training minimises, ``model.loss(out, images, labels, **options)`` (CapsNet: margin
+  + 0.0005 x SSE with the decoder masked by the true labels; the CNN: cross-entropy, dropout
+  active in train mode), always computed in float32 with autocast off
+  (:func:`capsules.train.model_objective`). ``options`` are the names in ``model.LOSS_OPTIONS`` (CapsNet: ``reconstruction_weight``;
   the CNN: none), so a loop passes ``{k: getattr(cfg, k) for k in model.LOSS_OPTIONS}``. Under
   DistributedDataParallel the forward must go through the wrapper: ``out = ddp(images, labels)``,
   then ``ddp.module.loss(out, images, labels, **options)``; every kind takes ``labels`` in forward.
@@ -79,7 +78,7 @@ class Model(nn.Module):
 
     FORMAT: ClassVar[str]  # the checkpoint's "format" header entry, which load_model dispatches on
     CONFIG: ClassVar[type]  # the config dataclass saved in the checkpoint
-    LOSS_OPTIONS: ClassVar[tuple[str, ...]] = ()  # keyword options of loss() and training_loss()
+    LOSS_OPTIONS: ClassVar[tuple[str, ...]] = ()  # keyword options of loss()
 
     def __init__(self):
         super().__init__()
@@ -216,18 +215,6 @@ class CapsNet(Model):
         loss_fn = CapsuleLoss(n_labels=self.config.n_classes, reconstruction_weight=reconstruction_weight)
         with torch.autocast(images.device.type, enabled=False):
             return loss_fn(out.v, out.reconstruction, images, labels)
-
-    def training_loss(self, images: Tensor, labels: Tensor, *,
-                      reconstruction_weight: float = 0.0005) -> tuple[Tensor, CapsNetOutput]:
-        """The training hook: ``(loss, out)`` for one batch as training computes it.
-
-        The forward pass runs in the caller's mode and autocast context with the decoder masked
-        by the true ``labels`` (the paper's training masking); the loss is :meth:`loss`:
-        ``sum_k L_k`` (eq. 4) + ``reconstruction_weight`` x ``sum (x - x_hat)^2``, averaged over
-        the batch. ``reconstruction_weight=0`` trains without reconstruction (Table 1).
-        """
-        out = self(images, labels)
-        return self.loss(out, images, labels, reconstruction_weight=reconstruction_weight), out
 
 
 def count_parameters(model: nn.Module) -> int:

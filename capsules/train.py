@@ -60,7 +60,7 @@ from .checkpoint import (CheckpointError, atomic_write_bytes, check_state, load_
 from .data import DatasetError, MultiMNIST, load_mnist, load_multimnist_test, shift_augment, to_float
 from .device import DEVICE_HELP, PRECISIONS, autocast, describe, pick_device, resolve_precision
 from .evaluate import EvalResult, TwoDigitResult, evaluate, evaluate_multimnist, two_digit_correct
-from .losses import CapsuleLoss, TwoDigitLoss
+from .losses import TwoDigitLoss
 from .model import CapsNet, CapsNetConfig, Model
 from .warm_start import RIMS, transfer
 
@@ -123,9 +123,9 @@ class TrainConfig:
                                 "decisions are made on these; 0 = none, the test set is scored each epoch")
     seed: int = option(0, "seeds init, shuffling and augmentation")
     device: str = option("auto", DEVICE_HELP)
-    precision: str = option("auto", "auto: bf16 autocast (routing in fp32) on a GPU that supports it; on a "
-                                    "CPU the faster of bf16 and fp32 there, measured at the start (a second); "
-                                    "the run records what it chose and resumes in it. Or fp32, bf16",
+    precision: str = option("auto", "auto: bf16 autocast (routing in fp32) on a GPU that supports it, else "
+                                    "fp32; the run records what it chose and resumes in it. Or fp32, or bf16 "
+                                    "(faster on some CPUs, slower on others: docs/speed.md)",
                             choices=PRECISIONS)
     train_subset: int = option(0, "train on the first N images only, every one of them each epoch "
                                   "(0 = all 60,000, in full batches: the last partial batch is dropped)")
@@ -182,21 +182,6 @@ Objective = Callable[[nn.Module, Batch], tuple[Tensor, Tensor]]
 other labels, brings its own; the step and the epoch stay as they are."""
 
 
-def capsnet_objective(loss_fn: CapsuleLoss, precision: str) -> Objective:
-    """The paper's: the forward pass under ``precision`` autocast with the decoder masked by the true
-    labels, then margin + 0.0005 x SSE reconstruction loss (in fp32); correct when the longest
-    digit capsule is the label's."""
-
-    def objective(model, batch):
-        images, labels = batch
-        with autocast(images.device, precision):
-            out = model(images, labels)  # decoder masked by the true labels
-        loss = loss_fn(out.v, out.reconstruction, images, labels)
-        return loss, (out.lengths.detach().argmax(-1) == labels).sum()
-
-    return objective
-
-
 def two_digit_objective(loss_fn: TwoDigitLoss, precision: str) -> Objective:
     """Section 6, for ``batch = (merged, labels (B, 2), first, second)``: the forward pass and both
     decodes under ``precision`` autocast (the decoder in bf16, as for MNIST), each digit decoded
@@ -219,11 +204,11 @@ def two_digit_objective(loss_fn: TwoDigitLoss, precision: str) -> Objective:
 
 
 def model_objective(options: dict, precision: str) -> Objective:
-    """A model's own training loss, for any kind with the training hook (:mod:`capsules.model`):
-    the forward pass ``model(images, labels)`` under ``precision`` autocast (through the
-    DistributedDataParallel wrapper, if any), then ``model.loss(out, images, labels, **options)``
-    in fp32; correct when ``out.prediction`` is the label. The baseline CNN trains with it:
-    cross-entropy of the softmax, dropout active (train mode)."""
+    """A model's own training loss, for any kind (:mod:`capsules.model`): the forward pass
+    ``model(images, labels)`` under ``precision`` autocast (through the DistributedDataParallel
+    wrapper, if any; a CapsNet's decoder masked by the true labels), then ``model.loss(out, images,
+    labels, **options)`` in fp32 (a CapsNet's margin + 0.0005 x SSE reconstruction; the CNN's
+    cross-entropy, dropout active in train mode); correct when ``out.prediction`` is the label."""
 
     def objective(model, batch):
         images, labels = batch
@@ -246,17 +231,16 @@ def _train_step(model, optimizer, batch: Batch, objective: Objective):
     return loss.detach(), correct
 
 
-def train_step(model, optimizer, images, labels, *, loss_fn=None, precision: str = "auto") -> Tensor:
+def train_step(model, optimizer, images, labels, *, reconstruction_weight: float = 0.0005,
+               precision: str = "auto") -> Tensor:
     """One optimisation step exactly as the training loop runs it by default: forward in train
     mode with the decoder masked by the true labels, margin + 0.0005 x SSE loss, backward, Adam.
 
     ``images`` (B, 1, 28, 28) float in [0, 1] (already augmented), ``labels`` (B,).
     Returns the loss as a detached 0-dim tensor.
     """
-    if loss_fn is None:
-        module = model.module if hasattr(model, "module") else model
-        loss_fn = CapsuleLoss(n_labels=module.config.n_classes)
-    objective = capsnet_objective(loss_fn, resolve_precision(precision, images.device))
+    objective = model_objective({"reconstruction_weight": reconstruction_weight},
+                                resolve_precision(precision, images.device))
     return _train_step(model, optimizer, (images, labels), objective)[0]
 
 
@@ -586,8 +570,7 @@ def loss_options(cfg: TrainConfig, model: Model) -> dict:
 
 
 OBJECTIVES: dict[tuple[str, str], Callable[[TrainConfig, nn.Module, str], Objective]] = {
-    ("capsnet", "mnist"): lambda cfg, model, precision: capsnet_objective(
-        CapsuleLoss(n_labels=model.config.n_classes, reconstruction_weight=cfg.reconstruction_weight), precision),
+    ("capsnet", "mnist"): lambda cfg, model, precision: model_objective(loss_options(cfg, model), precision),
     ("capsnet", "multimnist"): lambda cfg, model, precision: two_digit_objective(
         TwoDigitLoss(n_labels=model.config.n_classes, reconstruction_weight=cfg.reconstruction_weight), precision),
     ("cnn", "mnist"): lambda cfg, model, precision: model_objective(loss_options(cfg, model), precision),
@@ -766,10 +749,8 @@ def setup(cfg: TrainConfig, command: str | None = None, given: set[str] | None =
     if cfg.freeze and world > 1:
         raise TrainingError("--freeze trains in one process: DistributedDataParallel fixes its parameters at the start")
     # "auto" is resolved once, when the run starts, and the run keeps what it got (saved in its
-    # config, so --resume continues in it). On a CPU it is measured (the faster of bf16 and fp32
-    # there), except with several processes, which must agree without talking: bf16 where native.
-    # A run saved with "auto" before the measurement existed trained by that rule too.
-    precision = resolve_precision(cfg.precision, device, measure=world == 1 and not cfg.resume)
+    # config, so --resume continues in it); a state saved with "auto" itself is older than that.
+    precision = resolve_precision(cfg.precision, device, saved=cfg.resume)
     cfg = dataclasses.replace(cfg, precision=precision)
     if rank == 0:
         _preflight(out)

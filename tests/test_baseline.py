@@ -89,42 +89,45 @@ def test_metadata_and_checkpoint_path_from_construction():
     assert model.metadata == {} and model.checkpoint_path is None and model.device.type == "cpu"
 
 
-def test_training_hook_is_cross_entropy_and_trains():
+def test_the_loss_is_cross_entropy_and_trains():
     torch.manual_seed(0)
     model = BaselineCNN(dataclasses.replace(SMALL, dropout=0.1))
     y = torch.arange(16) % 10
     x = 0.2 * torch.rand(16, 1, 28, 28)
     x[torch.arange(16), 0, 2 * y + 4] = 1.0  # class k: a bright row at 2k + 4
-    model.eval()  # no dropout: the hook's loss is the plain cross-entropy of the logits
-    loss, out = model.training_loss(x, y)
+    model.eval()  # no dropout: the loss is the plain cross-entropy of the logits
+    out = model(x, y)
+    loss = model.loss(out, x, y)
     assert torch.equal(loss, F.cross_entropy(model(x).logits, y)) and out.logits.shape == (16, 10)
     first = float(loss.detach())
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(15):
-        loss, _ = model.training_loss(x, y)
+        loss = model.loss(model(x, y), x, y)
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
     with torch.no_grad():
-        assert float(model.training_loss(x, y)[0]) < 0.5 * first
+        assert float(model.loss(model(x, y), x, y)) < 0.5 * first
 
 
-def test_training_hook_under_bf16_autocast_gives_a_float32_loss():
+def test_the_loss_under_bf16_autocast_is_float32():
     torch.manual_seed(0)
     model = BaselineCNN(SMALL).train()
     x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, out = model.training_loss(x, y)
+        out = model(x, y)
+        loss = model.loss(out, x, y)
     assert loss.dtype == torch.float32 and out.logits.dtype == torch.float32
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def test_one_training_step_serves_every_kind():
-    """The loop the lead wires into train.py: no case per kind, options from LOSS_OPTIONS."""
+def test_one_training_objective_serves_every_kind():
+    """The loop's objective: no case per kind, options from LOSS_OPTIONS."""
     from capsules import CapsNet, CapsNetConfig
+    from capsules.train import model_objective
 
     options = {"reconstruction_weight": 0.0}
     x, y = torch.rand(2, 1, 28, 28), torch.tensor([7, 2])
@@ -132,8 +135,11 @@ def test_one_training_step_serves_every_kind():
     for model in (BaselineCNN(SMALL), CapsNet(CapsNetConfig(routing_iterations=1))):
         model.train()
         kwargs = {k: options[k] for k in model.LOSS_OPTIONS}
-        loss, out = model.training_loss(x, y, **kwargs)
+        torch.manual_seed(0)
+        loss, correct = model_objective(kwargs, "fp32")(model, (x, y))
         loss.backward()
-        assert loss.shape == () and out.prediction.shape == (2,)
-        assert torch.equal(loss, model.loss(out, x, y, **kwargs))  # what a DDP loop computes in two steps
+        torch.manual_seed(0)  # the same dropout
+        out = model(x, y)
+        assert loss.shape == () and out.prediction.shape == (2,) and 0 <= int(correct) <= 2
+        assert torch.equal(loss, model.loss(out, x, y, **kwargs))
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

@@ -151,23 +151,22 @@ def test_metadata_and_checkpoint_path_from_construction():
 
 
 @pytest.mark.parametrize("bf16", [False, True])
-def test_training_hook_is_the_loop_s_loss_exactly(bf16):
-    """training_loss = forward masked by the true labels, then CapsuleLoss outside autocast, as
-    the training loop computed it: same loss and same gradients, bit for bit."""
+def test_the_loop_s_objective_is_forward_masked_by_the_labels_then_capsule_loss(bf16):
+    """The training loop's objective = forward masked by the true labels under autocast, then
+    CapsuleLoss outside it: same loss and same gradients, bit for bit."""
     from capsules.losses import CapsuleLoss
+    from capsules.train import model_objective
 
     x, y = torch.rand(4, 1, 28, 28), torch.tensor([3, 1, 4, 1])
 
-    def run(hook: bool):
+    def run(loop: bool):
         torch.manual_seed(0)
         model = CapsNet().train()
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
-        with ctx:
-            if hook:
-                loss, out = model.training_loss(x, y)
-            else:
+        if loop:
+            loss, _ = model_objective({"reconstruction_weight": 0.0005}, "bf16" if bf16 else "fp32")(model, (x, y))
+        else:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 out = model(x, y)
-        if not hook:
             loss = CapsuleLoss(n_labels=10)(out.v, out.reconstruction, x, y)
         loss.backward()
         return loss, [p.grad for p in model.parameters()]
@@ -177,12 +176,13 @@ def test_training_hook_is_the_loop_s_loss_exactly(bf16):
     assert all(torch.equal(g, h) for g, h in zip(grads_a, grads_b))
 
 
-def test_training_hook_reconstruction_weight(tiny_model):
+def test_the_loss_adds_the_reconstruction_weight_times_sse(tiny_model):
     from capsules.losses import MarginLoss, reconstruction_loss
 
     x, y = torch.rand(3, 1, 28, 28), torch.tensor([0, 5, 9])
     torch.manual_seed(1)
-    loss, out = tiny_model.train().training_loss(x, y)
+    out = tiny_model.train()(x, y)
+    loss = tiny_model.loss(out, x, y)
     margin = MarginLoss(n_labels=10)(out.v, y)
     torch.testing.assert_close(loss, margin + reconstruction_loss(out.reconstruction, x, 0.0005))
     assert torch.equal(tiny_model.loss(out, x, y, reconstruction_weight=0), margin)
