@@ -1,5 +1,5 @@
 """What a CapsNet's test-set experiments show, in words: the sentences under the figures of the
-dashboard's experiments page and the README's account of the shipped model.
+dashboard's experiments page and the account in docs/results.md of the shipped model.
 
 The results are those of :mod:`capsules.experiments` (``run_experiments``, or a results file read
 by ``load_results``). Each ``*_notes`` function turns them into :class:`Notes`: what the paper
@@ -7,7 +7,7 @@ claimed, what later papers found and what this checkpoint shows, every number co
 results and every verdict (within the noise or beyond it) decided by them, never typed in; change
 a number and the sentence follows. :func:`model_report` sets the same out as markdown (the table of
 routing iterations at inference beside the paper's Table 1, the table of coupling rules, and the
-notes), which ``python scripts/table1.py --update-readme`` writes into the README for the shipped
+notes), which ``python scripts/table1.py --update-docs`` writes into docs/results.md for the shipped
 model. Plain functions: nothing here needs Streamlit.
 """
 
@@ -264,7 +264,7 @@ def confusion_note(results: dict, top: int = 4) -> str:
             (f"; the most frequent confusions: {common}." if common else "."))
 
 
-# ------------------------------------------------------------------------------ the README's account
+# ------------------------------------------------------------------------------ the account in docs/results.md
 
 ITERATION_ROWS = (1, 2, 3, 5, 10)  # routing iterations k at inference in the table (and the model's own r)
 ITERATION_HEADER = "| routing iterations k at inference |"
@@ -279,7 +279,7 @@ COUPLING_SAID = {"routing": "the paper: routing by agreement is what helps",
 
 @dataclass(frozen=True)
 class ModelReport:
-    """One CapsNet's test-set experiments as the README gives them (:func:`model_report`)."""
+    """One CapsNet's test-set experiments as docs/results.md gives them (:func:`model_report`)."""
 
     name: str  # the checkpoint's name, as the results file names it
     results: dict
@@ -349,6 +349,6 @@ class ModelReport:
 
 
 def model_report(name: str, results: dict, trained: int | None) -> ModelReport:
-    """The README's account of the CapsNet ``name`` from its test-set experiments ``results``
+    """The account in docs/results.md of the CapsNet ``name`` from its test-set experiments ``results``
     (trained with ``trained`` routing iterations, when recorded)."""
     return ModelReport(name, results, trained)

@@ -15,7 +15,7 @@ their measured error with a 95% Wilson interval (:func:`capsules.evaluate.binomi
 epochs and the hardware, and which measured rows are within the noise of each other (overlapping
 intervals, :func:`capsules.experiments.intervals_overlap`). A row no shipped model matches yet is
 marked as in training, never filled in. ``python scripts/table1.py`` prints it as markdown (the
-README's), the dashboard's experiments page as a table.
+docs/results.md), the dashboard's experiments page as a table.
 
 :func:`routing_at_inference` asks the zoo the experiments page asks one model: does routing
 matter at inference? From each shipped MNIST CapsNet's test-set experiments (the results file

@@ -35,7 +35,7 @@ from dashboard.common import (
     routing_iterations, show_views, view,
 )
 
-# How to get the model this page is for (the README's MultiMNIST section).
+# How to get the model this page is for (docs/training.md, "MultiMNIST").
 TRAIN_COMMANDS = ("python -m capsules.train --dataset multimnist --lr 1e-4 --out runs/multimnist\n"
                   "python scripts/ship_checkpoint.py runs/multimnist/last.safetensors")
 THIRD = None  # the rejected-capsule picker's default: the third-longest capsule
@@ -252,7 +252,7 @@ def untrained_note() -> None:
     st.info(f"No MultiMNIST CapsNet here yet (`{path.name}` is missing), so this page runs on an **untrained** "
             "36×36 CapsNet: try the page, but read nothing into "
             "its lengths, reconstructions or maps. Train one and ship it to "
-            f"`checkpoints/{MULTIMNIST_MODELS.shipped}` (the README's MultiMNIST section; "
+            f"`checkpoints/{MULTIMNIST_MODELS.shipped}` (docs/training.md, MultiMNIST; "
             "`--help` lists every option, `--resume` continues a stopped run):\n\n"
             f"```bash\n{TRAIN_COMMANDS}\n```")
 

@@ -1,23 +1,23 @@
 """Print the paper's Table 1 beside the shipped models, routing at inference across them, the main
-CapsNet's experiments and its robustness against the baseline CNN, as the README's markdown.
+CapsNet's experiments and its robustness against the baseline CNN, as the markdown of docs/results.md.
 
     python scripts/table1.py                      # checkpoints/ (or $CAPSULES_CHECKPOINT_DIR)
     python scripts/table1.py --checkpoints DIR
-    python scripts/table1.py --update-readme      # and write it into README.md in place of the old one
+    python scripts/table1.py --update-docs        # and write them into docs/results.md (Table 1 into README.md too)
 
 The table and the sentence under it come from :func:`capsules.zoo.table1`, as on the dashboard's
 experiments page: each shipped model's test error with its 95% Wilson interval, epochs, training
 time and hardware, read from the JSONs beside the weights (nothing is evaluated); a row no shipped
-model matches yet says "training". Paste the output into the README's Results, or let
-``--update-readme`` replace the README's table (from its header row to its "Within the noise?"
-line; written atomically). Then the same for the table of routing at inference across the shipped
-MNIST CapsNets (:func:`capsules.zoo.routing_at_inference`, from their experiments results; in the
-README's "Does routing matter?", from its header row to its "Across the zoo:" line), for the main
-CapsNet's account (:func:`capsules.report.model_report`: its tables of routing iterations and
-coupling rules at inference and what they show, from its experiments results; from the header row
-of the first to the "Errors." line), and for the table of robustness to affine transforms, the main
-CapsNet's beside the baseline CNN's (:func:`capsules.zoo.robustness_against_cnn`; from its header
-row to its "Against the CNN:" line).
+model matches yet says "training". ``--update-docs`` replaces the table in docs/results.md and in
+README.md, whose table of the shipped models it is (from its header row to its "Within the noise?"
+line). Then, in docs/results.md only, the same for the table of routing at inference across the
+shipped MNIST CapsNets (:func:`capsules.zoo.routing_at_inference`, from their experiments results;
+from its header row to its "Across the zoo:" line), for the main CapsNet's account
+(:func:`capsules.report.model_report`: its tables of routing iterations and coupling rules at
+inference and what they show, from its experiments results; from the header row of the first to the
+"Errors." line), and for the table of robustness to affine transforms, the main CapsNet's beside the
+baseline CNN's (:func:`capsules.zoo.robustness_against_cnn`; from its header row to its "Against the
+CNN:" line). Each file is written atomically, and only when every block was found in both.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ from capsules.checkpoint import atomic_write_bytes
 from capsules.report import ERRORS_LINE, ITERATION_HEADER, model_report
 from capsules.zoo import list_shipped, main_model, robustness_against_cnn, routing_at_inference, table1
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path("docs") / "results.md"  # every generated block, relative to the repository
+README = Path("README.md")  # the blocks of FRONT
+FRONT = ("table1",)  # the README's table of the shipped models
 HEADER = "| Table 1 row |"
 NOISE = "Within the noise? "
 ROUTING_HEADER = "| model | trained with |"
@@ -39,14 +42,16 @@ ROBUSTNESS_HEADER = "| transform | range |"
 ROBUSTNESS_SUMMARY = "Against the CNN: "
 
 
-def replace_table(readme: str, new: str, header: str = HEADER, last: str = NOISE, what: str = "Table 1") -> str:
-    """``readme`` with a generated table (the lines from the one starting with ``header`` to the
-    line starting with ``last``) replaced by ``new``; a README without one is an error."""
-    lines = readme.splitlines(keepends=True)
+def replace_table(text: str, new: str, header: str = HEADER, last: str = NOISE, what: str = "Table 1",
+                  where: str = "the file") -> str:
+    """``text`` (the markdown file ``where``) with a generated table (the lines from the one starting
+    with ``header`` to the line starting with ``last``) replaced by ``new``; a file without one is an
+    error."""
+    lines = text.splitlines(keepends=True)
     start = next((i for i, line in enumerate(lines) if line.startswith(header)), None)
     end = next((i for i in range(start or 0, len(lines)) if lines[i].startswith(last)), None)
     if start is None or end is None:
-        raise ValueError(f"no {what} in the README (a line starting with {header!r}, then one with {last!r})")
+        raise ValueError(f"no {what} in {where} (a line starting with {header!r}, then one with {last!r})")
     return "".join(lines[:start]) + new.rstrip("\n") + "\n" + "".join(lines[end + 1:])
 
 
@@ -57,9 +62,9 @@ BLOCKS = {"table1": (HEADER, NOISE, "Table 1"),
 
 
 def generated(folder: str | None = None) -> dict[str, str]:
-    """The README's generated blocks by name (:data:`BLOCKS`): Table 1 and the routing table, each
-    with its sentence; the main CapsNet's account when it has its experiments results; the
-    robustness table when they hold robustness curves."""
+    """The generated blocks of docs/results.md by name (:data:`BLOCKS`): Table 1 and the routing
+    table, each with its sentence; the main CapsNet's account when it has its experiments results;
+    the robustness table when they hold robustness curves."""
     models = list_shipped(folder)
     table, routing = table1(models), routing_at_inference(models)
     found = {"table1": f"{table.markdown()}\n\n{NOISE}{table.noise}\n",
@@ -78,30 +83,42 @@ def texts(folder: str | None = None) -> tuple[str, ...]:
     return tuple(generated(folder).values())
 
 
+def updated(root: Path, blocks: dict[str, str]) -> dict[Path, tuple[str, str]]:
+    """For docs/results.md (every block) and README.md (those of :data:`FRONT`) under ``root``: the
+    file's text now and with the blocks replaced; a missing file or block is an error."""
+    found = {}
+    for name, names in ((RESULTS, tuple(blocks)), (README, FRONT)):
+        path = root / name
+        new = old = path.read_text()
+        for block in names:
+            header, last, what = BLOCKS[block]
+            new = replace_table(new, blocks[block], header, last, what, where=name.as_posix())
+        found[path] = old, new
+    return found
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python scripts/table1.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints", default=None,
                         help="folder of the shipped models (default: $CAPSULES_CHECKPOINT_DIR, else checkpoints/)")
-    parser.add_argument("--update-readme", nargs="?", const=README, type=Path, default=None, metavar="README",
-                        help="also write the tables into this README in place of the old ones "
-                             f"(default: {README.name})")
+    parser.add_argument("--update-docs", nargs="?", const=ROOT, type=Path, default=None, metavar="ROOT",
+                        help=f"also write the tables into {RESULTS.as_posix()} and Table 1 into {README} under "
+                             "this folder in place of the old ones (default: this repository)")
     args = parser.parse_args(argv)
     blocks = generated(args.checkpoints)
     print("\n".join(blocks.values()), end="")
-    if args.update_readme is not None:
+    if args.update_docs is not None:
         try:
-            new = old = args.update_readme.read_text()
-            for name, text in blocks.items():
-                header, last, what = BLOCKS[name]
-                new = replace_table(new, text, header, last, what)
+            files = updated(args.update_docs, blocks)  # every file read and checked before any is written
         except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        changed = new != old
-        if changed:
-            atomic_write_bytes(args.update_readme, new.encode())
-        state = "updated" if changed else "already up to date"
-        print(f"{args.update_readme}: the generated tables {state}", file=sys.stderr)
+        for path, (old, new) in files.items():
+            changed = new != old
+            if changed:
+                atomic_write_bytes(path, new.encode())
+            state = "updated" if changed else "already up to date"
+            print(f"{path}: the generated tables {state}", file=sys.stderr)
     return 0
 
 

@@ -31,7 +31,7 @@ def test_bench_runs_and_writes_json(tmp_path):
         assert "vs seed" in proc.stdout and r["train_seed"]["images_per_second"] > 0
         p = r["paired"]
         assert p["pairs"] == 2 and p["ratio_min"] <= p["ratio"] <= p["ratio_max"]
-    # the README's table is made from the same JSON, every figure read from it
+    # the table of docs/speed.md is made from the same JSON, every figure read from it
     from capsules.bench import markdown
 
     table = markdown(r)

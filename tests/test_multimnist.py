@@ -336,7 +336,7 @@ def same_weights(a, b):
 @pytest.mark.data
 @pytest.mark.slow
 def test_multimnist_training_lowers_the_loss_and_resumes_bit_identically_with_the_moving_average(data_dir, tmp_path):
-    # lr 1e-4: at 1e-3 the 36x36 model's capsules saturate in the first steps (see the README)
+    # lr 1e-4: at 1e-3 the 36x36 model's capsules saturate in the first steps (see docs/training.md)
     common = dict(dataset="multimnist", data_dir=str(data_dir), train_subset=48, test_subset=24, batch_size=16,
                   lr=1e-4, ema_decay=0.5, eval_batch_size=24)  # default precision: bf16 where native
     full = train(TrainConfig(out=str(tmp_path / "full"), epochs=2, **common))

@@ -1,4 +1,4 @@
-"""capsules.report: the sentences of the experiments page and the README's account of a model, built
+"""capsules.report: the sentences of the experiments page and the account in docs/results.md of a model, built
 from the results (never typed in): change a number and the verdict follows."""
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def cells(line: str) -> list[str]:
 
 
 def test_model_report_is_the_results_in_tables_and_words(shipped_results):
-    """The README's account of the main model: a row per k of ITERATION_ROWS with the results'
+    """The account in docs/results.md of the main model: a row per k of ITERATION_ROWS with the results'
     figures (the model's own r in bold, the paper's Table 1 beside k = 1 and 3), a row per coupling
     rule with its verdict against the routing, then the page's sentences, ending on the errors."""
     r = shipped_results

@@ -186,10 +186,11 @@ def table1_script():
     return script
 
 
-def test_the_readme_shows_table_1_of_the_shipped_models(capsys):
-    """README's Table 1, its table of routing at inference, the main model's account and its table
-    of robustness against the CNN are the output of scripts/table1.py for checkpoints/: shipping a
-    model changes them (run the script with --update-readme)."""
+def test_the_docs_show_table_1_of_the_shipped_models(capsys):
+    """docs/results.md's Table 1, its table of routing at inference, the main model's account and
+    its table of robustness against the CNN are the output of scripts/table1.py for checkpoints/,
+    and the README's table of the shipped models is that Table 1: shipping a model changes them (run
+    the script with --update-docs)."""
     script = table1_script()
     assert script.main(["--checkpoints", str(SHIPPED.parent)]) == 0
     printed = capsys.readouterr().out
@@ -201,39 +202,59 @@ def test_the_readme_shows_table_1_of_the_shipped_models(capsys):
     main, results = Z.main_model()
     assert account == model_report(main.name, results, main.iterations).markdown() + "\n"
     assert robust.startswith(Z.robustness_against_cnn().markdown())
-    readme = (ROOT / "README.md").read_text()
+    results_md = (ROOT / "docs" / "results.md").read_text()
     for text in blocks:
-        assert text.strip() in readme, "README's tables are stale: run python scripts/table1.py --update-readme"
+        assert text.strip() in results_md, "docs/results.md is stale: run python scripts/table1.py --update-docs"
+    readme = (ROOT / "README.md").read_text()
+    assert table.strip() in readme, "README's Table 1 is stale: run python scripts/table1.py --update-docs"
 
 
-def test_table1_script_writes_the_tables_into_a_readme(tmp_path, capsys):
-    """``scripts/table1.py --update-readme`` replaces the old tables (header row to the sentence
-    under each) and keeps everything around them; a README without all three is an error that
-    writes nothing."""
+def test_table1_script_writes_the_tables_into_the_docs(tmp_path, capsys):
+    """``scripts/table1.py --update-docs ROOT`` replaces the old tables (header row to the sentence
+    under each) in ROOT/docs/results.md, and Table 1 in ROOT/README.md, and keeps everything around
+    them; a file without all of its blocks is an error that writes nothing, to either file."""
     script = table1_script()
     table, routing, account, robust = script.texts(str(SHIPPED.parent))
+    (tmp_path / "docs").mkdir()
+    results = tmp_path / "docs" / "results.md"
+    results.write_text("# intro\n\n| Table 1 row | stale |\n|---|---|\n| old | row |\n\nWithin the noise? old.\n\n"
+                       "Between.\n\n| model | trained with | stale |\n|---|---|---|\n\nAcross the zoo: old.\n\n"
+                       "Next.\n\n| routing iterations k at inference | stale |\n\n- **Errors.** old.\n\n"
+                       "Then.\n\n| transform | range | stale |\n\nAgainst the CNN: old.\n\nAfter.\n")
     readme = tmp_path / "README.md"
-    readme.write_text("# intro\n\n| Table 1 row | stale |\n|---|---|\n| old | row |\n\nWithin the noise? old.\n\n"
-                      "Between.\n\n| model | trained with | stale |\n|---|---|---|\n\nAcross the zoo: old.\n\n"
-                      "Next.\n\n| routing iterations k at inference | stale |\n\n- **Errors.** old.\n\n"
-                      "Then.\n\n| transform | range | stale |\n\nAgainst the CNN: old.\n\nAfter.\n")
+    readme.write_text("# front\n\n| Table 1 row | stale |\n|---|---|\n\nWithin the noise? old.\n\nLinks.\n")
     expected = ("# intro\n\n" + table + "\nBetween.\n\n" + routing + "\nNext.\n\n" + account + "\nThen.\n\n"
                 + robust + "\nAfter.\n")
-    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(readme)]) == 0
-    assert readme.read_text() == expected and "stale" not in expected
-    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(readme)]) == 0  # idempotent
-    assert readme.read_text() == expected
+    expected_readme = "# front\n\n" + table + "\nLinks.\n"
+    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(tmp_path)]) == 0
+    assert results.read_text() == expected and "stale" not in expected
+    assert readme.read_text() == expected_readme and "stale" not in expected_readme
+    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(tmp_path)]) == 0  # idempotent
+    assert results.read_text() == expected and readme.read_text() == expected_readme
     capsys.readouterr()
 
-    bare = tmp_path / "bare.md"
-    bare.write_text("# no table here\n")
-    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(bare)]) == 1
-    assert "no Table 1 in the README" in capsys.readouterr().err and bare.read_text() == "# no table here\n"
-    half = tmp_path / "half.md"
-    half.write_text("| Table 1 row | stale |\n\nWithin the noise? old.\n")
-    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-readme", str(half)]) == 1
-    assert "no table of routing at inference" in capsys.readouterr().err
-    assert half.read_text() == "| Table 1 row | stale |\n\nWithin the noise? old.\n"
+    bare = tmp_path / "bare"
+    (bare / "docs").mkdir(parents=True)
+    (bare / "docs" / "results.md").write_text("# no table here\n")
+    (bare / "README.md").write_text(expected_readme)
+    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(bare)]) == 1
+    assert "no Table 1 in docs/results.md" in capsys.readouterr().err
+    assert (bare / "docs" / "results.md").read_text() == "# no table here\n"
+    half = tmp_path / "half"
+    (half / "docs").mkdir(parents=True)
+    (half / "docs" / "results.md").write_text("| Table 1 row | stale |\n\nWithin the noise? old.\n")
+    (half / "README.md").write_text("| Table 1 row | stale |\n\nWithin the noise? old.\n")
+    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(half)]) == 1
+    assert "no table of routing at inference in docs/results.md" in capsys.readouterr().err
+    assert (half / "docs" / "results.md").read_text() == "| Table 1 row | stale |\n\nWithin the noise? old.\n"
+    assert (half / "README.md").read_text() == "| Table 1 row | stale |\n\nWithin the noise? old.\n"
+    front = tmp_path / "front"
+    (front / "docs").mkdir(parents=True)
+    (front / "docs" / "results.md").write_text(expected)
+    (front / "README.md").write_text("# no table here\n")
+    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(front)]) == 1
+    assert "no Table 1 in README.md" in capsys.readouterr().err
+    assert (front / "README.md").read_text() == "# no table here\n"
 
 
 def fake_results(path: Path, correct: dict[int, int], *, random: float = 99.5, class_mean: float = 99.0,
