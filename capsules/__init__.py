@@ -1,10 +1,10 @@
 """capsules: Capsule Networks with dynamic routing (Sabour, Frosst & Hinton, 2017) in PyTorch."""
 
-from .baseline import BaselineCNN, BaselineCNNConfig, BaselineCNNOutput
+from .nn import BaselineCNN, BaselineCNNConfig, BaselineCNNOutput
 from .checkpoint import CheckpointError, load_model, save_model
-from .layers import PrimaryCapsules, Router, RoutingTrace, Squash, squash
-from .losses import CapsuleLoss, MarginLoss, reconstruction_loss
-from .model import CapsNet, CapsNetConfig, CapsNetOutput, Model
+from .nn import PrimaryCapsules, Router, RoutingTrace, Squash, squash
+from .nn import CapsuleLoss, MarginLoss, reconstruction_loss
+from .nn import CapsNet, CapsNetConfig, CapsNetOutput, Model
 
 __version__ = "0.1.0"
 __all__ = [

@@ -20,7 +20,7 @@ Quantities (all per image):
   receptive field in the 28x28 input (see :func:`evidence_maps`).
 
 Sizes (the 6x6 grid of 32 types, the 17x17 fields, the 28x28 input) come from the model's
-:class:`~capsules.model.CapsNetConfig` through :class:`Geometry`; the numbers above are the
+:class:`~capsules.nn.CapsNetConfig` through :class:`Geometry`; the numbers above are the
 paper's MNIST model. Every function takes the MultiMNIST CapsNet as well (36x36 input, a 10x10
 grid: 3200 primaries); for its two digits, :func:`read_pair` decodes the two longest capsules
 and one the model rejects (the paper's Fig. 5), :func:`match_sources` pairs reconstructions with
@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .layers import primary_position
-from .model import CapsNetConfig
+from .nn import primary_position
+from .nn import CapsNetConfig
 
 __all__ = [
     "Analysis", "COUPLING_VIEWS", "Classification", "CouplingView", "EVIDENCE_MODES", "EVIDENCE_SPREADS", "Geometry",
@@ -54,7 +54,7 @@ __all__ = [
     "transform_image", "transform_images", "transform_sweep", "transform_values",
 ]
 
-M_PLUS, M_MINUS = 0.9, 0.1  # the margin loss's thresholds (eq. 4; capsules.losses.MarginLoss)
+M_PLUS, M_MINUS = 0.9, 0.1  # the margin loss's thresholds (eq. 4; capsules.nn.MarginLoss)
 LONG = 0.5  # a capsule longer than this gives its digit a probability above one half
 TIE = 1e-7  # coupling coefficients closer than this are equal (float32 rounding of 1/10)
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import DEVICE_HELP, bf16_supported, describe, pick_device, resolve_precision
-from .model import CapsNet
+from .nn import CapsNet
 from .train import make_optimizer, train_step
 
 

@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from .data import DatasetError, MultiMNISTBatch, load_mnist, load_multimnist_test, to_float
 from .device import DEVICE_HELP, autocast, describe, pick_device
-from .losses import TwoDigitLoss
-from .model import CapsNet
+from .nn import TwoDigitLoss
+from .nn import CapsNet
 
 
 @dataclass

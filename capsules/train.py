@@ -54,14 +54,14 @@ import torch.distributed as torch_dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .baseline import BaselineCNN, BaselineCNNConfig
+from .nn import BaselineCNN, BaselineCNNConfig
 from .checkpoint import (CheckpointError, atomic_write_bytes, check_state, load_model, read_tensors,
                          save_model)
 from .data import DatasetError, MultiMNIST, load_mnist, load_multimnist_test, shift_augment, to_float
 from .device import DEVICE_HELP, PRECISIONS, autocast, describe, pick_device, resolve_precision
 from .evaluate import EvalResult, TwoDigitResult, evaluate, evaluate_multimnist, two_digit_correct
-from .losses import TwoDigitLoss
-from .model import CapsNet, CapsNetConfig, Model
+from .nn import TwoDigitLoss
+from .nn import CapsNet, CapsNetConfig, Model
 from .warm_start import RIMS, transfer
 
 STATE_FORMAT = "capsules.train-state"
@@ -204,7 +204,7 @@ def two_digit_objective(loss_fn: TwoDigitLoss, precision: str) -> Objective:
 
 
 def model_objective(options: dict, precision: str) -> Objective:
-    """A model's own training loss, for any kind (:mod:`capsules.model`): the forward pass
+    """A model's own training loss, for any kind (:mod:`capsules.nn.config`): the forward pass
     ``model(images, labels)`` under ``precision`` autocast (through the DistributedDataParallel
     wrapper, if any; a CapsNet's decoder masked by the true labels), then ``model.loss(out, images,
     labels, **options)`` in fp32 (a CapsNet's margin + 0.0005 x SSE reconstruction; the CNN's

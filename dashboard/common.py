@@ -13,7 +13,7 @@ open. A shipped baseline CNN is no CapsNet and is not offered: pages compare wit
 (:func:`get_baselines`) where that makes sense.
 
 Pages import these instead of copying them. Nothing here computes: the arithmetic is in
-:mod:`capsules.analysis` and :mod:`capsules.preprocess`, the drawing in :mod:`dashboard.figures`.
+:mod:`capsules.analysis` and :mod:`capsules.data.drawing`, the drawing in :mod:`dashboard.figures`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from capsules import zoo as Z
 from capsules.checkpoint import SHIPPED, CheckpointError, load_model
 from capsules.data import MultiMNIST, MultiMNISTBatch, load_mnist, load_multimnist_test, resolve_data_dir
 from capsules.device import describe, pick_device
-from capsules.preprocess import (
+from capsules.data.drawing import (
     Converted, ConvertedPair, ImageError, convert, convert_pair, convert_upload, rasterise_strokes,
 )
 from dashboard import figures as F
@@ -410,7 +410,7 @@ PENS = ("pen A", "pen B")  # the two-digit pad's pens, in the colours of dashboa
 def read_two_pens(key: str = "pair_pad") -> ConvertedPair | None:
     """The drawing pad with two pens, one per digit, in the colours of
     :data:`dashboard.figures.PAIR_COLORS` (a radio above it picks the pen that draws), as the
-    MultiMNIST model's input (:func:`capsules.preprocess.convert_pair`: one grey image, the
+    MultiMNIST model's input (:func:`capsules.data.drawing.convert_pair`: one grey image, the
     clipped sum, and each pen's digit apart), or None when it has no ink. Strokes that are no
     drawing show their reason and give None."""
     colours = ("red", "green")

@@ -25,7 +25,7 @@ import streamlit as st
 
 from capsules import analysis as A
 from capsules.data import DatasetError
-from capsules.preprocess import Converted
+from capsules.data.drawing import Converted
 from dashboard.common import (
     EVIDENCE_BARS, TEST_DIGIT, Clock, Loaded, cached_analysis, chart, digit_picker, evidence_controls, evidence_notes,
     end_run, evidence_title, figure, get_baselines, get_model, get_samples, get_test_set, model_panel, read_drawing,

@@ -27,7 +27,7 @@ import streamlit as st
 
 from capsules import analysis as A
 from capsules.data import DatasetError
-from capsules.preprocess import PAIR_SHIFT, ConvertedPair
+from capsules.data.drawing import PAIR_SHIFT, ConvertedPair
 from dashboard import figures as F
 from dashboard.common import (
     EVIDENCE_BARS, MULTIMNIST_MODELS, PENS, Clock, Loaded, cached_analysis, chart, checkpoint_path, evidence_controls,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from capsules import analysis as A
-from capsules.layers import primary_index
+from capsules.nn import primary_index
 
 
 @pytest.fixture()

@@ -265,7 +265,7 @@ def test_iterations_view_shows_saturation_and_the_training_r(at, app_model):
 
 def test_reading_notes():
     from capsules import analysis as A
-    from capsules.preprocess import Converted
+    from capsules.data.drawing import Converted
     from dashboard.explorer import Input, reading_notes
 
     class Lengths:  # what reading_notes reads of an analysis: r = 3, the lengths
@@ -333,7 +333,7 @@ def test_the_pad_sends_its_strokes_to_the_page(at, app_model):
     """Strokes in the pad's state (where the browser puts them on pen-up) replace the sample: the
     page predicts their drawing and sends them back to the pad; emptied, it returns to the sample."""
     from capsules import analysis as A
-    from capsules.preprocess import convert, rasterise_strokes
+    from capsules.data.drawing import convert, rasterise_strokes
     from dashboard.common import CANVAS_SIDE, STROKE_WIDTH
 
     sample_prediction = metric(at, "Prediction")

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from capsules import BaselineCNN, BaselineCNNConfig
-from capsules.model import count_parameters
+from capsules.nn import count_parameters
 
 SMALL = BaselineCNNConfig(conv_channels=(8, 8, 4), fc_hidden=(32, 32))
 
@@ -19,7 +19,7 @@ def cnn():
 
 
 def test_parameter_count_is_the_papers(cnn):
-    """35.4M in the paper: 'same' padding, no pooling (see capsules/baseline.py)."""
+    """35.4M in the paper: 'same' padding, no pooling (see capsules/nn/baseline.py)."""
     assert count_parameters(cnn) == 35_445_522
     assert count_parameters(cnn.convs) == 6_656 + 1_638_656 + 819_328
     assert count_parameters(cnn.hidden[0]) == 128 * 28 * 28 * 328 + 328

@@ -8,7 +8,7 @@ from PIL import Image
 
 from capsules import load_model
 from capsules.analysis import analyse
-from capsules.preprocess import to_mnist, upload_to_mnist
+from capsules.data.drawing import to_mnist, upload_to_mnist
 
 
 def png(array, mode=None) -> bytes:

@@ -146,7 +146,7 @@ def test_detach_inner_variant_changes_gradients_not_values():
 @pytest.mark.parametrize("r", [1, 2, 3, 4])
 @pytest.mark.parametrize("detach_inner", [False, True])
 def test_fused_routing_backward_matches_autograd(r, detach_inner):
-    from capsules.layers import DynamicRouting, routing_iterations
+    from capsules.nn import DynamicRouting, routing_iterations
 
     torch.manual_seed(r)
     u_hat = (0.5 * torch.randn(2, 3, 6, 4, dtype=torch.float64)).requires_grad_()

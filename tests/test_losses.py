@@ -3,7 +3,7 @@
 import torch
 
 from capsules import MarginLoss, reconstruction_loss
-from capsules.losses import CapsuleLoss
+from capsules.nn import CapsuleLoss
 
 
 def caps_with_lengths(lengths):

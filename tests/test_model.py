@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from capsules import CapsNet, CapsNetConfig
-from capsules.layers import primary_index, primary_position
-from capsules.model import count_parameters
+from capsules.nn import primary_index, primary_position
+from capsules.nn import count_parameters
 
 
 def test_parameter_count_is_the_papers():
@@ -154,7 +154,7 @@ def test_metadata_and_checkpoint_path_from_construction():
 def test_the_loop_s_objective_is_forward_masked_by_the_labels_then_capsule_loss(bf16):
     """The training loop's objective = forward masked by the true labels under autocast, then
     CapsuleLoss outside it: same loss and same gradients, bit for bit."""
-    from capsules.losses import CapsuleLoss
+    from capsules.nn import CapsuleLoss
     from capsules.train import model_objective
 
     x, y = torch.rand(4, 1, 28, 28), torch.tensor([3, 1, 4, 1])
@@ -177,7 +177,7 @@ def test_the_loop_s_objective_is_forward_masked_by_the_labels_then_capsule_loss(
 
 
 def test_the_loss_adds_the_reconstruction_weight_times_sse(tiny_model):
-    from capsules.losses import MarginLoss, reconstruction_loss
+    from capsules.nn import MarginLoss, reconstruction_loss
 
     x, y = torch.rand(3, 1, 28, 28), torch.tensor([0, 5, 9])
     torch.manual_seed(1)

@@ -1,4 +1,4 @@
-"""capsules.preprocess: drawings/photos -> MNIST-style 28x28, and safe decoding of uploads."""
+"""capsules.data.drawing: drawings/photos -> MNIST-style 28x28, and safe decoding of uploads."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageDraw
 
-from capsules.preprocess import MAX_PIXELS, ImageError, convert, load_image, rasterise_strokes, to_mnist
+from capsules.data.drawing import MAX_PIXELS, ImageError, convert, load_image, rasterise_strokes, to_mnist
 
 SIZE = 280
 
@@ -162,7 +162,7 @@ def test_faint_ink_gives_none_but_clear_ink_does_not():
 
 
 def test_convert_reports_the_size_of_the_ink():
-    from capsules.preprocess import TINY, convert
+    from capsules.data.drawing import TINY, convert
 
     canvas = np.zeros((280, 280, 4), np.uint8)
     digit = canvas.copy()
@@ -262,7 +262,7 @@ def test_large_images_work():
     None,
 ])
 def test_bad_inputs_raise_value_error_saying_what_was_expected(image):
-    from capsules.preprocess import ImageError
+    from capsules.data.drawing import ImageError
 
     with pytest.raises(ImageError, match="expected") as info:  # an ImageError is a ValueError
         to_mnist(image)
@@ -449,7 +449,7 @@ def test_malformed_strokes_raise_saying_what_was_expected(strokes, kwargs, messa
 
 
 def test_too_many_points_are_refused(monkeypatch):
-    import capsules.preprocess as P
+    import capsules.data.drawing as P
 
     monkeypatch.setattr(P, "MAX_POINTS", 10)
     rasterise_strokes([{"pen": 0, "xy": list(range(20))}], PAD, WIDTH)  # 10 points: fine
@@ -551,7 +551,7 @@ def test_load_applies_exif_orientation():
     b"\x89PNG\r\n\x1a\n" + b"\x00" * 40,  # a PNG signature and nonsense
 ])
 def test_load_garbage_raises(data):
-    from capsules.preprocess import ImageError
+    from capsules.data.drawing import ImageError
 
     with pytest.raises(ImageError, match="not an image") as info:
         load_image(data)
@@ -599,7 +599,7 @@ def test_a_pair_is_fitted_into_the_multimnist_frame():
     import torch
 
     from capsules.data import MultiMNIST
-    from capsules.preprocess import PAIR_FRAME, convert_pair
+    from capsules.data.drawing import PAIR_FRAME, convert_pair
 
     assert PAIR_FRAME == MultiMNIST(torch.zeros(2, 28, 28, dtype=torch.uint8), torch.tensor([0, 1])).image_size == 36
     masks = rasterise_strokes([ONE_A, SEVEN_B], PAD, WIDTH, pens=2)
@@ -627,7 +627,7 @@ def test_a_pair_is_fitted_into_the_multimnist_frame():
 
 
 def test_one_pen_alone_and_no_ink():
-    from capsules.preprocess import convert_pair
+    from capsules.data.drawing import convert_pair
 
     masks = rasterise_strokes([ONE_A], PAD, WIDTH, pens=2)
     out = convert_pair(masks)
@@ -640,7 +640,7 @@ def test_one_pen_alone_and_no_ink():
 
 
 def test_digits_far_apart_are_shrunk_into_the_frame_and_flagged():
-    from capsules.preprocess import convert_pair
+    from capsules.data.drawing import convert_pair
 
     left = {"pen": 0, "xy": [20, 60, 20, 140]}
     right = {"pen": 1, "xy": [220, 60, 220, 140]}
@@ -659,7 +659,7 @@ def test_digits_far_apart_are_shrunk_into_the_frame_and_flagged():
     (5, "no sequence of images"),
 ])
 def test_malformed_pairs_raise_saying_what_was_expected(masks, message):
-    from capsules.preprocess import convert_pair
+    from capsules.data.drawing import convert_pair
 
     with pytest.raises(ImageError, match=message):
         convert_pair(masks)

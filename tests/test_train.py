@@ -183,7 +183,7 @@ def test_missing_dataset_names_the_fetch_command(tmp_path):
 
 
 def test_one_data_folder_lookup_explicit_then_environment_then_beside_the_clone_then_cache(tmp_path, monkeypatch):
-    import capsules.data as D
+    import capsules.data.mnist as D
 
     shared, cache = tmp_path / "shared" / "data", tmp_path / "cache"
     monkeypatch.setattr(D, "BESIDE_CHECKOUT", shared)

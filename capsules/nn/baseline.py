@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .model import ConfigDict, Model, check_images
+from .config import ConfigDict, Model, check_images
 
 
 @dataclass(frozen=True)
