@@ -33,7 +33,7 @@ SLOW_WRITER = textwrap.dedent("""
         def __enter__(self): return self
         def __exit__(self, *a): return self.f.__exit__(*a)
     ck.os.fdopen = lambda fd, mode: Slow(real_fdopen(fd, mode))
-    from capsules.train import main
+    from capsules.train.__main__ import main
     sys.exit(main(sys.argv[1:]))
 """)
 

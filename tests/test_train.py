@@ -11,9 +11,10 @@ import torch
 
 from capsules import BaselineCNN, BaselineCNNConfig, CapsNet, CapsNetConfig
 from capsules.checkpoint import read_tensors, save_model
-import capsules.train as train_module
+import capsules.train.loop as train_module
 from capsules.data import DatasetError, load_mnist, shift_augment, to_float
-from capsules.train import (TrainConfig, TrainingError, WeightAverage, _shard, epoch_batches, learning_rate, eval_size,
+from capsules.train.datasets import _shard
+from capsules.train import (TrainConfig, TrainingError, WeightAverage, epoch_batches, learning_rate, eval_size,
                             train, train_step)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,7 +213,7 @@ def test_corrupt_dataset_file_is_named_with_md5(tmp_path, data_dir):
 
 
 def test_nan_loss_stops_training_and_keeps_checkpoints(tmp_path, data_dir, monkeypatch):
-    import capsules.train as T
+    import capsules.train.loop as T
 
     real = T._train_step
 
@@ -250,7 +251,7 @@ def test_train_cli_documents_every_option():
 def test_full_disk_is_reported_before_training(tmp_path, data_dir, monkeypatch):
     import collections
 
-    import capsules.train as T
+    import capsules.train.loop as T
 
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(T.shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 5 * 2**20, 5 * 2**20))
@@ -576,7 +577,7 @@ def test_ship_scores_a_multimnist_capsnet_on_the_two_digit_test_set(tmp_path, mo
 
 
 def test_cnn_refuses_capsnet_options_with_one_line(tmp_path, capsys):
-    from capsules.train import main
+    from capsules.train.__main__ import main
 
     for args, named in ((["--iterations", "1"], "--iterations"), (["--reconstruction-weight", "0"],
                                                                     "--reconstruction-weight"),

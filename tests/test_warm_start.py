@@ -1,4 +1,4 @@
-"""Warm start across image sizes (capsules.warm_start), frozen convolutions, the validation split,
+"""Warm start across image sizes (capsules.train.warm_start), frozen convolutions, the validation split,
 the learning-rate warm-up and the learning curve a checkpoint carries."""
 
 import json
@@ -11,7 +11,7 @@ from capsules import CapsNet, CapsNetConfig
 from capsules.checkpoint import load_model, save_model
 from capsules.data import load_mnist, to_float
 from capsules.train import TrainConfig, TrainingError, learning_rate, set_frozen, train
-from capsules.warm_start import grid_map, transfer
+from capsules.train.warm_start import grid_map, transfer
 
 
 def test_grid_map_centres_the_source_grid_and_clamps_the_rim():
@@ -133,7 +133,7 @@ def test_a_multimnist_run_warm_started_frozen_and_validated(tmp_path, data_dir):
 
 @pytest.mark.data
 def test_the_validation_digits_are_the_last_training_digits_and_never_trained_on(data_dir, tmp_path):
-    from capsules.train import _mnist_split
+    from capsules.train.datasets import _mnist_split
 
     train_x, train_y = load_mnist("train", data_dir)
     cfg = TrainConfig(data_dir=str(data_dir), validation=5000)

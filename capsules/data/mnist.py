@@ -11,13 +11,11 @@ with tensor indexing, so no DataLoader workers are needed, on the CPU or the GPU
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .nn import CapsNet
+from ..nn import CapsNet
 
 # Config fields that may differ between source and target; every other one must match.
 CARRIED_ACROSS = ("image_size",)
