@@ -2,7 +2,7 @@
 
 A page of ``streamlit run dashboard/app.py`` (``/two-digits``). The input is a drawing with two
 pens, one per digit (:func:`dashboard.common.read_two_pens`: two colours on the pad, one grey
-image for the model, :func:`capsules.preprocess.convert_pair`), or a pair from the fixed, seeded
+image for the model, :func:`capsules.data.drawing.convert_pair`), or a pair from the fixed, seeded
 MultiMNIST test set (:func:`capsules.data.load_multimnist_test`; without MNIST, pairs of the
 built-in sample digits made by the same generator). The page shows the two longest
 capsules, the paper's Fig. 5 (each digit decoded from its own capsule in its own colour over the
