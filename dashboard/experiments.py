@@ -12,20 +12,14 @@ they follow any checkpoint (the one picked in the sidebar); a misclassified digi
 explorer page with one click. A shipped baseline CNN joins the robustness curves, from its own results file (the
 robustness keys only, :func:`capsules.experiments.robustness_experiments`) on the same test digits.
 
-Where the results come from: the shipped checkpoint's ship beside it and load at once
-(:func:`capsules.experiments.load_results`, which checks the checkpoint's sha256). For any other
-checkpoint a button starts the computation in a thread of its own (:class:`Jobs`), keyed by the
-checkpoint's sha256 and shared by every session of the server process: a rerun, a second session
-or a return to the page finds the results (or the computation under way) and never starts it
-again. The page follows the progress in a fragment that reruns every second; no session waits on
-a lock while it runs (the lock of :class:`Jobs` only guards its dictionary).
+Where the results come from: every shipped model's ship beside it and load at once
+(:func:`capsules.experiments.load_results`, which checks the checkpoint's sha256). For another
+checkpoint the page gives the one command that computes them (``python -m capsules.experiments
+--checkpoint PATH``, with its progress bar) and reads the file it writes.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,67 +40,12 @@ from dashboard.common import (
 
 ABLATION_LABELS = {"routing": "own routing", "uniform": "uniform c = 1/10", "random": "random c",
                    "class_mean": "class-mean c"}
-ROBUSTNESS_SIZE = 500  # test images of the robustness curves computed here (the command line's default)
 GALLERY_COLUMNS = 8
 GALLERY_PAGE = 48  # misclassified digits per page of the gallery (6 rows)
 SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
-# ------------------------------------------------------------------------------ computing on demand
-
-
-@dataclass
-class Job:
-    """One computation of the experiments for one checkpoint. ``compute(progress)`` runs in a
-    thread of its own; :meth:`progress` is its callback, the page reads ``fraction`` and ``message``."""
-
-    key: str
-    fraction: float = 0.0
-    message: str = "starting"
-    results: dict | None = None
-    error: str | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.results is None and self.error is None
-
-    def progress(self, fraction: float, message: str) -> None:
-        self.fraction, self.message = fraction, message
-
-    def run(self, compute: Callable[[Callable[[float, str], None]], dict]) -> None:
-        try:
-            self.results = compute(self.progress)
-        except Exception as exc:  # noqa: BLE001 - the thread's end: the page shows what went wrong
-            self.error = f"{type(exc).__name__}: {exc}"
-
-
-class Jobs:
-    """The computations of this server process by key (a checkpoint's sha256), shared by every
-    session. :meth:`start` starts one only when none has been started for the key or the last one
-    failed; the lock is held only to read or change the dictionary, never while computing."""
-
-    def __init__(self):
-        self._jobs: dict[str, Job] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> Job | None:
-        with self._lock:
-            return self._jobs.get(key)
-
-    def start(self, key: str, compute: Callable[[Callable[[float, str], None]], dict]) -> Job:
-        with self._lock:
-            job = self._jobs.get(key)
-            if job is not None and job.error is None:  # running or done: never twice
-                return job
-            job = self._jobs[key] = Job(key)
-        threading.Thread(target=job.run, args=(compute,), name=f"experiments-{key[:12]}", daemon=True).start()
-        return job
-
-
-@st.cache_resource
-def jobs() -> Jobs:
-    """The one :class:`Jobs` of the server process."""
-    return Jobs()
+# ------------------------------------------------------------------------------ the results
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -115,93 +54,33 @@ def shipped_results(path: str, stamp: tuple[float, float]) -> dict | None:
     return E.load_results(path)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def file_sha256(path: str, stamp: float) -> str:
-    return E.checkpoint_sha256(path)
-
-
 def _stamp(path: Path) -> float:
     return path.stat().st_mtime if path.is_file() else 0.0
 
 
-@st.fragment(run_every=1.0)
-def follow(job: Job, what: str = "the experiments") -> None:
-    """The progress of a computation under way, redrawn every second; the whole page reruns
-    when it is over."""
-    if not job.running:
-        st.rerun()
-    st.progress(job.fraction, text=f"Computing {what}: {job.message}")
-    st.caption("The computation runs on the server in a thread of its own: other sessions carry on, and "
-               "you can leave this page (or open it in another tab) and come back. It runs once per "
-               "checkpoint; every session then reads its results.")
-
-
-Compute = Callable[..., dict]  # (model, images, labels, progress) -> the results file's JSON object
-
-
-def stored_or_offered(loaded: Loaded, compute: Compute, *, offer: str, what: str, button: str,
-                      button_key: str) -> dict | None:
-    """The results for ``loaded``'s checkpoint: those shipped beside it, else those computed in this
-    server process. Without either it says ``offer`` and offers the computation (a button), or
-    follows it while it runs, and returns None."""
-    model, path = loaded.model, loaded.model.checkpoint_path
-    if path is not None:
-        found = shipped_results(str(path), (_stamp(path), _stamp(E.results_path(path))))
-        if found is not None:
-            return found
-        key = file_sha256(str(path), _stamp(path))
-    else:
-        key = f"untrained {loaded.key}"
-    job = jobs().get(key)
-    if job is not None and job.results is not None:
-        return job.results
-    if job is not None and job.running:
-        follow(job, what)
-        return None
-    st.info(offer)
-    try:
-        images, labels = get_test_set()
-    except DatasetError as exc:
-        st.error(f"The experiments need the MNIST test set. {exc}")
-        return None
-    if job is not None:
-        st.error(f"The last computation failed: {job.error}")
-    if st.button(button, type="primary", key=button_key):
-        jobs().start(key, lambda progress: compute(model, images, labels, progress))
-        st.rerun()
-    return None
-
-
-def results_for(loaded: Loaded) -> dict | None:
-    """The results for the page's checkpoint (:func:`stored_or_offered`): all the experiments."""
+def stored(loaded: Loaded, what: str, minutes: str) -> dict | None:
+    """The results shipped beside ``loaded``'s checkpoint (those of its very weights: the sha256 is
+    checked), else None, after saying how to compute them: one command, ``minutes`` on a 2-core
+    CPU, whose file the page reads as soon as it is there."""
     path = loaded.model.checkpoint_path
-    name = f"`{path.name}`" if path is not None else "this untrained model"
-    offer = (f"No experiment results ship with {name}. They can be computed here: a traced routing pass "
-             f"over the 10,000 test images, the coupling ablations and the robustness curves on "
-             f"{ROBUSTNESS_SIZE} of them (`python -m capsules.experiments --checkpoint PATH` does the same "
-             "and writes them beside the checkpoint).")
-    return stored_or_offered(
-        loaded, lambda model, images, labels, progress: E.run_experiments(
-            model, images, labels, robustness_size=ROBUSTNESS_SIZE, progress=progress),
-        offer=offer, what="the experiments", button="Compute the experiments", button_key="compute")
+    if path is None:
+        st.info(f"This untrained model has no {what}: they are computed for a trained checkpoint.")
+        return None
+    found = shipped_results(str(path), (_stamp(path), _stamp(E.results_path(path))))
+    if found is None:
+        st.info(f"No {what} ship with `{path.name}`. Compute them ({minutes} on a 2-core CPU) with\n\n"
+                f"```bash\npython -m capsules.experiments --checkpoint {path}\n```\n\nwhich writes "
+                f"`{E.results_path(path).name}` beside the checkpoint; this page reads it on its next run.")
+    return found
 
 
 def baseline_results(baselines: list[Loaded], results: dict) -> dict[str, dict]:
     """The robustness results of each shipped baseline CNN drawn on the same test digits as
-    ``results``, by name; one without them offers their computation (or follows it), one on other
-    digits is named in a caption."""
+    ``results``, by name; one without them says how to compute them, one on other digits is named
+    in a caption."""
     found = {}
     for b in baselines:
-        offer = (f"No robustness curves ship with the baseline CNN `{b.name}`. They can be computed here, on the "
-                 f"same {ROBUSTNESS_SIZE} test digits as the CapsNet's (several minutes on a CPU: the CNN costs "
-                 f"about ten times the CapsNet's arithmetic per image; `python -m capsules.experiments "
-                 f"--checkpoint {b.model.checkpoint_path.name if b.model.checkpoint_path else 'PATH'}` does the "
-                 "same and writes them beside the checkpoint).")
-        other = stored_or_offered(
-            b, lambda model, images, labels, progress: E.robustness_experiments(
-                model, images, labels, robustness_size=ROBUSTNESS_SIZE, progress=progress),
-            offer=offer, what=f"the robustness curves of `{b.name}`", button=f"Compute the curves of {b.name}",
-            button_key=f"compute_{b.name}")
+        other = stored(b, f"robustness curves of the baseline CNN `{b.name}`", "about 5 minutes")
         if other is None:
             continue
         if E.same_subset(results, other):
@@ -378,7 +257,7 @@ def main() -> None:
     show_table1()
     show_zoo_routing()
     st.divider()  # above: every shipped model; below: the one picked
-    results = results_for(loaded)
+    results = stored(loaded, "experiment results", "about 2 minutes")
     if results is not None:
         show(results, loaded, clock)
     report_time(time_slot, clock)

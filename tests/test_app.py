@@ -542,98 +542,21 @@ def experiments_app(monkeypatch, checkpoint, data: Path):
     return open_experiments(AppTest.from_file(str(APP), default_timeout=120).run())
 
 
-def test_experiments_without_mnist_say_how_to_get_it(monkeypatch, tmp_path, other_checkpoint):
-    app = experiments_app(monkeypatch, other_checkpoint("bf16"), tmp_path / "empty")
-    assert "No experiment results ship with `capsnet-bf16.safetensors`" in " ".join(i.value for i in app.info)
-    error = " ".join(e.value for e in app.error)
-    assert "need the MNIST test set" in error and "python -m capsules.data fetch" in error
-    assert not [b for b in app.button if b.key == "compute"] and not app.get("plotly_chart")
-
-
-@pytest.mark.data
-@pytest.mark.slow
-def test_results_are_computed_once_on_demand(monkeypatch, data_dir, other_checkpoint):
-    """A checkpoint without results: the button starts one computation (the real one, on 60 test
-    images and 8 for robustness), its progress shows while it runs, in a second session too,
-    which does not start another; when it is over both show the plots, and reruns and new sessions
-    read the results without computing again."""
-    import threading
-    import time
-
+def test_a_checkpoint_without_results_gets_the_command_that_computes_them(monkeypatch, tmp_path, other_checkpoint):
+    """Nothing is computed on the page (no MNIST needed): it gives the command, and reads the file
+    the command writes on its next run."""
     from capsules import experiments as E
 
-    checkpoint = other_checkpoint("fp16")
-    calls, release = [], threading.Event()
-    real = E.run_experiments
-
-    def small(model, images, labels, **kw):
-        calls.append(threading.current_thread().name)
-        assert release.wait(60)
-        return real(model, images[:60], labels[:60], **{**kw, "robustness_size": 8})
-
-    monkeypatch.setattr(E, "run_experiments", small)
-    first = experiments_app(monkeypatch, checkpoint, data_dir)
-    assert "No experiment results ship with `capsnet-fp16.safetensors`" in " ".join(i.value for i in first.info)
-    first.button(key="compute").click().run()
-    assert not first.exception
-    progress = first.get("progress")
-    assert progress and "Computing the experiments" in progress[0].proto.text
-    second = experiments_app(monkeypatch, checkpoint, data_dir)  # another session, while it runs
-    assert second.get("progress") and not [b for b in second.button if b.key == "compute"]
-    release.set()
-    deadline = time.monotonic() + 120
-    while not first.get("plotly_chart") and time.monotonic() < deadline:
-        time.sleep(0.5)
-        first.run()
-    assert not first.exception, [e.value for e in first.exception]
-    assert set(EXPERIMENT_CHARTS) <= set(charts(first))
-    assert "Checkpoint `capsnet-fp16.safetensors`" in texts(first) and "60 MNIST test images" in texts(first)
-    for app in (first, second, experiments_app(monkeypatch, checkpoint, data_dir)):
-        app.run()
-        assert set(EXPERIMENT_CHARTS) <= set(charts(app)) and not app.exception
-    assert len(calls) == 1 and calls[0].startswith("experiments-")  # once, in a thread of its own
-
-
-def test_jobs_run_once_per_key_and_hold_no_lock_while_computing():
-    import threading
-
-    from dashboard.experiments import Jobs
-
-    jobs, release, runs = Jobs(), threading.Event(), []
-
-    def slow(progress):
-        runs.append("slow")
-        progress(0.5, "half way")
-        assert release.wait(30)
-        return {"done": True}
-
-    first = jobs.start("a", slow)
-    assert jobs.start("a", slow) is first  # running: not started twice
-    quick = jobs.start("b", lambda progress: {"quick": True})  # another key runs while "a" computes
-    for _ in range(200):
-        if quick.results is not None and first.fraction == 0.5:
-            break
-        threading.Event().wait(0.05)
-    assert quick.results == {"quick": True} and first.running and jobs.get("a") is first
-    assert (first.fraction, first.message) == (0.5, "half way")
-    release.set()
-    for _ in range(200):
-        if not first.running:
-            break
-        threading.Event().wait(0.05)
-    assert first.results == {"done": True} and jobs.start("a", slow) is first and runs == ["slow"]
-
-    def broken(progress):
-        raise ValueError("no test set")
-
-    failed = jobs.start("c", broken)
-    for _ in range(200):
-        if not failed.running:
-            break
-        threading.Event().wait(0.05)
-    assert failed.error == "ValueError: no test set"
-    retried = jobs.start("c", lambda progress: {"ok": 1})  # a failed computation may be started again
-    assert retried is not failed
+    checkpoint = other_checkpoint("bf16")
+    app = experiments_app(monkeypatch, checkpoint, tmp_path / "empty")
+    info = " ".join(i.value for i in app.info)
+    assert "No experiment results ship with `capsnet-bf16.safetensors`" in info
+    assert f"python -m capsules.experiments --checkpoint {checkpoint}" in info
+    assert not app.button and not app.get("plotly_chart") and not app.exception
+    shipped = E.load_results()  # the same weights in bf16 storage: another sha256, so the file is rewritten for it
+    E.save_results({**shipped, "checkpoint_sha256": E.checkpoint_sha256(checkpoint)}, E.results_path(checkpoint))
+    app.run()
+    assert not app.exception and set(EXPERIMENT_CHARTS) <= set(charts(app))
 
 
 # ------------------------------------------------------------------------------ the model picker and the zoo
@@ -757,7 +680,9 @@ def test_a_shipped_cnn_answers_beside_the_capsnet_and_joins_the_comparisons(zoo_
     monkeypatch.setenv("CAPSULES_DATA", str(tmp_path / "empty"))
     app.run()
     assert not app.exception, [e.value for e in app.exception]
-    assert "No robustness curves ship with the baseline CNN `cnn-mnist`" in " ".join(i.value for i in app.info)
+    info = " ".join(i.value for i in app.info)
+    assert "No robustness curves of the baseline CNN `cnn-mnist` ship with `cnn-mnist.safetensors`" in info
+    assert "python -m capsules.experiments --checkpoint" in info
     assert {t["name"] for t in charts(app)["fig_robustness"]["data"]} == {"CapsNet (capsnet-mnist)"}
 
 
