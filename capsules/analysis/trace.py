@@ -29,8 +29,6 @@ ink.
 """
 from __future__ import annotations
 
-import ast
-import json
 import math
 from dataclasses import dataclass
 
@@ -323,17 +321,9 @@ def analyse(model, image, iterations: int | None = None, sweep_iterations: int =
 
 
 def training_iterations(metadata: dict) -> int | None:
-    """The routing iterations r the checkpoint was trained with, from its ``train_config``
-    (a dict, or its JSON or Python-literal text as the sidecar stores it); None when not recorded."""
+    """The routing iterations r the checkpoint was trained with, from the ``train_config`` its JSON
+    records; None when not recorded."""
     cfg = metadata.get("train_config")
-    if isinstance(cfg, str):
-        try:
-            cfg = json.loads(cfg)
-        except ValueError:
-            try:
-                cfg = ast.literal_eval(cfg)
-            except (ValueError, SyntaxError):
-                return None
     if not isinstance(cfg, dict) or cfg.get("iterations") is None:
         return None
     return int(cfg["iterations"])
