@@ -1,10 +1,8 @@
 """capsules: Capsule Networks with dynamic routing (Sabour, Frosst & Hinton, 2017) in PyTorch."""
 
-from .nn import BaselineCNN, BaselineCNNConfig, BaselineCNNOutput
+from .nn import (BaselineCNN, BaselineCNNConfig, BaselineCNNOutput, CapsNet, CapsNetConfig, CapsNetOutput, CapsuleLoss,
+                 MarginLoss, Model, PrimaryCapsules, Router, RoutingTrace, Squash, reconstruction_loss, squash)
 from .checkpoint import CheckpointError, load_model, save_model
-from .nn import PrimaryCapsules, Router, RoutingTrace, Squash, squash
-from .nn import CapsuleLoss, MarginLoss, reconstruction_loss
-from .nn import CapsNet, CapsNetConfig, CapsNetOutput, Model
 
 __version__ = "0.1.0"
 __all__ = [

@@ -28,9 +28,8 @@ from safetensors import SafetensorError as SafetensorsError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .nn import BaselineCNN
+from .nn import BaselineCNN, CapsNet, Model
 from .device import pick_device
-from .nn import CapsNet, Model
 
 KINDS: dict[str, type[Model]] = {cls.FORMAT: cls for cls in (CapsNet, BaselineCNN)}
 WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -23,8 +23,7 @@ from tqdm.auto import tqdm
 
 from .data import DatasetError, MultiMNISTBatch, load_mnist, load_multimnist_test, to_float
 from .device import DEVICE_HELP, autocast, describe, pick_device
-from .nn import TwoDigitLoss
-from .nn import CapsNet
+from .nn import CapsNet, TwoDigitLoss
 
 
 @dataclass

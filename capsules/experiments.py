@@ -62,9 +62,7 @@ from torch import Tensor
 from .data import DatasetError, load_mnist, to_float
 from .device import DEVICE_HELP, describe, pick_device
 from .evaluate import binomial_interval
-from .nn import routing_iterations, squash
-from .nn import capsule_lengths
-from .nn import CapsNet
+from .nn import CapsNet, capsule_lengths, routing_iterations, squash
 
 __all__ = [
     "Ablation", "FORMAT", "ROBUST_LEVEL", "ROBUSTNESS", "RobustnessDiff", "RoutingPass", "SIGNIFICANCE",

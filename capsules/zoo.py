@@ -38,13 +38,12 @@ from itertools import combinations
 from pathlib import Path
 
 from .analysis import training_iterations
-from .nn import BaselineCNN
+from .nn import BaselineCNN, CapsNet
 from .checkpoint import SHIPPED, CheckpointError, read_metadata
 from .evaluate import binomial_interval
 from .experiments import (IDENTITY, ROBUST_LEVEL, SIGNIFICANCE, changed_from_k1, compare_robustness,
                           intervals_overlap, load_results, mcnemar_verdict, number_text, robust_range, same_subset,
                           untransformed, wilson_interval)
-from .nn import CapsNet
 
 __all__ = ["CHECKPOINT_DIR", "COLUMNS", "DATASET_NAMES", "KIND_NAMES", "PAPER", "PENDING", "PaperRow", "Shipped",
            "Stage", "Table1", "Table1Row", "ROUTING_COLUMNS", "RobustnessAgainstCNN", "RoutingAtInference",

@@ -58,11 +58,20 @@ def log(runs: Path, text: str) -> None:
         f.write(line + "\n")
 
 
-def last_record(out: Path) -> dict | None:
-    """The last line of a run's metrics log, or None."""
+def records(out: Path) -> list[dict]:
+    """A run's metrics log, one record an epoch ([] before its first epoch)."""
     path = out / "metrics.jsonl"
-    lines = [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    return json.loads(lines[-1]) if lines else None
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def last_record(out: Path) -> dict | None:
+    """The last record of a run's metrics log, or None."""
+    return (records(out) or [None])[-1]
+
+
+def starting(out: Path, precision: str) -> list[str]:
+    """``--precision`` for a run that starts now; none for one that resumes (it keeps its own)."""
+    return [] if (out / "state.safetensors").exists() else ["--precision", precision]
 
 
 def train(runs: Path, name: str, args: list[str], dry_run: bool) -> None:
@@ -104,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     log(runs, "arms (validation error %): " + ", ".join(f"{k} {v}" for k, v in scores.items())
         + f"; the long run takes {winner}")
 
-    long_args = [*COMMON, *ARMS[winner], *LONG_EXTRA.get(winner, []), "--precision", args.precision]
+    long_args = [*COMMON, *ARMS[winner], *LONG_EXTRA.get(winner, []), *starting(runs / "multimnist", args.precision)]
     while True:
         record = last_record(runs / "multimnist") or {}
         if record.get("val_error", 100.0) <= GOAL_ERROR or record.get("epoch", 0) >= LONG_EPOCHS:
@@ -115,14 +124,14 @@ def main(argv: list[str] | None = None) -> int:
             break
 
     while True:
-        curve = [json.loads(line) for line in ((runs / "cnn" / "metrics.jsonl").read_text().splitlines()
-                                               if (runs / "cnn" / "metrics.jsonl").exists() else []) if line.strip()]
+        curve = records(runs / "cnn")
         best = max(range(len(curve)), key=lambda k: curve[k]["val_accuracy"], default=-1)
         if curve and (len(curve) - 1 - best >= CNN_PATIENCE or len(curve) >= CNN_EPOCHS):
             log(runs, f"cnn done: epoch {len(curve)}, best validation accuracy {curve[best]['val_accuracy']}% "
                       f"at epoch {best + 1}")
             break
-        train(runs, "cnn", [*CNN, "--precision", args.precision, "--epochs", str(len(curve) + 1)], args.dry_run)
+        train(runs, "cnn", [*CNN, *starting(runs / "cnn", args.precision), "--epochs", str(len(curve) + 1)],
+              args.dry_run)
         if args.dry_run:
             break
     return 0

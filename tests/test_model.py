@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from capsules import CapsNet, CapsNetConfig
-from capsules.nn import primary_index, primary_position
-from capsules.nn import count_parameters
+from capsules.nn import count_parameters, primary_index, primary_position
 
 
 def test_parameter_count_is_the_papers():
