@@ -1,21 +1,23 @@
 """The dashboard of the MNIST CapsNet: ``streamlit run dashboard/app.py`` (from the repository root).
 
 This file is the entry: it sets up the browser tab and the navigation between pages. Each page
-is a file of its own beside this one with a ``main()``, which ``st.navigation`` runs as a script
+is a file of its own in ``app_pages/`` with a ``main()``, which ``st.navigation`` runs as a script
 (``if __name__ == "__main__": main()``) and the tests import as a module:
-:mod:`dashboard.explorer`, the explorer of one digit, :mod:`dashboard.experiments`, the
-test-set experiments (does routing matter?), and :mod:`dashboard.two_digits`, two overlapping
-digits read by the MultiMNIST CapsNet (the paper's section 6). What pages share (the model, loaded once per
-process with ``st.cache_resource``, the sample digits, the test set, the input widgets, the
-sidebar's model panel) is in :mod:`dashboard.common`. A new page is one more file and one more
-``st.Page`` in :func:`pages`; pages are files, not functions, so that ``st.switch_page`` and
-Streamlit's AppTest can open each of them by its path.
+:mod:`dashboard.app_pages.explorer`, the explorer of one digit, :mod:`dashboard.app_pages.experiments`,
+the test-set experiments (does routing matter?), and :mod:`dashboard.app_pages.two_digits`, two
+overlapping digits read by the MultiMNIST CapsNet (the paper's section 6). What pages share:
+:mod:`dashboard.models` (the models and data, loaded once per process with ``st.cache_resource``;
+the sidebar's model panel), :mod:`dashboard.widgets` (the inputs, the r slider),
+:mod:`dashboard.views` (charts, tabs, fragments); their figures are in :mod:`dashboard.figures`,
+a module per page. A new page is one more file in ``app_pages/`` and one more ``st.Page`` in
+:func:`pages`; pages are files, not functions, so that ``st.switch_page`` and Streamlit's AppTest
+can open each of them by its path.
 
-The model is picked in the sidebar (:func:`dashboard.common.pick_model`, drawn here so that the
+The model is picked in the sidebar (:func:`dashboard.models.pick_model`, drawn here so that the
 choice holds on every page): the shipped MNIST CapsNets and ``$CAPSULES_CHECKPOINT`` when it is set
 (then picked first; else the shipped checkpoint is), on ``pick_device($CAPSULES_DEVICE)`` (the GPU
 when there is one); on the two-digit page the MultiMNIST CapsNets and
-``$CAPSULES_MULTIMNIST_CHECKPOINT`` (:data:`dashboard.common.PAGE_MODELS`). The server's torch work is one
+``$CAPSULES_MULTIMNIST_CHECKPOINT`` (:data:`dashboard.models.PAGE_MODELS`). The server's torch work is one
 image at a time, where more CPU threads cost more in start-up and contention (with each other,
 other sessions and the browser) than they gain: it runs on ``$CAPSULES_THREADS`` threads, 1 by
 default.
@@ -29,9 +31,8 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from dashboard.common import (
-    EXPERIMENTS_PAGE, EXPLORER_PAGE, MNIST_MODELS, PAGE_MODELS, TWO_DIGITS_PAGE, TWO_DIGITS_URL, pick_model,
-)
+from dashboard.models import MNIST_MODELS, PAGE_MODELS, TWO_DIGITS_URL, pick_model
+from dashboard.app_pages import EXPERIMENTS_PAGE, EXPLORER_PAGE, TWO_DIGITS_PAGE
 
 ICON = "🧮"  # an emoji: the browser draws it, nothing is fetched from another host
 HERE = Path(__file__).resolve().parent

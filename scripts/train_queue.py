@@ -49,6 +49,7 @@ ARMS = {  # name: the recipe, as the long run uses it
     "d-warm-clamp": ["--init-from", MNIST_MODEL, "--warm-rim", "clamp", "--lr", "1e-4"],
 }
 LONG_EXTRA = {"c-warm-frozen-1e-3": ["--freeze-epochs", "1"]}  # the long run unfreezes after epoch 1
+DECIDED = "b-warm"  # the arms' winner, measured 2026-12-03 (docs/training.md): rerun them with --arms
 
 
 def log(runs: Path, text: str) -> None:
@@ -97,21 +98,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default=os.environ.get("CAPSULES_RUNS", str(Path.home() / "capsules-runs")))
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                         help="the precision a new long run starts in (a resumed one keeps its own)")
+    parser.add_argument("--arms", action="store_true",
+                        help=f"run the recipe arms again (else the long run takes {DECIDED}, their measured winner)")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
-    scores = {}
-    for name, recipe in ARMS.items():
-        out = runs / "arms" / name
-        if (last_record(out) or {}).get("epoch") != 1:
-            train(runs, f"arms/{name}", [*COMMON, *recipe, *ARM_DATA], args.dry_run)
-        scores[name] = (last_record(out) or {}).get("val_error", float("inf"))
-    winner = min(scores, key=scores.get)  # dicts keep the arms' order: a tie goes to the earlier
-    log(runs, "arms (validation error %): " + ", ".join(f"{k} {v}" for k, v in scores.items())
-        + f"; the long run takes {winner}")
+    winner = DECIDED
+    if args.arms:
+        scores = {}
+        for name, recipe in ARMS.items():
+            out = runs / "arms" / name
+            if (last_record(out) or {}).get("epoch") != 1:
+                train(runs, f"arms/{name}", [*COMMON, *recipe, *ARM_DATA], args.dry_run)
+            scores[name] = (last_record(out) or {}).get("val_error", float("inf"))
+        winner = min(scores, key=scores.get)  # dicts keep the arms' order: a tie goes to the earlier
+        log(runs, "arms (validation error %): " + ", ".join(f"{k} {v}" for k, v in scores.items())
+            + f"; the long run takes {winner}")
 
     long_args = [*COMMON, *ARMS[winner], *LONG_EXTRA.get(winner, []), *starting(runs / "multimnist", args.precision)]
     while True:

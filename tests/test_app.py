@@ -223,7 +223,7 @@ def test_routing_metrics_have_no_arrows_and_iteration_1_is_a_tie(at):
 
 def test_raw_coupling_is_labelled_c(at, app_model, samples):
     from capsules import analysis as A
-    from dashboard import figures as F
+    from dashboard.figures.routing import coupling_tiles
 
     open_view(at, "Routing step by step")
     options = at.radio(key="routing_view").options
@@ -232,7 +232,7 @@ def test_raw_coupling_is_labelled_c(at, app_model, samples):
     heat = charts(at)["fig_coupling"]["data"][0]
     assert heat["colorbar"]["title"]["text"] == "c" and heat["zmid"] == pytest.approx(0.1)
     res = A.analyse(app_model, samples["images"][at.selectbox(key="sample").value])
-    expected = F.coupling_tiles(res.c[-1, :, res.prediction])  # c itself, not c - 1/10
+    expected = coupling_tiles(res.c[-1, :, res.prediction])  # c itself, not c - 1/10
     np.testing.assert_allclose(array(heat["z"]), expected, rtol=1e-5, atol=1e-7)
 
 
@@ -266,7 +266,7 @@ def test_iterations_view_shows_saturation_and_the_training_r(at, app_model):
 def test_reading_notes():
     from capsules import analysis as A
     from capsules.data.drawing import Converted
-    from dashboard.explorer import Input, reading_notes
+    from dashboard.app_pages.explorer import Input, reading_notes
 
     class Lengths:  # what reading_notes reads of an analysis: r = 3, the lengths
         iterations, sweep = 3, None
@@ -293,7 +293,7 @@ def test_long_capsules_at_r_10_are_put_down_to_r(app_model, samples):
     """At r = 10 several capsules of an ordinary digit are long; the note says it is routing
     longer than training did, and which capsules are long at training's r."""
     from capsules import analysis as A
-    from dashboard.explorer import Input, reading_notes
+    from dashboard.app_pages.explorer import Input, reading_notes
 
     k = int(np.flatnonzero(samples["labels"] == 7)[0])
     image = samples["images"][k]
@@ -307,26 +307,26 @@ def test_long_capsules_at_r_10_are_put_down_to_r(app_model, samples):
 
 def test_an_unreadable_drawing_shows_its_reason(monkeypatch):
     """The page catches the preprocessing module's error for what the pad sends, and only it."""
-    import dashboard.common as common
+    import dashboard.widgets as widgets
 
     messages = []
-    monkeypatch.setattr(common.st, "warning", messages.append)
-    monkeypatch.setattr(common, "drawing_pad", lambda key, **kw: [{"pen": 0, "xy": [1, 2, 3]}])
-    assert common.read_drawing() is None and "even count" in messages[0]
+    monkeypatch.setattr(widgets.st, "warning", messages.append)
+    monkeypatch.setattr(widgets, "drawing_pad", lambda key, **kw: [{"pen": 0, "xy": [1, 2, 3]}])
+    assert widgets.read_drawing() is None and "even count" in messages[0]
 
     stroke = [{"pen": 0, "xy": [120, 40, 120, 200]}]
-    monkeypatch.setattr(common, "drawing_pad", lambda key, **kw: stroke)
-    assert common.read_drawing().image.shape == (28, 28)  # a good stroke is read
-    monkeypatch.setattr(common, "drawing_pad", lambda key, **kw: [])
-    assert common.read_drawing() is None and len(messages) == 1  # an emptied pad: the sample, quietly
+    monkeypatch.setattr(widgets, "drawing_pad", lambda key, **kw: stroke)
+    assert widgets.read_drawing().image.shape == (28, 28)  # a good stroke is read
+    monkeypatch.setattr(widgets, "drawing_pad", lambda key, **kw: [])
+    assert widgets.read_drawing() is None and len(messages) == 1  # an emptied pad: the sample, quietly
 
     def broken(array):
         raise RuntimeError("a bug in preprocessing")
 
-    monkeypatch.setattr(common, "drawing_pad", lambda key, **kw: stroke)
-    monkeypatch.setattr(common, "convert", broken)
+    monkeypatch.setattr(widgets, "drawing_pad", lambda key, **kw: stroke)
+    monkeypatch.setattr(widgets, "convert", broken)
     with pytest.raises(RuntimeError, match="a bug"):
-        common.read_drawing()
+        widgets.read_drawing()
 
 
 def test_the_pad_sends_its_strokes_to_the_page(at, app_model):
@@ -334,7 +334,7 @@ def test_the_pad_sends_its_strokes_to_the_page(at, app_model):
     page predicts their drawing and sends them back to the pad; emptied, it returns to the sample."""
     from capsules import analysis as A
     from capsules.data.drawing import convert, rasterise_strokes
-    from dashboard.common import CANVAS_SIDE, STROKE_WIDTH
+    from dashboard.widgets import CANVAS_SIDE, STROKE_WIDTH
 
     sample_prediction = metric(at, "Prediction")
     stroke = [{"pen": 0, "xy": [120, 40, 121, 120, 120, 200]}]
@@ -380,15 +380,20 @@ def test_the_server_works_on_one_thread_unless_told(monkeypatch):
 
 
 def test_figures_are_built_once_per_numbers():
-    from dashboard.common import figure
+    from dashboard.figures.base import image_figure, lengths_figure
+    from dashboard.figures.pose import pose_figure
+    from dashboard.views import figure
 
     lengths = np.linspace(0, 0.9, 10)
-    first = figure("lengths_figure", lengths, 9, height=300)
-    assert figure("lengths_figure", lengths.copy(), 9, height=300) is first  # same numbers: same figure
-    assert figure("lengths_figure", lengths, 8, height=300) is not first
+    first = figure(lengths_figure, lengths, 9, height=300)
+    assert figure(lengths_figure, lengths.copy(), 9, height=300) is first  # same numbers: same figure
+    assert figure(lengths_figure, lengths, 8, height=300) is not first
     changed = lengths.copy()
     changed[0] = 0.5
-    assert figure("lengths_figure", changed, 9, height=300) is not first
+    assert figure(lengths_figure, changed, 9, height=300) is not first
+    other = figure(pose_figure, lengths, 9, height=300)  # the same arguments to another figure: its own
+    assert other is not first and other.layout.title.text != first.layout.title.text
+    assert figure(image_figure, np.zeros((28, 28)), "x").data[0].type != "bar"
 
 
 def test_make_samples_selection():
@@ -422,7 +427,7 @@ EXPERIMENT_CHARTS = ("fig_iterations", "fig_dynamics", "fig_ablations", "fig_rob
 
 
 def open_experiments(app):
-    app.switch_page("experiments.py").run()
+    app.switch_page("app_pages/experiments.py").run()
     assert not app.exception, [e.value for e in app.exception]
     return app
 
@@ -481,7 +486,7 @@ def test_a_misclassified_digit_opens_in_the_explorer(at, app_model, samples, shi
     # picking another sample leaves it, and the address no longer names it. (AppTest reruns the page
     # its switch_page() named last, unlike a browser, whose address now names the explorer: name it.)
     other = int(np.flatnonzero(samples["labels"] == 3)[0])
-    at.switch_page("explorer.py")
+    at.switch_page("app_pages/explorer.py")
     at.selectbox(key="sample").set_value(other).run()
     assert not at.exception and "test_digit" not in at.query_params
     assert metric(at, "Prediction") == expected_prediction(app_model, samples["images"][other])
@@ -598,7 +603,7 @@ def test_the_model_picker_switches_between_the_shipped_capsnets_on_both_pages(at
             assert f"No experiment results ship with `{m.path.name}`" in " ".join(i.value for i in at.info)
         else:
             assert set(EXPERIMENT_CHARTS) <= set(charts(at))
-        at.switch_page("explorer.py").run()
+        at.switch_page("app_pages/explorer.py").run()
         assert not at.exception and metric(at, "Prediction") == expected_prediction(model, samples["images"][k])
 
 
@@ -701,7 +706,7 @@ def test_a_cnn_checkpoint_is_refused_for_the_capsnet_views(zoo_dir, monkeypatch)
 
 # ------------------------------------------------------------------------------ the two-digit page (MultiMNIST)
 
-TWO_DIGITS = "two_digits.py"
+TWO_DIGITS = "app_pages/two_digits.py"
 PAIR_CHARTS = {"Reconstructions (Fig. 5)": ("fig_pair_lengths", "fig_pair"),
                "Routing for the pair": ("fig_pair_lengths", "fig_pair_evidence"),
                "Routing iterations": ("fig_pair_lengths", "fig_pair_sweep")}
@@ -871,13 +876,13 @@ def test_each_page_keeps_its_own_model_choice(monkeypatch, tmp_path, pair_checkp
     r1 = next(m for m in shipped_capsnets() if m.name == "capsnet-mnist-r1")
     path, _ = pair_checkpoint
     app = two_digits_app(monkeypatch, path, tmp_path / "empty")
-    app.switch_page("explorer.py").run()
+    app.switch_page("app_pages/explorer.py").run()
     app.selectbox(key="model").set_value(str(r1.path.resolve())).run()
     assert not app.exception
     app.switch_page(TWO_DIGITS).run()
     assert not app.exception and app.selectbox(key="model_multimnist").value == str(path.resolve())
     assert [s for s in app.selectbox if s.key == "model"] == []  # one picker: the page's own
-    app.switch_page("explorer.py").run()
+    app.switch_page("app_pages/explorer.py").run()
     assert not app.exception and app.selectbox(key="model").value == str(r1.path.resolve())
 
 

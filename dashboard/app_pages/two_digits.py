@@ -1,7 +1,7 @@
 """Two overlapping digits: the MultiMNIST CapsNet reads both at once (the paper's section 6).
 
 A page of ``streamlit run dashboard/app.py`` (``/two-digits``). The input is a drawing with two
-pens, one per digit (:func:`dashboard.common.read_two_pens`: two colours on the pad, one grey
+pens, one per digit (:func:`dashboard.widgets.read_two_pens`: two colours on the pad, one grey
 image for the model, :func:`capsules.data.drawing.convert_pair`), or a pair from the fixed, seeded
 MultiMNIST test set (:func:`capsules.data.load_multimnist_test`; without MNIST, pairs of the
 built-in sample digits made by the same generator). The page shows the two longest
@@ -11,11 +11,11 @@ come from at every routing iteration: the explorer's evidence maps
 (:meth:`capsules.analysis.Analysis.evidence_for`) as small multiples, with the share of each
 capsule's votes that lands on each digit's ink (:func:`capsules.analysis.source_shares`).
 
-The model is the sidebar's MultiMNIST CapsNet (:data:`dashboard.common.MULTIMNIST_MODELS`:
+The model is the sidebar's MultiMNIST CapsNet (:data:`dashboard.models.MULTIMNIST_MODELS`:
 ``checkpoints/capsnet-multimnist.safetensors``, or ``$CAPSULES_MULTIMNIST_CHECKPOINT``). When
 none ships yet the page says how to train and ship one, and runs on an untrained 36x36 CapsNet,
 labelled as such. As on the explorer, every number comes from :mod:`capsules.analysis`, every
-figure from :mod:`dashboard.figures`, and each view is a fragment (:func:`dashboard.common.view`).
+figure from :mod:`dashboard.figures`, and each view is a fragment (:func:`dashboard.views.view`).
 """
 
 from __future__ import annotations
@@ -25,15 +25,18 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from capsules import analysis as A
+from capsules import analysis
 from capsules.data import DatasetError
 from capsules.data.drawing import PAIR_SHIFT, ConvertedPair
-from dashboard import figures as F
-from dashboard.common import (
-    EVIDENCE_BARS, MULTIMNIST_MODELS, PENS, Clock, Loaded, cached_analysis, chart, checkpoint_path, evidence_controls,
-    end_run, evidence_notes, figure, get_model, get_sample_pairs, get_test_pairs, model_panel, read_two_pens,
-    routing_iterations, show_views, view,
+from dashboard.figures.base import PAIR_COLORS, digit_thumbnail, lengths_figure, lengths_per_iteration_figure
+from dashboard.figures.routing import evidence_grid_figure
+from dashboard.figures.two_digits import overlay, pair_figure
+from dashboard.models import (
+    MULTIMNIST_MODELS, LoadedModel, cached_analysis, checkpoint_path, get_model, get_sample_pairs, get_test_pairs,
+    model_panel,
 )
+from dashboard.views import Clock, chart, end_run, figure, show_views, view
+from dashboard.widgets import EVIDENCE_BARS, PENS, evidence_controls, evidence_notes, read_two_pens, routing_iterations
 
 # How to get the model this page is for (docs/training.md, "MultiMNIST").
 TRAIN_COMMANDS = ("python -m capsules.train --dataset multimnist --lr 1e-4 --out runs/multimnist\n"
@@ -60,11 +63,11 @@ class PairInput:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def cached_pair(_model, model_key: str, _res: A.Analysis, image: np.ndarray, iterations: int,
-                absent: int | None) -> A.PairReading:
+def cached_pair(_model, model_key: str, _res: analysis.Analysis, image: np.ndarray, iterations: int,
+                absent: int | None) -> analysis.PairReading:
     """:func:`capsules.analysis.read_pair` of ``image``'s analysis (``_res``, the one
-    :func:`dashboard.common.cached_analysis` gives for the same model, image and r)."""
-    return A.read_pair(_model, _res, absent)
+    :func:`dashboard.models.cached_analysis` gives for the same model, image and r)."""
+    return analysis.read_pair(_model, _res, absent)
 
 
 # ------------------------------------------------------------------------------ input
@@ -98,7 +101,7 @@ def pick_pair() -> PairInput:
     st.caption(f"Pair #{k}: **{a}** (red) is {digit} #{first}, shifted by {tuple(shifts[0])}; "
                f"**{b}** (green) is #{second}, shifted by {tuple(shifts[1])} (rows, columns).")
     sources = np.stack([p.first.numpy(), p.second.numpy()]).astype(np.float32) / 255.0
-    return PairInput(image=A.as_image(p.merged.numpy()), sources=sources, names=(f"digit {a}", f"digit {b}"),
+    return PairInput(image=analysis.as_image(p.merged.numpy()), sources=sources, names=(f"digit {a}", f"digit {b}"),
                      source=f"test pair #{k} (digits {a} and {b})", labels=(a, b))
 
 
@@ -131,7 +134,7 @@ def choose_input(draw_col, pick_col) -> PairInput:
         picked = pick_pair()
         inp = picked if drawn is None else PairInput(
             image=drawn.image, sources=drawn.sources, names=PENS, source="your drawing", labels=None)
-        st.image(F.digit_thumbnail(F.overlay(inp.image, inp.sources, F.PAIR_COLORS, base=0.0), 5),
+        st.image(digit_thumbnail(overlay(inp.image, inp.sources, PAIR_COLORS, base=0.0), 5),
                  caption=f"Input now: {inp.source}, its two digits apart in their colours; the model sees only "
                          "their grey, clipped sum.")
     return inp
@@ -140,14 +143,14 @@ def choose_input(draw_col, pick_col) -> PairInput:
 # ------------------------------------------------------------------------------ top row
 
 
-def source_colors(pair: A.PairReading, inp: PairInput) -> tuple[list[str], list[int]]:
+def source_colors(pair: analysis.PairReading, inp: PairInput) -> tuple[list[str], list[int]]:
     """The colour of each of the two capsules (that of the digit its reconstruction redraws,
     :func:`capsules.analysis.match_sources`) and that digit's index in ``inp.sources``."""
-    order = list(A.match_sources(pair.reconstructions, inp.sources))
-    return [F.PAIR_COLORS[o] for o in order], order
+    order = list(analysis.match_sources(pair.reconstructions, inp.sources))
+    return [PAIR_COLORS[o] for o in order], order
 
 
-def prediction_panel(res: A.Analysis, pair: A.PairReading, inp: PairInput, order: list[int],
+def prediction_panel(res: analysis.Analysis, pair: analysis.PairReading, inp: PairInput, order: list[int],
                      untrained: bool) -> None:
     st.subheader("The two longest capsules")
     a, b = pair.digits
@@ -156,7 +159,7 @@ def prediction_panel(res: A.Analysis, pair: A.PairReading, inp: PairInput, order
               help="The longest digit capsule and its length |v|, the model's probability that the digit is present.")
     m2.metric("Second longest", f"{b} ({pair.lengths[b]:.2f})",
               help="The paper reads a MultiMNIST image as the digits of its two longest capsules.")
-    third = A.longest(pair.lengths, 3)[2]
+    third = analysis.longest(pair.lengths, 3)[2]
     said = " · ".join(f"Capsule {d} redraws {inp.names[o]} ({'red' if o == 0 else 'green'})"
                       for d, o in zip(pair.digits, order))
     said += f". The third longest, the strongest the model rejects: {third} ({pair.lengths[third]:.2f})"
@@ -170,7 +173,7 @@ def prediction_panel(res: A.Analysis, pair: A.PairReading, inp: PairInput, order
         st.caption(said + ".")
     if untrained:
         st.caption("⚠️ An **untrained** CapsNet: these lengths are noise, not a reading.")
-    chart(figure("lengths_figure", res.lengths, pair.digits, height=300,
+    chart(figure(lengths_figure, res.lengths, pair.digits, height=300,
                  title="All ten lengths |v<sub>j</sub>| (the two longest outlined)"), "fig_pair_lengths")
 
 
@@ -178,9 +181,10 @@ def prediction_panel(res: A.Analysis, pair: A.PairReading, inp: PairInput, order
 
 
 @view
-def view_reconstructions(loaded: Loaded, res: A.Analysis, inp: PairInput, colors: list[str], clock: Clock) -> None:
-    default = A.longest(res.lengths, 3)[2]
-    a, b = A.longest(res.lengths, 2)
+def view_reconstructions(loaded: LoadedModel, res: analysis.Analysis, inp: PairInput, colors: list[str],
+                         clock: Clock) -> None:
+    default = analysis.longest(res.lengths, 3)[2]
+    a, b = analysis.longest(res.lengths, 2)
     rejected = [d for d in range(len(res.lengths)) if d not in (a, b)]
     c1, _ = st.columns([1, 2])
     with c1:
@@ -188,7 +192,7 @@ def view_reconstructions(loaded: Loaded, res: A.Analysis, inp: PairInput, colors
                               format_func=lambda d: f"the third-longest ({default})" if d is None else f"capsule {d}",
                               help="A capsule outside the two longest: the digit the model says is not there.")
     pair = clock("decode (3 capsules)", cached_pair, loaded.model, loaded.key, res, res.image, res.iterations, choice)
-    chart(figure("pair_figure", res.image, pair.reconstructions, pair.digits, pair.lengths,
+    chart(figure(pair_figure, res.image, pair.reconstructions, pair.digits, pair.lengths,
                  pair.absent_reconstruction, pair.absent, colors=tuple(colors)), "fig_pair")
     st.caption(f"As the paper's Fig. 5: the decoder redraws each digit from its own capsule alone, the other nine "
                f"masked to zero (§6), in the colour of the digit it redraws, over the dimmed input; where the two "
@@ -208,20 +212,21 @@ def shares_table(shares: np.ndarray, digits, names: tuple[str, str]) -> str:
 
 
 @view
-def view_routing(res: A.Analysis, pair: A.PairReading, inp: PairInput, colors: list[str], clock: Clock) -> None:
+def view_routing(res: analysis.Analysis, pair: analysis.PairReading, inp: PairInput, colors: list[str],
+                 clock: Clock) -> None:
     mode, spread = evidence_controls("pair_evidence")
     maps = np.stack([clock(f"evidence map {d}", res.evidence_for, d, mode, spread) for d in pair.digits])
     title = {"votes": "Votes c·|û| of each winning capsule, iteration by iteration",
              "projected": "Contribution to |s<sub>j</sub>| of each winning capsule, iteration by iteration",
              "change": "Change of the votes c·|û| since iteration 1, for each winning capsule"}[mode]
-    chart(figure("evidence_grid_figure", res.image, maps, pair.digits, title=title, diverging=mode != "votes",
+    chart(figure(evidence_grid_figure, res.image, maps, pair.digits, title=title, diverging=mode != "votes",
                  outline=spread != "ink", colorbar_title=EVIDENCE_BARS[mode], colors=tuple(colors)),
           "fig_pair_evidence")
     left, right = st.columns([1.2, 1], gap="large")
     with left:
         st.markdown("**Whose ink the votes land on**")
         if mode == "votes" and spread == "ink":
-            shares = A.source_shares(maps, inp.sources)  # (2, r, 2)
+            shares = analysis.source_shares(maps, inp.sources)  # (2, r, 2)
             st.markdown(shares_table(shares, pair.digits, inp.names))
             st.caption("Each vote shared among the ink it sees, as in the maps; where the two digits overlap a "
                        "pixel's part goes to each in proportion to its ink. Routing at work raises, iteration by "
@@ -235,9 +240,9 @@ def view_routing(res: A.Analysis, pair: A.PairReading, inp: PairInput, colors: l
 
 
 @view
-def view_lengths(res: A.Analysis, clock: Clock) -> None:
+def view_lengths(res: analysis.Analysis, clock: Clock) -> None:
     sweep = res.sweep
-    chart(figure("lengths_per_iteration_figure", sweep.lengths, highlight=res.iterations,
+    chart(figure(lengths_per_iteration_figure, sweep.lengths, highlight=res.iterations,
                  title=f"Capsule lengths when routing with k = 1 … {len(sweep.predictions)} iterations"),
           "fig_pair_sweep")
     st.caption("Both digits' capsules should rise above the rest as routing proceeds; the dotted line is the "
@@ -261,8 +266,8 @@ def main() -> None:
     clock = Clock()
     loaded = get_model(MULTIMNIST_MODELS)
     untrained = loaded.model.checkpoint_path is None
-    trained = A.training_iterations(loaded.model.metadata)
-    g = A.Geometry.of(loaded.model.config)
+    trained = analysis.training_iterations(loaded.model.metadata)
+    g = analysis.Geometry.of(loaded.model.config)
     st.title("Two overlapping digits")
     st.caption(f"The paper's §6: a CapsNet trained on MultiMNIST (two digits of different classes overlaid in a "
                f"{g.side}×{g.side} frame, each shifted by up to 4 pixels; {g.caps} primary capsules, {g.types} types × "

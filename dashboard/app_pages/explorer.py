@@ -3,16 +3,16 @@
 A page of ``streamlit run dashboard/app.py``. :func:`main` reads the widgets, calls
 :mod:`capsules.analysis` for every number and :mod:`dashboard.figures` for every figure, and lays
 the page out; the functions below each read their widgets and return what they read, or draw
-one view. Each view is a fragment (:func:`dashboard.common.view`): its own controls rerun only
+one view. Each view is a fragment (:func:`dashboard.views.view`): its own controls rerun only
 the view; the input, r and the tabs rerun the page. Figures are cached by their numbers
-(:func:`dashboard.common.figure`), so a rerun redraws only what changed.
+(:func:`dashboard.views.figure`), so a rerun redraws only what changed.
 
 The CapsNet is the one picked in the sidebar. A shipped baseline CNN (the paper's Table 1 baseline)
 answers beside it where a comparison makes sense: its prediction and softmax probability for the
 same input, and for the transformed input of the transform explorer.
 
 Another page opens a given MNIST test digit here with the query parameter ``?test_digit=N``
-(:data:`dashboard.common.TEST_DIGIT`): from the built-in samples when it is one of them, else
+(:data:`dashboard.app_pages.TEST_DIGIT`): from the built-in samples when it is one of them, else
 from the MNIST test set; picking a sample leaves it.
 """
 
@@ -23,13 +23,24 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from capsules import analysis as A
+from capsules import analysis
 from capsules.data import DatasetError
 from capsules.data.drawing import Converted
-from dashboard.common import (
-    EVIDENCE_BARS, TEST_DIGIT, Clock, Loaded, cached_analysis, chart, digit_picker, evidence_controls, evidence_notes,
-    end_run, evidence_title, figure, get_baselines, get_model, get_samples, get_test_set, model_panel, read_drawing,
-    read_upload, routing_iterations, sample_label, show_views, view,
+from dashboard.figures.base import (
+    image_figure, image_pair_figure, length_change_figure, lengths_figure, lengths_per_iteration_figure,
+)
+from dashboard.figures.pose import perturbation_figure, pose_figure, transform_figure
+from dashboard.figures.routing import (
+    agreement_figure, coupling_figure, evidence_figure, iteration_strip_figure, routing_mass_figure,
+)
+from dashboard.models import (
+    LoadedModel, cached_analysis, get_baselines, get_model, get_samples, get_test_set, model_panel,
+)
+from dashboard.app_pages import TEST_DIGIT
+from dashboard.views import Clock, chart, end_run, figure, show_views, view
+from dashboard.widgets import (
+    EVIDENCE_BARS, digit_picker, evidence_controls, evidence_notes, evidence_title, read_drawing, read_upload,
+    routing_iterations, sample_label,
 )
 
 POSE_DIMS = 16
@@ -63,17 +74,18 @@ class Input:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def cached_classification(_model, model_key: str, image: np.ndarray) -> A.Classification:
-    return A.classify(_model, image)
+def cached_classification(_model, model_key: str, image: np.ndarray) -> analysis.Classification:
+    return analysis.classify(_model, image)
 
 
-def classified(baselines: list[Loaded], image: np.ndarray, clock: Clock) -> list[tuple[str, A.Classification]]:
+def classified(baselines: list[LoadedModel], image: np.ndarray,
+               clock: Clock) -> list[tuple[str, analysis.Classification]]:
     """Each baseline CNN's answer for ``image``, by checkpoint name."""
     return [(b.name, clock(f"CNN {b.name}", cached_classification, b.model, b.key, np.ascontiguousarray(image)))
             for b in baselines]
 
 
-def baseline_metric(col, name: str, answer: A.Classification, label: str = "Baseline CNN") -> None:
+def baseline_metric(col, name: str, answer: analysis.Classification, label: str = "Baseline CNN") -> None:
     col.metric(f"{label} ({name})", f"{answer.prediction} ({answer.probability:.2f})",
                help=f"The paper's baseline CNN (`{name}`) on the same 28×28 image: its prediction and, in brackets, "
                     "its softmax probability (the CapsNet's figure is the capsule's length, a probability of "
@@ -82,13 +94,13 @@ def baseline_metric(col, name: str, answer: A.Classification, label: str = "Base
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_grid(_model, model_key: str, pose: np.ndarray, digit: int) -> np.ndarray:
-    return A.perturbation_grid(_model, pose, digit)
+    return analysis.perturbation_grid(_model, pose, digit)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_sweep(_model, model_key: str, image: np.ndarray, kind: str, base: tuple, digit: int,
-                 iterations: int) -> A.TransformSweep:
-    return A.transform_sweep(_model, image, kind, base=dict(base), digit=digit, iterations=iterations)
+                 iterations: int) -> analysis.TransformSweep:
+    return analysis.transform_sweep(_model, image, kind, base=dict(base), digit=digit, iterations=iterations)
 
 
 # ------------------------------------------------------------------------------ reading widgets
@@ -126,7 +138,8 @@ def opened_test_digit(samples: dict[str, np.ndarray]) -> Input | None:
         st.warning(f"The MNIST test set has no digit #{index} (it has {labels.shape[0]:,}): showing a sample instead.")
         return None
     label = int(labels[index])
-    return Input(A.as_image(images[index].numpy()), f"test digit #{index} (label {label}, from the MNIST test set)",
+    return Input(analysis.as_image(images[index].numpy()),
+                 f"test digit #{index} (label {label}, from the MNIST test set)",
                  label, None, drawn=False)
 
 
@@ -158,7 +171,7 @@ def choose_input(samples: dict[str, np.ndarray], draw_col, pick_col) -> Input:
     if opened is not None:
         return opened
     label = int(samples["labels"][k])
-    return Input(A.as_image(samples["images"][k]), f"test digit #{int(samples['indices'][k])} (label {label})",
+    return Input(analysis.as_image(samples["images"][k]), f"test digit #{int(samples['indices'][k])} (label {label})",
                  label, None, drawn=False)
 
 
@@ -168,7 +181,7 @@ def reset_pose() -> None:
 
 
 def reset_transform() -> None:
-    for kind, (_, _, identity, _) in A.TRANSFORMS.items():
+    for kind, (_, _, identity, _) in analysis.TRANSFORMS.items():
         st.session_state[f"tf_{kind}"] = float(identity)
 
 
@@ -182,7 +195,7 @@ def forget_offsets_of_old_input(inp: Input) -> None:
 # ------------------------------------------------------------------------------ top row
 
 
-def reading_notes(res: A.Analysis, inp: Input, trained: int | None) -> list[str]:
+def reading_notes(res: analysis.Analysis, inp: Input, trained: int | None) -> list[str]:
     """What the lengths (and the size of a drawn mark) say about this input, in sentences."""
     rd, notes = res.reading, []
 
@@ -193,15 +206,15 @@ def reading_notes(res: A.Analysis, inp: Input, trained: int | None) -> list[str]
         notes.append(f"Several capsules are long: {listed(rd.long, res.lengths)}. Routing with r = "
                      f"{res.iterations}, more iterations than training's r = {trained}, drives capsules "
                      f"towards length 1 (see Routing iterations); with r = {trained} the long ones are "
-                     f"{listed(res.sweep.long(trained, A.LONG), res.sweep.lengths[trained - 1])}.")
+                     f"{listed(res.sweep.long(trained, analysis.LONG), res.sweep.lengths[trained - 1])}.")
     elif rd.several:
         notes.append(f"Several capsules are long: {listed(rd.long, res.lengths)}. Two digits, or a shape "
                      "between them; this model never saw overlapping digits in training.")
     elif rd.nothing:
-        notes.append(f"No capsule is longer than {A.LONG}: the model recognises no digit here "
+        notes.append(f"No capsule is longer than {analysis.LONG}: the model recognises no digit here "
                      f"(the longest, {rd.prediction}, has length {rd.length:.2f}).")
     elif not rd.confident:
-        notes.append(f"No capsule reaches m⁺ = {A.M_PLUS}: {rd.prediction} at {rd.length:.2f} is a "
+        notes.append(f"No capsule reaches m⁺ = {analysis.M_PLUS}: {rd.prediction} at {rd.length:.2f} is a "
                      "hesitant answer.")
     if inp.converted is not None and inp.converted.tiny:
         notes.append(f"The mark spans only {inp.converted.extent:.0%} of the "
@@ -210,8 +223,8 @@ def reading_notes(res: A.Analysis, inp: Input, trained: int | None) -> list[str]
     return notes
 
 
-def prediction_panel(res: A.Analysis, inp: Input, trained: int | None,
-                     compared: list[tuple[str, A.Classification]]) -> None:
+def prediction_panel(res: analysis.Analysis, inp: Input, trained: int | None,
+                     compared: list[tuple[str, analysis.Classification]]) -> None:
     st.subheader("Prediction")
     m1, m2 = st.columns(2)
     m1.metric("Prediction", f"{res.prediction} ({res.confidence:.2f})",
@@ -225,7 +238,7 @@ def prediction_panel(res: A.Analysis, inp: Input, trained: int | None,
                              for name, a in compared))
     for note in reading_notes(res, inp, trained):
         st.info(note)
-    chart(figure("image_pair_figure", res.image, res.reconstruction, res.prediction, height=260), "fig_pair")
+    chart(figure(image_pair_figure, res.image, res.reconstruction, res.prediction, height=260), "fig_pair")
     st.caption("Left: the 28×28 image the model classifies. Right: the decoder's reconstruction from "
                "the winning capsule alone, the others masked to zero (§4.1).")
 
@@ -234,23 +247,23 @@ def prediction_panel(res: A.Analysis, inp: Input, trained: int | None,
 
 
 @view
-def view_lengths(res: A.Analysis, clock: Clock) -> None:
+def view_lengths(res: analysis.Analysis, clock: Clock) -> None:
     left, right = st.columns(2, gap="large")
     with left:
-        chart(figure("lengths_figure", res.lengths, res.prediction), "fig_lengths")
+        chart(figure(lengths_figure, res.lengths, res.prediction), "fig_lengths")
         st.caption(f"The length of digit capsule j is the probability that digit j is present "
-                   f"(squash, eq. 1). The margin loss (eq. 4) pushes the true digit above m⁺ = {A.M_PLUS} "
-                   f"and every other below m⁻ = {A.M_MINUS}.")
+                   f"(squash, eq. 1). The margin loss (eq. 4) pushes the true digit above m⁺ = {analysis.M_PLUS} "
+                   f"and every other below m⁻ = {analysis.M_MINUS}.")
     with right:
         title = f"|v<sub>j</sub>| after each of the r = {res.iterations} iterations"
-        chart(figure("lengths_per_iteration_figure", res.lengths_per_iteration, title=title), "fig_lengths_iter")
+        chart(figure(lengths_per_iteration_figure, res.lengths_per_iteration, title=title), "fig_lengths_iter")
         if res.iterations > 1:
-            chart(figure("length_change_figure", res.length_change), "fig_length_change")
+            chart(figure(length_change_figure, res.length_change), "fig_length_change")
             st.caption("Change of every capsule's length from one routing iteration to the next: "
                        "routing moves the lengths only through the coupling coefficients c (eq. 2).")
 
 
-def routing_metrics(step: A.RoutingStep) -> None:
+def routing_metrics(step: analysis.RoutingStep) -> None:
     """Four numbers of one iteration; none of them is a change over time, so no arrows."""
     e1, e2, e3, e4 = st.columns(4)
     caps, n = step.primaries, step.digits
@@ -278,7 +291,7 @@ def routing_metrics(step: A.RoutingStep) -> None:
 
 
 @view
-def view_routing(res: A.Analysis, clock: Clock) -> None:
+def view_routing(res: analysis.Analysis, clock: Clock) -> None:
     c1, c2, c3 = st.columns([1.2, 1.0, 2.2])
     with c1:
         if res.iterations > 1:
@@ -301,7 +314,7 @@ def view_routing(res: A.Analysis, clock: Clock) -> None:
     routing_metrics(res.routing_step(t, j))
     left, right = st.columns(2, gap="large")
     with left:
-        chart(figure("coupling_figure", cv.values[t - 1], j, title=titles[shown], zmax=cv.spread, centre=cv.centre,
+        chart(figure(coupling_figure, cv.values[t - 1], j, title=titles[shown], zmax=cv.spread, centre=cv.centre,
                      colorbar_title=COUPLING_BARS[shown], geometry=res.geometry), "fig_coupling")
         g = res.geometry
         st.caption(f"Each tile is one of the {g.types} primary-capsule types over its {g.grid}×{g.grid} grid "
@@ -311,25 +324,25 @@ def view_routing(res: A.Analysis, clock: Clock) -> None:
                    "10⁻³ to 10⁻² (the mean routing entropy stays within 10⁻³ of ln 10), hence the scale "
                    "of the colour bar, the same for every iteration.")
     with right:
-        chart(figure("coupling_figure", res.agreement[t - 1, :, j], j, colorbar_title="û·v", geometry=res.geometry,
+        chart(figure(coupling_figure, res.agreement[t - 1, :, j], j, colorbar_title="û·v", geometry=res.geometry,
                      title=f"Agreement û<sub>{j}|i</sub> · v<sub>{j}</sub> after iteration {t}"),
               "fig_agreement_tiles")
         st.caption(f"What iteration {t} adds to each logit bᵢ{j} (Procedure 1, line 7): red primaries "
                    f"predict a pose that agrees with v{j} and gain coupling in the next iteration.")
-    chart(figure("routing_mass_figure", res.mass, res.vote_mass), "fig_mass")
+    chart(figure(routing_mass_figure, res.mass, res.vote_mass), "fig_mass")
     st.caption("Share of the coupling (left: Σᵢ cᵢⱼ) and of the vote length flowing into sⱼ "
                "(right: Σᵢ cᵢⱼ|ûⱼ|ᵢ|, eq. 2) that each digit receives over the iterations; 10 % is uniform.")
     every = st.expander("Agreement of every primary with every digit capsule", key="routing_every",
                         on_change="rerun")
     if every.open:  # built and sent only when opened (11,520 cells; opening reruns this view)
         with every:
-            chart(figure("agreement_figure", res.agreement[t - 1], t, geometry=res.geometry), "fig_agreement")
+            chart(figure(agreement_figure, res.agreement[t - 1], t, geometry=res.geometry), "fig_agreement")
             st.caption(f"ûⱼ|ᵢ · vⱼ after iteration {t} for every pair; columns are primaries "
                        f"i = type·{g.grid ** 2} + row·{g.grid} + col.")
 
 
 @view
-def view_evidence(res: A.Analysis, clock: Clock) -> None:
+def view_evidence(res: analysis.Analysis, clock: Clock) -> None:
     c1, c2 = st.columns([1, 2.8])
     with c1:
         j = digit_picker("Digit capsule", "evidence_digit", res.prediction)
@@ -338,18 +351,18 @@ def view_evidence(res: A.Analysis, clock: Clock) -> None:
     maps = clock("evidence map", res.evidence_for, j, mode, spread)
     left, right = st.columns([1.2, 1], gap="large")
     with left:
-        chart(figure("evidence_figure", res.image, maps, j, title=evidence_title(mode, j), diverging=mode != "votes",
+        chart(figure(evidence_figure, res.image, maps, j, title=evidence_title(mode, j), diverging=mode != "votes",
                      outline=spread != "ink", colorbar_title=EVIDENCE_BARS[mode]), "fig_evidence")
     with right:
         evidence_notes(res.geometry, "Step through the routing iterations with the slider under the map.")
 
 
 @view
-def view_iterations(res: A.Analysis, trained: int | None, clock: Clock) -> None:
+def view_iterations(res: analysis.Analysis, trained: int | None, clock: Clock) -> None:
     sweep, last = res.sweep, len(res.sweep.predictions)
     left, right = st.columns([1.2, 1], gap="large")
     with left:
-        chart(figure("lengths_per_iteration_figure", sweep.lengths, highlight=res.iterations,
+        chart(figure(lengths_per_iteration_figure, sweep.lengths, highlight=res.iterations,
                      title=f"Capsule lengths when routing with k = 1 … {last} iterations"),
               "fig_sweep_lengths")
     with right:
@@ -366,13 +379,14 @@ def view_iterations(res: A.Analysis, trained: int | None, clock: Clock) -> None:
 
         source = ("training used r = " + str(trained) + " (the checkpoint's train_config)" if trained
                   else f"the model's default r is {base}")
-        st.caption(f"Above m⁺ = {A.M_PLUS} (the shaded band, large points): at k = {base}, {listed(base, at_base)}; "
+        st.caption(f"Above m⁺ = {analysis.M_PLUS} (the shaded band, large points): at k = {base}, "
+                   f"{listed(base, at_base)}; "
                    f"at k = {last}, {listed(last, at_last)}. Each iteration adds the agreement to the logits "
                    f"again, so routing longer than {source} keeps raising the coupling to every capsule "
                    "its primaries agree with, and several capsules can approach length 1.")
         st.caption(f"Routing with k iterations equals the first k iterations of a longer routing, so one "
                    f"trace gives all ten. The sidebar's r = {res.iterations} (dotted line) is used by every view.")
-    chart(figure("iteration_strip_figure", sweep.reconstructions, sweep.predictions), "fig_sweep_strip")
+    chart(figure(iteration_strip_figure, sweep.reconstructions, sweep.predictions), "fig_sweep_strip")
 
 
 def pose_offsets(pose: np.ndarray) -> np.ndarray:
@@ -387,7 +401,7 @@ def pose_offsets(pose: np.ndarray) -> np.ndarray:
 
 
 @view
-def view_pose(loaded: Loaded, res: A.Analysis, clock: Clock) -> None:
+def view_pose(loaded: LoadedModel, res: analysis.Analysis, clock: Clock) -> None:
     model = loaded.model
     left, right = st.columns([1.15, 1], gap="large")
     with left:
@@ -401,18 +415,18 @@ def view_pose(loaded: Loaded, res: A.Analysis, clock: Clock) -> None:
                    "and the decoder redraws the digit. A new input resets the offsets.")
         pose = res.v[jp]
         offsets = pose_offsets(pose)
-        moved, recon = clock("decode (pose sliders)", A.offset_pose, model, pose, offsets, jp)
-        plain = res.reconstruction if jp == res.prediction else A.reconstruct(model, pose, jp)
+        moved, recon = clock("decode (pose sliders)", analysis.offset_pose, model, pose, offsets, jp)
+        plain = res.reconstruction if jp == res.prediction else analysis.reconstruct(model, pose, jp)
         a, b = st.columns(2)
         with a:
-            chart(figure("image_figure", plain, f"Decoded from v<sub>{jp}</sub>", height=250), "fig_pose_plain")
+            chart(figure(image_figure, plain, f"Decoded from v<sub>{jp}</sub>", height=250), "fig_pose_plain")
         with b:
-            chart(figure("image_figure", recon, f"Decoded from v<sub>{jp}</sub> + offsets", height=250),
+            chart(figure(image_figure, recon, f"Decoded from v<sub>{jp}</sub> + offsets", height=250),
                   "fig_pose_live")
-        chart(figure("pose_figure", pose, jp, moved if np.any(offsets) else None, height=290), "fig_pose_vector")
+        chart(figure(pose_figure, pose, jp, moved if np.any(offsets) else None, height=290), "fig_pose_vector")
     with right:
         grid = clock("Fig. 4 grid (176 decodes)", cached_grid, model, loaded.key, np.ascontiguousarray(pose), jp)
-        chart(figure("perturbation_figure", grid, A.perturbation_deltas(), jp, height=760), "fig_perturbation")
+        chart(figure(perturbation_figure, grid, analysis.perturbation_deltas(), jp, height=760), "fig_perturbation")
         st.caption(f"As the paper's Fig. 4: row d adds −0.25 … +0.25 (steps of 0.05) to dimension d of "
                    f"v{jp}, all other dimensions kept, and decodes. Some dimensions change stroke width, "
                    "skew or local parts of the digit.")
@@ -420,50 +434,51 @@ def view_pose(loaded: Loaded, res: A.Analysis, clock: Clock) -> None:
 
 def transform_params() -> tuple[dict[str, float], str]:
     """The five transform sliders and the swept transform."""
-    cols = st.columns(len(A.TRANSFORMS) + 1)
+    cols = st.columns(len(analysis.TRANSFORMS) + 1)
     params = {}
-    for col, (kind, (lo, hi, identity, unit)) in zip(cols, A.TRANSFORMS.items()):
+    for col, (kind, (lo, hi, identity, unit)) in zip(cols, analysis.TRANSFORMS.items()):
         with col:
             params[kind] = st.slider(TRANSFORM_LABELS[kind], float(lo), float(hi), float(identity),
                                      TRANSFORM_STEPS[kind], key=f"tf_{kind}", help=unit,
                                      format=TRANSFORM_FORMATS[kind])
     with cols[-1]:
-        kind = st.selectbox("Sweep", list(A.TRANSFORMS), key="tf_sweep", format_func=TRANSFORM_LABELS.get)
+        kind = st.selectbox("Sweep", list(analysis.TRANSFORMS), key="tf_sweep", format_func=TRANSFORM_LABELS.get)
         st.button("Reset", key="tf_reset", on_click=reset_transform)
     return params, kind
 
 
 @view
-def view_transform(loaded: Loaded, inp: Input, res: A.Analysis, baselines: list[Loaded], clock: Clock) -> None:
+def view_transform(loaded: LoadedModel, inp: Input, res: analysis.Analysis, baselines: list[LoadedModel],
+                   clock: Clock) -> None:
     model, pred = loaded.model, res.prediction
     st.caption("Transform the input and watch the capsules respond: the paper argues the pose vector "
                "changes smoothly with the digit's pose (equivariance) while the length, the "
                "probability, stays put (invariance).")
     params, kind = transform_params()
-    if A.is_identity(params):
+    if analysis.is_identity(params):
         tres = res
     else:
-        moved = clock("transform", A.transform_image, inp.image, **params)
+        moved = clock("transform", analysis.transform_image, inp.image, **params)
         tres = clock("analysis (transformed)", cached_analysis, model, loaded.key,
                      np.ascontiguousarray(moved), res.iterations)
     left, mid, right = st.columns([1.1, 1, 1.3], gap="medium")
     with left:
-        chart(figure("image_pair_figure", tres.image, tres.reconstruction, tres.prediction, height=250,
+        chart(figure(image_pair_figure, tres.image, tres.reconstruction, tres.prediction, height=250,
                      first="Transformed"), "fig_tf_pair")
         st.metric("Prediction (transformed)", f"{tres.prediction} ({tres.confidence:.2f})")
         for name, answer in classified(baselines, tres.image, clock):
             baseline_metric(st, name, answer, label="Baseline CNN, transformed")
     with mid:
-        chart(figure("lengths_figure", tres.lengths, tres.prediction, title="Lengths |v<sub>j</sub>|", height=300,
+        chart(figure(lengths_figure, tres.lengths, tres.prediction, title="Lengths |v<sub>j</sub>|", height=300,
                      values=False), "fig_tf_lengths")
     with right:
-        chart(figure("pose_figure", res.v[pred], pred, tres.v[pred], height=300, names=("original", "transformed"),
+        chart(figure(pose_figure, res.v[pred], pred, tres.v[pred], height=300, names=("original", "transformed"),
                      title=f"Pose v<sub>{pred}</sub>"), "fig_tf_pose")
     base = tuple(sorted((k_, v_) for k_, v_ in params.items() if k_ != kind))
     sweep = clock("transform sweep (21 images)", cached_sweep, model, loaded.key, inp.image, kind, base, pred,
                   res.iterations)
-    chart(figure("transform_figure", sweep.values, sweep.poses, sweep.lengths, kind, pred, current=params[kind],
-                 unit=A.TRANSFORMS[kind][3]), "fig_tf_sweep")
+    chart(figure(transform_figure, sweep.values, sweep.poses, sweep.lengths, kind, pred, current=params[kind],
+                 unit=analysis.TRANSFORMS[kind][3]), "fig_tf_sweep")
     st.caption(f"Each line is one of the 16 dimensions of capsule {pred} (the prediction for the "
                f"untransformed input) as {TRANSFORM_LABELS[kind].lower()} sweeps its range, "
                "the other transforms held at their slider values; below, all ten lengths.")
@@ -475,8 +490,8 @@ def view_transform(loaded: Loaded, inp: Input, res: A.Analysis, baselines: list[
 def main() -> None:
     clock = Clock()
     loaded = get_model()
-    trained = A.training_iterations(loaded.model.metadata)
-    cfg, g = loaded.model.config, A.Geometry.of(loaded.model.config)
+    trained = analysis.training_iterations(loaded.model.metadata)
+    cfg, g = loaded.model.config, analysis.Geometry.of(loaded.model.config)
     st.title("Capsule network explorer")
     st.caption(f"Dynamic routing between capsules (Sabour, Frosst & Hinton, 2017) on MNIST: Conv1 → "
                f"{g.caps} primary capsules ({g.types} types × {g.grid}×{g.grid}, {cfg.primary_dim}D) → routing "

@@ -26,17 +26,19 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from capsules import analysis as A
-from capsules import experiments as E
-from capsules import zoo as Z
+from capsules import analysis, experiments, zoo
 from capsules.data import DatasetError
-from capsules.report import (Notes, ablation_notes, confusion_note, dynamics_notes, iteration_intervals,
-                             iterations_notes, model_r, robustness_notes)
-from dashboard import figures as F
-from dashboard.common import (
-    EXPLORER_PAGE, TEST_DIGIT, Clock, Loaded, chart, figure, get_baselines, get_model, get_samples, get_test_set,
-    model_panel, report_time, shipped,
+from capsules.report import (
+    Notes, ablation_notes, confusion_note, dynamics_notes, iteration_intervals, iterations_notes, model_r,
+    robustness_notes,
 )
+from dashboard.figures.base import digit_thumbnail
+from dashboard.figures.experiments import (
+    ablation_figure, confusion_figure, dynamics_figure, iterations_figure, robustness_figure,
+)
+from dashboard.models import LoadedModel, get_baselines, get_model, get_samples, get_test_set, model_panel, shipped
+from dashboard.app_pages import EXPLORER_PAGE, TEST_DIGIT
+from dashboard.views import Clock, chart, figure, report_time
 
 ABLATION_LABELS = {"routing": "own routing", "uniform": "uniform c = 1/10", "random": "random c",
                    "class_mean": "class-mean c"}
@@ -51,14 +53,14 @@ SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 @st.cache_data(show_spinner=False, max_entries=8)
 def shipped_results(path: str, stamp: tuple[float, float]) -> dict | None:
     """:func:`capsules.experiments.load_results` of a checkpoint, once per (checkpoint, results file) mtime."""
-    return E.load_results(path)
+    return experiments.load_results(path)
 
 
 def _stamp(path: Path) -> float:
     return path.stat().st_mtime if path.is_file() else 0.0
 
 
-def stored(loaded: Loaded, what: str, minutes: str) -> dict | None:
+def stored(loaded: LoadedModel, what: str, minutes: str) -> dict | None:
     """The results shipped beside ``loaded``'s checkpoint (those of its very weights: the sha256 is
     checked), else None, after saying how to compute them: one command, ``minutes`` on a 2-core
     CPU, whose file the page reads as soon as it is there."""
@@ -66,15 +68,15 @@ def stored(loaded: Loaded, what: str, minutes: str) -> dict | None:
     if path is None:
         st.info(f"This untrained model has no {what}: they are computed for a trained checkpoint.")
         return None
-    found = shipped_results(str(path), (_stamp(path), _stamp(E.results_path(path))))
+    found = shipped_results(str(path), (_stamp(path), _stamp(experiments.results_path(path))))
     if found is None:
         st.info(f"No {what} ship with `{path.name}`. Compute them ({minutes} on a 2-core CPU) with\n\n"
                 f"```bash\npython -m capsules.experiments --checkpoint {path}\n```\n\nwhich writes "
-                f"`{E.results_path(path).name}` beside the checkpoint; this page reads it on its next run.")
+                f"`{experiments.results_path(path).name}` beside the checkpoint; this page reads it on its next run.")
     return found
 
 
-def baseline_results(baselines: list[Loaded], results: dict) -> dict[str, dict]:
+def baseline_results(baselines: list[LoadedModel], results: dict) -> dict[str, dict]:
     """The robustness results of each shipped baseline CNN drawn on the same test digits as
     ``results``, by name; one without them says how to compute them, one on other digits is named
     in a caption."""
@@ -83,7 +85,7 @@ def baseline_results(baselines: list[Loaded], results: dict) -> dict[str, dict]:
         other = stored(b, f"robustness curves of the baseline CNN `{b.name}`", "about 5 minutes")
         if other is None:
             continue
-        if E.same_subset(results, other):
+        if experiments.same_subset(results, other):
             found[b.name] = other
         else:
             st.caption(f"The robustness curves of `{b.name}` were drawn on other test digits "
@@ -151,7 +153,7 @@ def gallery(results: dict, samples: dict[str, np.ndarray]) -> None:
             with col:
                 idx, t, p = e["index"], e["label"], e["prediction"]
                 if idx in images:
-                    st.image(F.digit_thumbnail(images[idx], 3), width=84)
+                    st.image(digit_thumbnail(images[idx], 3), width=84)
                 st.markdown(f"**{t} → {p}**")
                 st.caption(f"|v{str(p).translate(SUBSCRIPTS)}| = {e['lengths'][p]:.2f}  \n"
                            f"|v{str(t).translate(SUBSCRIPTS)}| = {e['lengths'][t]:.2f}")
@@ -162,12 +164,12 @@ def gallery(results: dict, samples: dict[str, np.ndarray]) -> None:
 def show_table1() -> None:
     """The paper's Table 1 beside the shipped models (:func:`capsules.zoo.table1`)."""
     st.subheader("Table 1: the paper's models and the shipped ones")
-    table = Z.table1(shipped())
-    st.dataframe(pd.DataFrame(table.records(), columns=list(Z.COLUMNS)), hide_index=True)
+    table = zoo.table1(shipped())
+    st.dataframe(pd.DataFrame(table.records(), columns=list(zoo.COLUMNS)), hide_index=True)
     st.markdown(f"**Within the noise?** {table.noise}")
     st.caption(f"Test error in percent on the full test set. The paper's ± is the standard deviation over three "
                f"trials; this project's brackets are the 95% Wilson interval of one model (on MNIST's 10,000 test "
-               f"images 0.05 points is five images). “{Z.PENDING}”: no such model shipped yet. Rows compare fairly "
+               f"images 0.05 points is five images). “{zoo.PENDING}”: no such model shipped yet. Rows compare fairly "
                "only at the same epochs; the paper trained far longer, on a GPU. Pick a CapsNet in the sidebar "
                "for its experiments below.")
 
@@ -176,28 +178,28 @@ def show_table1() -> None:
 def zoo_routing(folder: str, stamp: float) -> tuple[list[dict[str, str]], list[str]]:
     """:func:`capsules.zoo.routing_at_inference` of the shipped models: its rows and findings, read
     again when the folder changes (shipping a model or its results writes into it)."""
-    table = Z.routing_at_inference(shipped())
+    table = zoo.routing_at_inference(shipped())
     return table.records(), table.findings
 
 
 def show_zoo_routing() -> None:
     """Routing at inference across the shipped MNIST CapsNets, from their experiments files."""
-    folder = Z.checkpoints_dir()
+    folder = zoo.checkpoints_dir()
     records, findings = zoo_routing(str(folder), folder.stat().st_mtime if folder.is_dir() else 0.0)
     st.subheader("Routing at inference, across the zoo")
     if records:
-        st.dataframe(pd.DataFrame(records, columns=list(Z.ROUTING_COLUMNS)), hide_index=True)
+        st.dataframe(pd.DataFrame(records, columns=list(zoo.ROUTING_COLUMNS)), hide_index=True)
     st.markdown("**Does routing help at inference?**\n" + "".join(f"\n- {line}" for line in findings))
     st.caption("Test accuracy on MNIST's 10,000 test images with k routing iterations at inference (k = 1: "
                "uniform coupling; “own”: as the model was trained), and with random and class-mean coupling, "
                "from each model's shipped experiments (the sections below show them one model at a time). "
                "The figures of one model are scored on the same images, so the noise is judged on the "
                "predictions that change between them, image by image: McNemar's exact test, beyond the noise "
-               f"when p < {E.SIGNIFICANCE:g}.")
+               f"when p < {experiments.SIGNIFICANCE:g}.")
 
 
-def show(results: dict, loaded: Loaded, clock: Clock) -> None:
-    trained = A.training_iterations(loaded.model.metadata)
+def show(results: dict, loaded: LoadedModel, clock: Clock) -> None:
+    trained = analysis.training_iterations(loaded.model.metadata)
     r, n = model_r(results, trained), results["test_images"]
     sha = results.get("checkpoint_sha256") or "none"
     st.caption(f"Checkpoint `{results.get('checkpoint') or 'untrained'}` (sha256 {sha[:12]}…), {n:,} MNIST test "
@@ -209,12 +211,12 @@ def show(results: dict, loaded: Loaded, clock: Clock) -> None:
     st.subheader("Accuracy by routing iterations at inference")
     acc = np.array(list(results["iterations"].values()), dtype=float)
     margins = np.array(list(results["margins"].values()), dtype=float)
-    chart(figure("iterations_figure", acc, iteration_intervals(results), margins, trained=r), "fig_iterations")
+    chart(figure(iterations_figure, acc, iteration_intervals(results), margins, trained=r), "fig_iterations")
     show_notes(iterations_notes(results, trained))
 
     st.subheader("Routing dynamics")
     dyn = results["dynamics"]
-    chart(figure("dynamics_figure", np.array(dyn["logit_change"]), np.array(dyn["entropy"]),
+    chart(figure(dynamics_figure, np.array(dyn["logit_change"]), np.array(dyn["entropy"]),
                  np.array(dyn["changed_from_k1"]), trained=r), "fig_dynamics")
     show_notes(dynamics_notes(results, trained))
 
@@ -222,7 +224,7 @@ def show(results: dict, loaded: Loaded, clock: Clock) -> None:
     names = list(ABLATION_LABELS)
     ab = results["ablations"]
     labels = [ABLATION_LABELS[k] + (f" (r = {r})" if k == "routing" else "") for k in names]
-    chart(figure("ablation_figure", labels, np.array([ab[k]["accuracy"] for k in names]),
+    chart(figure(ablation_figure, labels, np.array([ab[k]["accuracy"] for k in names]),
                  np.array([ab[k]["interval"] for k in names]), reference=0), "fig_ablations")
     show_notes(ablation_notes(results, trained))
 
@@ -231,16 +233,17 @@ def show(results: dict, loaded: Loaded, clock: Clock) -> None:
     others = baseline_results(get_baselines(), results)
     runs = {f"CapsNet ({loaded.name})": results, **{f"baseline CNN ({name})": r for name, r in others.items()}}
     curves = {label: r["robustness"] for label, r in runs.items()}
-    intervals = {label: {kind: [list(E.accuracy_interval(a, subset)) for _, a in curve] for kind, curve in c.items()}
+    intervals = {label: {kind: [list(experiments.accuracy_interval(a, subset)) for _, a in curve]
+                         for kind, curve in c.items()}
                  for label, c in curves.items()}
-    chart(figure("robustness_figure", curves, intervals, subset=subset, units=results.get("robustness_units")),
+    chart(figure(robustness_figure, curves, intervals, subset=subset, units=results.get("robustness_units")),
           "fig_robustness")
     show_notes(robustness_notes(results, others))
 
     st.subheader("Errors")
     left, right = st.columns([1, 1], gap="large")
     with left:
-        chart(figure("confusion_figure", np.array(results["confusion"])), "fig_confusion")
+        chart(figure(confusion_figure, np.array(results["confusion"])), "fig_confusion")
     with right:
         st.markdown(f"**This model.** {confusion_note(results)}")
         st.markdown(f"**Misclassified test digits** (below; own routing, r = {r}): true → predicted digit, "

@@ -1,0 +1,153 @@
+"""The input widgets the pages share: the drawing pad (one pen, or two for two digits), the
+upload, the sample labels, the routing-iterations slider, the digit-capsule picker and the evidence
+maps' controls. Each reads its widget and returns what it read; nothing here computes (the
+arithmetic is in :mod:`capsules.analysis` and :mod:`capsules.data.drawing`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from capsules import analysis
+from capsules.data.drawing import (
+    Converted, ConvertedPair, ImageError, convert, convert_pair, convert_upload, rasterise_strokes,
+)
+from dashboard.figures.base import PAIR_COLORS
+from dashboard.models import MAX_ITERATIONS, LoadedModel
+from dashboard.pad import drawing_pad
+
+CANVAS_SIDE = 240  # pixels; fits the input column of a 1280-pixel window
+STROKE_WIDTH = 18  # pixels of the pad: about MNIST's 2 to 3 once a digit is fitted to its 20-pixel box
+INK = "#FFFFFF"  # the pad's one pen: white on black, as MNIST
+
+
+def routing_iterations(loaded: LoadedModel, trained: int | None) -> int:
+    """The sidebar's r, used by every view; another model picked starts from its own r."""
+    default_r = int(loaded.model.config.routing_iterations)
+    said = f"training used r = {trained}" if trained else f"the model's default is r = {default_r}"
+    if st.session_state.get("iterations_model") != loaded.key or "iterations" not in st.session_state:
+        st.session_state["iterations_model"] = loaded.key
+        st.session_state["iterations"] = default_r  # the slider's value (it has no default of its own)
+    with st.sidebar:
+        st.header("Routing")
+        return st.slider("Routing iterations r", 1, MAX_ITERATIONS, key="iterations",
+                         help=f"Procedure 1 runs r iterations; the paper uses 3 and {said}. "
+                              "Every view uses this r.")
+
+
+# The evidence maps' controls (:meth:`capsules.analysis.Analysis.evidence_for`): what a map shows,
+# how each vote is spread over the input, and the colour bar's title of each.
+EVIDENCE_MODES = {"votes c·|û|": "votes", "contribution to |sⱼ|": "projected",
+                  "change since iteration 1": "change"}
+EVIDENCE_SPREADS = {"the ink it sees": "ink", "its whole field (mean)": "mean"}
+EVIDENCE_BARS = {"votes": "c·|û|", "projected": "c û·v̂", "change": "Δ c·|û|"}
+SPREAD_HELP = ("The ink it sees: each primary capsule's vote is divided among the inked pixels of its "
+               "receptive field, in proportion to their ink, so the map shows which strokes voted and adds "
+               "up to the votes. Its whole field: each pixel shows the mean vote of the fields that "
+               "contain it (one at the corners, every one in the middle).")
+
+
+def evidence_controls(prefix: str = "evidence") -> tuple[str, str]:
+    """The evidence maps' two radios, keys ``<prefix>_mode`` and ``<prefix>_spread``, each in a
+    column of its own: (mode, spread) as :meth:`capsules.analysis.Analysis.evidence_for` takes them."""
+    c1, c2 = st.columns([1.6, 1.2])
+    with c1:
+        mode = EVIDENCE_MODES[st.radio("Show", list(EVIDENCE_MODES), key=f"{prefix}_mode", horizontal=True)]
+    with c2:
+        spread = EVIDENCE_SPREADS[st.radio("Share each vote over", list(EVIDENCE_SPREADS), key=f"{prefix}_spread",
+                                           help=SPREAD_HELP)]
+    return mode, spread
+
+
+def evidence_title(mode: str, j: int) -> str:
+    """The title of capsule ``j``'s evidence map in ``mode``."""
+    return {
+        "votes": f"Evidence for digit {j}: votes c<sub>i{j}</sub>·|û<sub>{j}|i</sub>|",
+        "projected": f"Contribution to |s<sub>{j}</sub>|: c<sub>i{j}</sub> û<sub>{j}|i</sub> · v̂<sub>{j}</sub>",
+        "change": f"Evidence for digit {j}: change of c·|û| since iteration 1",
+    }[mode]
+
+
+def evidence_notes(g: analysis.Geometry, iterations: str) -> None:
+    """How to read an evidence map, under the heading "How to read it"; ``iterations`` says where
+    the map's iterations are (a slider, or one column each)."""
+    st.markdown("**How to read it**")
+    st.caption(f"Every primary capsule i sends digit j the vote cᵢⱼ ûⱼ|ᵢ (eq. 2). Its size cᵢⱼ|ûⱼ|ᵢ| "
+               f"belongs to the {g.field}×{g.field} input window the capsule sees (conv1, then PrimaryCaps "
+               f"with stride {g.stride}), summed over the {g.types} types at each position. {iterations}")
+    st.caption("**The ink it sees** divides each vote among the inked pixels of its window, so bright "
+               "strokes are where the votes come from. One edge effect remains: a window that holds "
+               "only the tip of a stroke gives its whole vote to that tip, so stroke ends near the "
+               "image border can look strong. **Its whole field** averages the windows covering each "
+               "pixel: primary capsules are long almost everywhere, background included, so it varies "
+               "little, and the border (seen by few windows) shows single windows' votes. The last "
+               "row and column are in no window and are left blank.")
+    st.caption("**Contribution to |sⱼ|** projects each vote on the direction of vⱼ: these add up "
+               "to |sⱼ|, so red makes capsule j long and blue shortens it. **Change since "
+               "iteration 1** shows where routing moved votes towards (red) or away from (blue) digit j.")
+
+
+def digit_picker(label: str, key: str, prediction: int) -> int:
+    """A digit-capsule selectbox whose default follows the prediction."""
+    choice = st.selectbox(label, [None, *range(10)], key=key,
+                          format_func=lambda d: f"winning capsule ({prediction})" if d is None else f"capsule {d}")
+    return prediction if choice is None else int(choice)
+
+
+def read_drawing(key: str = "canvas") -> Converted | None:
+    """The drawing pad (:mod:`dashboard.pad`: white ink on black, sent on pen-up) as the model's
+    input, or None when it has no ink. Strokes that are no drawing show their reason and give
+    None."""
+    strokes = drawing_pad(key, side=CANVAS_SIDE, width=STROKE_WIDTH, pens=[INK])
+    if not strokes:
+        return None
+    try:
+        return convert(rasterise_strokes(strokes, CANVAS_SIDE, STROKE_WIDTH)[0])
+    except ImageError as exc:  # what the browser sent is no drawing: say so, use the sample
+        st.warning(f"The drawing could not be read: {exc}")
+        return None
+
+
+PENS = ("pen A", "pen B")  # the two-digit pad's pens, in the colours of dashboard.figures.base.PAIR_COLORS
+
+
+def read_two_pens(key: str = "pair_pad") -> ConvertedPair | None:
+    """The drawing pad with two pens, one per digit, in the colours of
+    :data:`dashboard.figures.base.PAIR_COLORS` (a radio above it picks the pen that draws), as the
+    MultiMNIST model's input (:func:`capsules.data.drawing.convert_pair`: one grey image, the
+    clipped sum, and each pen's digit apart), or None when it has no ink. Strokes that are no
+    drawing show their reason and give None."""
+    colours = ("red", "green")
+    pen = st.radio("Pen", range(len(PENS)), key=f"{key}_pen", horizontal=True,
+                   format_func=lambda k: f"{PENS[k]} ({colours[k]})",
+                   help="Draw one digit with each pen: the strokes keep their pen's colour on the pad; the "
+                        "model sees both as one grey image.")
+    strokes = drawing_pad(key, side=CANVAS_SIDE, width=STROKE_WIDTH, pens=list(PAIR_COLORS), pen=pen)
+    if not strokes:
+        return None
+    try:
+        return convert_pair(rasterise_strokes(strokes, CANVAS_SIDE, STROKE_WIDTH, pens=len(PENS)))
+    except ImageError as exc:  # what the browser sent is no drawing: say so, use the test pair
+        st.warning(f"The drawing could not be read: {exc}")
+        return None
+
+
+def read_upload(key: str = "upload") -> tuple[Converted | None, str | None]:
+    """An uploaded photo or scan: (the model's input or None, the file's name or None). An
+    unreadable file shows its one-sentence reason."""
+    upload = st.file_uploader("Upload a photo or scan (PNG/JPEG)", type=["png", "jpg", "jpeg"], key=key)
+    if upload is None:
+        return None, None
+    converted, message = convert_upload(upload.getvalue(), upload.name)
+    if message:
+        st.info(message)
+    return converted, upload.name
+
+
+def sample_label(samples: dict[str, np.ndarray], k: int) -> str:
+    """Short enough for a narrow column: "7 · #229", "6 · #1014 · read as 5 ✗" (label, index in
+    the MNIST test set, and the shipped model's answer when it is wrong)."""
+    idx, label, pred = int(samples["indices"][k]), int(samples["labels"][k]), int(samples["predictions"][k])
+    return f"{label} · #{idx}" + (f" · read as {pred} ✗" if pred != label else "")
+
+
