@@ -1,14 +1,12 @@
 """What a CapsNet's test-set experiments show, in words: the sentences under the figures of the
-dashboard's experiments page and the account in docs/results.md of the shipped model.
+dashboard's experiments page.
 
 The results are those of :mod:`capsules.experiments` (``run_experiments``, or a results file read
 by ``load_results``). Each ``*_notes`` function turns them into :class:`Notes`: what the paper
 claimed, what later papers found and what this checkpoint shows, every number computed from the
 results and every verdict (within the noise or beyond it) decided by them, never typed in; change
-a number and the sentence follows. :func:`model_report` sets the same out as markdown (the table of
-routing iterations at inference beside the paper's Table 1, the table of coupling rules, and the
-notes), which ``python scripts/table1.py --update-docs`` writes into docs/results.md for the shipped
-model. Plain functions: nothing here needs Streamlit.
+a number and the sentence follows. Plain functions: nothing here needs
+Streamlit.
 """
 
 from __future__ import annotations
@@ -21,9 +19,8 @@ import numpy as np
 from . import experiments as E
 from .zoo import PAPER
 
-__all__ = ["Notes", "ITERATION_ROWS", "ModelReport", "PAPER_ERROR", "RULE_NAMES", "ablation_notes", "accuracy_text",
-           "changed_clause", "confusion_note", "dynamics_notes", "iteration_intervals", "iterations_notes",
-           "model_r", "model_report", "robustness_notes", "signed"]
+__all__ = ["Notes", "PAPER_ERROR", "RULE_NAMES", "ablation_notes", "accuracy_text", "changed_clause", "confusion_note",
+           "dynamics_notes", "iteration_intervals", "iterations_notes", "model_r", "robustness_notes", "signed"]
 
 # What the papers report, as they report it (the numbers for a model are computed).
 PAPER_ROWS = {row.iterations: row for row in PAPER  # Sabour et al. 2017, Table 1, with reconstruction,
@@ -262,93 +259,3 @@ def confusion_note(results: dict, top: int = 4) -> str:
     common = ", ".join(f"{t} read as {p} ({c}×)" for c, t, p in off[:top])
     return (f"{wrong} of {n:,} test digits are wrong ({100 * wrong / n:.2f}%)" +
             (f"; the most frequent confusions: {common}." if common else "."))
-
-
-# ------------------------------------------------------------------------------ the account in docs/results.md
-
-ITERATION_ROWS = (1, 2, 3, 5, 10)  # routing iterations k at inference in the table (and the model's own r)
-ITERATION_HEADER = "| routing iterations k at inference |"
-ERRORS_LINE = "- **Errors.** "  # the account's last line
-COUPLING_LABELS = {"routing": "own routing (r = {r})", "uniform": "uniform, c = 1/10",
-                   "random": "random, c = softmax of N(0, σ²) logits{sigma}",
-                   "class_mean": "class-mean c (the mean final c over the test images predicted as each class)"}
-COUPLING_SAID = {"routing": "the paper: routing by agreement is what helps",
-                 "uniform": "Paik et al.: often as good", "random": "Paik et al.: often as good",
-                 "class_mean": f"Zhao et al.: loses under {ZHAO_LOSS}% (their mean is over the training set)"}
-
-
-@dataclass(frozen=True)
-class ModelReport:
-    """One CapsNet's test-set experiments as docs/results.md gives them (:func:`model_report`)."""
-
-    name: str  # the checkpoint's name, as the results file names it
-    results: dict
-    trained: int | None  # routing iterations of training, when recorded
-
-    def iterations_table(self) -> str:
-        """Per k of :data:`ITERATION_ROWS` (and the model's own r): the paper's Table 1 figure where
-        it has one, the accuracy with its 95% interval, the mean margin, the change of the logits
-        and the routing entropy at iteration k, and the predictions that differ from k = 1."""
-        res, r = self.results, model_r(self.results, self.trained)
-        acc, iv = list(res["iterations"].values()), iteration_intervals(res)
-        margins, dyn, n = list(res["margins"].values()), res["dynamics"], res["test_images"]
-        uniform = math.log(len(res["confusion"]))
-        lines = [ITERATION_HEADER + " paper, Table 1 (with reconstruction) | this model: accuracy [95% interval] | "
-                 "mean margin | mean \\|b(t+1) − b(t)\\| at t = k | routing entropy (nats) | predictions ≠ k = 1 |",
-                 "|---|---|---|---|---|---|---|"]
-        for k in sorted({*ITERATION_ROWS, r} & set(range(1, len(acc) + 1))):
-            paper = PAPER_ROWS.get(k)
-            said = "" if paper is None else (f"{100 - paper.mnist:.2f}% ({paper.mnist:g}% ± {paper.mnist_std:g} "
-                                             "error)")
-            entropy = f"{dyn['entropy'][k - 1]:.4f}" + (" (= ln 10)" if k == 1 and len(res["confusion"]) == 10
-                                                          and abs(dyn["entropy"][0] - uniform) < 5e-5 else "")
-            changed = dyn["changed_from_k1"][k - 1]
-            cells = [f"{k}" + (" (uniform coupling)" if k == 1 else "") + (" (as trained)" if k == r else ""), said,
-                     accuracy_text(acc[k - 1], iv[k - 1]), f"{margins[k - 1]:.3f}", f"{dyn['logit_change'][k - 1]:.2e}",
-                     entropy, "" if k == 1 else f"{changed:.2f}% ({round(changed * n / 100)})"]
-            if k == r:
-                cells = [f"**{c}**" if c and i < 4 else c for i, c in enumerate(cells)]
-            lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines)
-
-    def coupling_table(self) -> str:
-        """The model's own routing and the three fixed coupling rules at inference: accuracy with its
-        95% interval, the difference from the routing and whether the intervals overlap, and what
-        the papers say of each."""
-        res, r = self.results, model_r(self.results, self.trained)
-        ab, sigma = res["ablations"], res.get("ablation_details", {}).get("random_logit_std")
-        own = ab["routing"]
-        lines = ["| coupling at inference | this model: accuracy [95% interval] | vs own routing | the papers |",
-                 "|---|---|---|---|"]
-        for rule, label in COUPLING_LABELS.items():
-            a = ab[rule]
-            spread = "" if sigma is None else f", σ = {sigma:.3f} (the spread of the model's own final logits)"
-            versus = "" if rule == "routing" else (
-                f"{signed(a['accuracy'] - own['accuracy'])}, intervals "
-                + ("overlap" if E.intervals_overlap(a["interval"], own["interval"]) else "apart"))
-            lines.append(f"| {label.format(r=r, sigma=spread)} | {accuracy_text(a['accuracy'], a['interval'])} | "
-                         f"{versus} | {COUPLING_SAID[rule]} |")
-        return "\n".join(lines)
-
-    def source(self) -> str:
-        """Where the figures come from: the results file, when, on what, how long."""
-        res = self.results
-        return (f"`{self.name}`'s results file (`{self.name}.experiments.json`, for its sha256 "
-                f"{str(res.get('checkpoint_sha256', '?'))[:12]}…): all {res['test_images']:,} test images, "
-                f"{res.get('precision', 'fp32')}, computed {str(res.get('date', '?'))[:10]} on "
-                f"{res.get('device', '?')} in {res.get('seconds', 0):.0f} s.")
-
-    def markdown(self) -> str:
-        """Both tables, then in words what the results show of the iterations, the dynamics, the
-        coupling rules and the errors (the notes of the experiments page), ending on :data:`ERRORS_LINE`."""
-        res, trained = self.results, self.trained
-        notes = [("Iterations", iterations_notes(res, trained).here), ("Dynamics", dynamics_notes(res, trained).here),
-                 ("Coupling", ablation_notes(res, trained).here), ("Source", self.source())]
-        bullets = [f"- **{head}.** {text}" for head, text in notes] + [ERRORS_LINE + confusion_note(res)]
-        return f"{self.iterations_table()}\n\n{self.coupling_table()}\n\n" + "\n".join(bullets)
-
-
-def model_report(name: str, results: dict, trained: int | None) -> ModelReport:
-    """The account in docs/results.md of the CapsNet ``name`` from its test-set experiments ``results``
-    (trained with ``trained`` routing iterations, when recorded)."""
-    return ModelReport(name, results, trained)

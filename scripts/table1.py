@@ -12,10 +12,7 @@ model matches yet says "training". ``--update-docs`` replaces the table in docs/
 README.md, whose table of the shipped models it is (from its header row to its "Within the noise?"
 line). Then, in docs/results.md only, the same for the table of routing at inference across the
 shipped MNIST CapsNets (:func:`capsules.zoo.routing_at_inference`, from their experiments results;
-from its header row to its "Across the zoo:" line), for the main CapsNet's account
-(:func:`capsules.report.model_report`: its tables of routing iterations and coupling rules at
-inference and what they show, from its experiments results; from the header row of the first to the
-"Errors." line), and for the table of robustness to affine transforms, the main CapsNet's beside the
+from its header row to its "Across the zoo:" line), and for the table of robustness to affine transforms, the main CapsNet's beside the
 baseline CNN's (:func:`capsules.zoo.robustness_against_cnn`; from its header row to its "Against the
 CNN:" line). Each file is written atomically, and only when every block was found in both.
 """
@@ -27,7 +24,6 @@ import sys
 from pathlib import Path
 
 from capsules.checkpoint import atomic_write_bytes
-from capsules.report import ERRORS_LINE, ITERATION_HEADER, model_report
 from capsules.zoo import list_shipped, main_model, robustness_against_cnn, routing_at_inference, table1
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,22 +53,18 @@ def replace_table(text: str, new: str, header: str = HEADER, last: str = NOISE, 
 
 BLOCKS = {"table1": (HEADER, NOISE, "Table 1"),
           "routing": (ROUTING_HEADER, ROUTING_SUMMARY, "table of routing at inference"),
-          "account": (ITERATION_HEADER, ERRORS_LINE, "account of the main CapsNet"),
           "robustness": (ROBUSTNESS_HEADER, ROBUSTNESS_SUMMARY, "table of robustness")}
 
 
 def generated(folder: str | None = None) -> dict[str, str]:
     """The generated blocks of docs/results.md by name (:data:`BLOCKS`): Table 1 and the routing
-    table, each with its sentence; the main CapsNet's account when it has its experiments results;
-    the robustness table when they hold robustness curves."""
+    table, each with its sentence; the robustness table when the main CapsNet's experiments results
+    hold robustness curves."""
     models = list_shipped(folder)
     table, routing = table1(models), routing_at_inference(models)
     found = {"table1": f"{table.markdown()}\n\n{NOISE}{table.noise}\n",
              "routing": f"{routing.markdown()}\n\n{ROUTING_SUMMARY}{routing.summary}\n"}
-    main = main_model(models)
-    if main is not None and "iterations" in main[1]:
-        found["account"] = model_report(main[0].name, main[1], main[0].iterations).markdown() + "\n"
-    robust = robustness_against_cnn(models, main)  # the main model's results read once
+    robust = robustness_against_cnn(models, main_model(models))  # the main model's results read once
     if robust is not None:
         found["robustness"] = f"{robust.markdown()}\n\n{ROBUSTNESS_SUMMARY}{robust.summary}\n"
     return found

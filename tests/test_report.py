@@ -1,4 +1,4 @@
-"""capsules.report: the sentences of the experiments page and the account in docs/results.md of a model, built
+"""capsules.report: the sentences of the experiments page, built
 from the results (never typed in): change a number and the verdict follows."""
 
 from __future__ import annotations
@@ -100,66 +100,3 @@ def test_notes_of_a_model_trained_with_one_iteration_compare_nothing_with_itself
     ablation = X.ablation_notes(r1, 1).here
     assert "this comparison says nothing about routing" in ablation and "within the noise" not in ablation
     assert "this comparison says nothing" not in X.ablation_notes(r1, 3).here  # r = 3: the usual verdict
-
-
-def cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split(" | ")]
-
-
-def test_model_report_is_the_results_in_tables_and_words(shipped_results):
-    """The account in docs/results.md of the main model: a row per k of ITERATION_ROWS with the results'
-    figures (the model's own r in bold, the paper's Table 1 beside k = 1 and 3), a row per coupling
-    rule with its verdict against the routing, then the page's sentences, ending on the errors."""
-    r = shipped_results
-    text = X.model_report("capsnet-mnist", r, 3).markdown()
-    lines = text.splitlines()
-    assert lines[0].startswith(X.ITERATION_HEADER) and lines[-1].startswith(X.ERRORS_LINE)
-    assert lines[-1] == X.ERRORS_LINE + X.confusion_note(r)
-    rows = [cells(line) for line in lines[2:2 + len(X.ITERATION_ROWS)]]
-    iv = X.iteration_intervals(r)
-    for k, row in zip(X.ITERATION_ROWS, rows):
-        bold = k == 3
-        label = row[0].strip("*")
-        assert label.startswith(str(k)) and ("(as trained)" in label) == bold and row[0].startswith("**") == bold
-        assert row[2].strip("*") == X.accuracy_text(r["iterations"][str(k)], iv[k - 1])
-        assert row[3].strip("*") == f"{r['margins'][str(k)]:.3f}"
-        assert row[4] == f"{r['dynamics']['logit_change'][k - 1]:.2e}"
-        paper = X.PAPER_ERROR.get(k)
-        assert (paper is None) == (row[1] == "")
-        if paper is not None:
-            assert row[1].strip("*").startswith(f"{100 - paper:.2f}% ({paper:g}% ±")
-        changed = r["dynamics"]["changed_from_k1"][k - 1]
-        assert row[6] == ("" if k == 1 else f"{changed:.2f}% ({round(changed * 100)})")
-    assert "(= ln 10)" in rows[0][5]
-
-    coupling = [cells(line) for line in lines if line.startswith(("| own routing", "| uniform", "| random",
-                                                                    "| class-mean"))]
-    own = r["ablations"]["routing"]
-    assert [c[1] for c in coupling] == [X.accuracy_text(r["ablations"][k]["accuracy"], r["ablations"][k]["interval"])
-                                        for k in ("routing", "uniform", "random", "class_mean")]
-    for c, k in zip(coupling[1:], ("uniform", "random", "class_mean")):
-        assert c[2].startswith(X.signed(r["ablations"][k]["accuracy"] - own["accuracy"]))
-    for head, notes in (("Iterations", X.iterations_notes), ("Dynamics", X.dynamics_notes),
-                        ("Coupling", X.ablation_notes)):
-        assert f"- **{head}.** {notes(r, 3).here}" in lines
-    assert any(line.startswith("- **Source.**") and r["checkpoint_sha256"][:12] in line for line in lines)
-
-    # a number changes, the account follows: class-mean coupling far below the routing
-    moved = copy.deepcopy(r)
-    moved["ablations"]["class_mean"].update(accuracy=97.0, interval=[96.6, 97.3])
-    row = next(cells(line) for line in X.model_report("m", moved, 3).markdown().splitlines()
-               if line.startswith("| class-mean"))
-    assert row[1] == "97.00% [96.60, 97.30]" and row[2] == f"{X.signed(97.0 - own['accuracy'])}, intervals apart"
-
-
-def test_model_report_of_a_model_trained_with_one_iteration():
-    """An r = 1 model: k = 1 is the row as trained, and its notes say the rules compare nothing."""
-    from capsules.checkpoint import SHIPPED
-    from capsules.experiments import load_results
-
-    r1 = load_results(SHIPPED.with_name("capsnet-mnist-r1.safetensors"))
-    lines = X.model_report("capsnet-mnist-r1", r1, 1).markdown().splitlines()
-    first = cells(lines[2])
-    assert first[0] == "**1 (uniform coupling) (as trained)**" and not lines[4].startswith("| **")
-    assert any(line.startswith("| own routing (r = 1) |") for line in lines)
-    assert any("this comparison says nothing about routing" in line for line in lines)

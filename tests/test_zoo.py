@@ -9,7 +9,6 @@ import pytest
 
 from capsules import zoo as Z
 from capsules.checkpoint import SHIPPED
-from capsules.report import model_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -187,20 +186,18 @@ def table1_script():
 
 
 def test_the_docs_show_table_1_of_the_shipped_models(capsys):
-    """docs/results.md's Table 1, its table of routing at inference, the main model's account and
-    its table of robustness against the CNN are the output of scripts/table1.py for checkpoints/,
+    """docs/results.md's Table 1, its table of routing at inference and its table of robustness
+    against the CNN are the output of scripts/table1.py for checkpoints/,
     and the README's table of the shipped models is that Table 1: shipping a model changes them (run
     the script with --update-docs)."""
     script = table1_script()
     assert script.main(["--checkpoints", str(SHIPPED.parent)]) == 0
     printed = capsys.readouterr().out
     blocks = script.texts(str(SHIPPED.parent))
-    assert len(blocks) == 4  # the main model ships its experiments (test_experiments)
-    table, routing, account, robust = blocks
+    assert len(blocks) == 3  # the main model ships its experiments (test_experiments)
+    table, routing, robust = blocks
     assert printed == "\n".join(blocks) and table.startswith(Z.table1().markdown())
     assert routing.startswith(Z.routing_at_inference().markdown())
-    main, results = Z.main_model()
-    assert account == model_report(main.name, results, main.iterations).markdown() + "\n"
     assert robust.startswith(Z.robustness_against_cnn().markdown())
     results_md = (ROOT / "docs" / "results.md").read_text()
     for text in blocks:
@@ -214,16 +211,15 @@ def test_table1_script_writes_the_tables_into_the_docs(tmp_path, capsys):
     under each) in ROOT/docs/results.md, and Table 1 in ROOT/README.md, and keeps everything around
     them; a file without all of its blocks is an error that writes nothing, to either file."""
     script = table1_script()
-    table, routing, account, robust = script.texts(str(SHIPPED.parent))
+    table, routing, robust = script.texts(str(SHIPPED.parent))
     (tmp_path / "docs").mkdir()
     results = tmp_path / "docs" / "results.md"
     results.write_text("# intro\n\n| Table 1 row | stale |\n|---|---|\n| old | row |\n\nWithin the noise? old.\n\n"
                        "Between.\n\n| model | trained with | stale |\n|---|---|---|\n\nAcross the zoo: old.\n\n"
-                       "Next.\n\n| routing iterations k at inference | stale |\n\n- **Errors.** old.\n\n"
                        "Then.\n\n| transform | range | stale |\n\nAgainst the CNN: old.\n\nAfter.\n")
     readme = tmp_path / "README.md"
     readme.write_text("# front\n\n| Table 1 row | stale |\n|---|---|\n\nWithin the noise? old.\n\nLinks.\n")
-    expected = ("# intro\n\n" + table + "\nBetween.\n\n" + routing + "\nNext.\n\n" + account + "\nThen.\n\n"
+    expected = ("# intro\n\n" + table + "\nBetween.\n\n" + routing + "\nThen.\n\n"
                 + robust + "\nAfter.\n")
     expected_readme = "# front\n\n" + table + "\nLinks.\n"
     assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(tmp_path)]) == 0
