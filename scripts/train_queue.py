@@ -35,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MNIST_MODEL = "checkpoints/capsnet-mnist.safetensors"
+MULTIMNIST_MODEL = "checkpoints/capsnet-multimnist.safetensors"
 GOAL_ERROR = 10.0  # percent of validation pairs not both right
 CNN_PATIENCE, CNN_EPOCHS = 3, 30
 CNN = ["--model", "cnn", "--validation", "5000", "--seed", "0"]
@@ -73,6 +74,27 @@ def last_record(out: Path) -> dict | None:
 def starting(out: Path, precision: str) -> list[str]:
     """``--precision`` for a run that starts now; none for one that resumes (it keeps its own)."""
     return [] if (out / "state.safetensors").exists() else ["--precision", precision]
+
+
+def continue_shipped(long_args: list[str]) -> list[str]:
+    """The long run's recipe for a run folder that is gone: when the shipped MultiMNIST CapsNet is a
+    piece of this long run (its JSON records the same validation split), the new run warm-starts from
+    it at the learning rate the next epoch would have had, so a lost folder loses at most the
+    piece since the last ship; else ``long_args`` as they are."""
+    meta = ROOT / MULTIMNIST_MODEL
+    try:
+        info = json.loads(meta.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return long_args
+    curve, config = info.get("learning_curve") or [], info.get("train_config") or {}
+    if not curve or config.get("validation") != 5000 or "lr" not in curve[-1]:
+        return long_args
+    lr = f"{curve[-1]['lr']:.4g}"  # the rate after its last epoch: the next epoch's
+    args = list(long_args)
+    for option in ("--init-from", "--lr"):  # replaced below
+        if option in args:
+            del args[args.index(option):args.index(option) + 2]
+    return [*args, "--init-from", MULTIMNIST_MODEL, "--lr", lr]
 
 
 def train(runs: Path, name: str, args: list[str], dry_run: bool) -> None:
@@ -119,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             + f"; the long run takes {winner}")
 
     long_args = [*COMMON, *ARMS[winner], *LONG_EXTRA.get(winner, []), *starting(runs / "multimnist", args.precision)]
+    if not (runs / "multimnist" / "state.safetensors").exists():
+        long_args = continue_shipped(long_args)
     while True:
         record = last_record(runs / "multimnist") or {}
         if record.get("val_error", 100.0) <= GOAL_ERROR or record.get("epoch", 0) >= LONG_EPOCHS:
