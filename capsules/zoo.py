@@ -48,7 +48,7 @@ from .experiments import (IDENTITY, ROBUST_LEVEL, SIGNIFICANCE, changed_from_k1,
 __all__ = ["CHECKPOINT_DIR", "COLUMNS", "DATASET_NAMES", "KIND_NAMES", "PAPER", "PENDING", "PaperRow", "Shipped",
            "Stage", "Table1", "Table1Row", "ROUTING_COLUMNS", "RobustnessAgainstCNN", "RoutingAtInference",
            "checkpoints_dir", "dataset_of", "list_shipped", "main_model", "robustness_against_cnn",
-           "routing_at_inference", "stages_of", "table1"]
+           "pretrained_on", "routing_at_inference", "stages_of", "table1"]
 
 CHECKPOINT_DIR = "CAPSULES_CHECKPOINT_DIR"  # environment variable: the folder of shipped models
 KIND_NAMES = {CapsNet.FORMAT: "capsnet", BaselineCNN.FORMAT: "cnn"}  # as ``python -m capsules.train --model``
@@ -90,10 +90,12 @@ MAX_STAGES = 32  # a longer chain of init_from records is not followed (a JSON t
 
 
 def stages_of(info: dict) -> tuple[Stage, ...]:
-    """The runs that trained the weights ``info`` (a checkpoint's JSON) describes, the first
-    first: those its ``init_from`` records name, each nested in the next, then its own."""
+    """The runs that trained the weights ``info`` (a checkpoint's JSON) describes on its data set,
+    the first first: those its ``init_from`` records name, each nested in the next, then its own.
+    A run on another data set (the 28x28 MNIST CapsNet a MultiMNIST run warm-starts from) ends the
+    chain: its epochs are not this data set's (:func:`pretrained_on` names it)."""
     chain, record = [], info
-    while isinstance(record, dict) and len(chain) < MAX_STAGES:
+    while isinstance(record, dict) and len(chain) < MAX_STAGES and dataset_of(record) == dataset_of(info):
         chain.append(record)
         record = record.get("init_from")
 
@@ -105,6 +107,19 @@ def stages_of(info: dict) -> tuple[Stage, ...]:
 
     return tuple(Stage(number(d, "epoch", int), number(d, "train_seconds", float),
                        d.get("hardware") if isinstance(d.get("hardware"), str) else None) for d in reversed(chain))
+
+
+def pretrained_on(info: dict) -> str | None:
+    """The checkpoint of another data set the weights started from (its file name without
+    .safetensors), or None: the first ``init_from`` record in the chain whose data set differs."""
+    record = info.get("init_from")
+    for _ in range(MAX_STAGES):
+        if not isinstance(record, dict):
+            return None
+        if dataset_of(record) != dataset_of(info):
+            return Path(str(record.get("path", "?"))).stem
+        record = record.get("init_from")
+    return None
 
 
 def _total(values: list) -> float | None:
@@ -131,6 +146,7 @@ class Shipped:
     hardware: str | None  # of the last run
     train_seconds: float | None  # of every run that trained these weights
     stages: tuple[Stage, ...] = ()  # those runs, the first first; () when not recorded
+    pretrained: str | None = None  # the checkpoint of another data set the weights started from
 
     @classmethod
     def of(cls, path: str | os.PathLike, info: dict) -> Shipped:
@@ -159,7 +175,8 @@ class Shipped:
                    epochs=None if epochs is None else int(epochs),
                    correct=number("test_correct", int), total=number("test_total", int),
                    accuracy=number("test_accuracy", float), weights_dtype=info.get("weights_dtype", "fp32"),
-                   hardware=info.get("hardware"), train_seconds=seconds, stages=stages)
+                   hardware=info.get("hardware"), train_seconds=seconds, stages=stages,
+                   pretrained=pretrained_on(info))
 
     @property
     def epochs_text(self) -> str:
@@ -206,7 +223,8 @@ class Shipped:
         if self.kind == "cnn":
             return "baseline CNN"
         said = {True: "with reconstruction", False: "no reconstruction", None: "reconstruction not recorded"}
-        return f"r = {self.iterations if self.iterations is not None else '?'}, {said[self.reconstruction]}"
+        start = f", from {self.pretrained}'s weights" if self.pretrained else ""
+        return f"r = {self.iterations if self.iterations is not None else '?'}, {said[self.reconstruction]}{start}"
 
     @property
     def label(self) -> str:

@@ -98,6 +98,26 @@ def test_iterations_fall_back_to_the_config_and_unrecorded_figures_are_none(tmp_
     assert m.recipe == "r = 2, reconstruction not recorded"
 
 
+def test_a_warm_start_from_another_data_set_counts_only_this_data_sets_runs():
+    """A MultiMNIST CapsNet warm-started from the MNIST one: its epochs and time are its own runs'
+    (the MNIST epochs are not MultiMNIST epochs), and its recipe names the weights it started from;
+    a further MultiMNIST run from it counts both MultiMNIST runs."""
+    mnist = {"path": "checkpoints/capsnet-mnist.safetensors", "epoch": 11, "train_seconds": 8000.0,
+             "train_config": {"dataset": "mnist"}, "init_from": {"epoch": 29, "train_seconds": 14000.0}}
+    first = {"format": "capsules.capsnet", "epoch": 4, "train_seconds": 5000.0, "hardware": "CPU: X",
+             "train_config": {"dataset": "multimnist", "iterations": 3, "reconstruction_weight": 5e-4},
+             "init_from": mnist}
+    m = Z.Shipped.of("capsnet-multimnist.safetensors", first)
+    assert (m.dataset, m.epochs, m.epochs_text, m.train_seconds, len(m.stages)) == ("multimnist", 4, "4", 5000.0, 1)
+    assert m.pretrained == "capsnet-mnist" and m.recipe == "r = 3, with reconstruction, from capsnet-mnist's weights"
+    further = {**first, "epoch": 2, "train_seconds": 2000.0,
+               "init_from": {"path": "checkpoints/capsnet-multimnist.safetensors", **first}}
+    m = Z.Shipped.of("capsnet-multimnist.safetensors", further)
+    assert (m.epochs_text, m.train_seconds, m.pretrained) == ("6 (4 + 2)", 7000.0, "capsnet-mnist")
+    plain = Z.Shipped.of("capsnet-mnist.safetensors", {**mnist, "format": "capsules.capsnet"})
+    assert plain.pretrained is None and plain.epochs_text == "40 (29 + 11)"
+
+
 def test_error_and_its_wilson_interval(folder):
     m = by_name(Z.list_shipped(folder))["capsnet-mnist"]
     assert m.errors == 44 and m.error == pytest.approx(0.44)
