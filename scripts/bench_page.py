@@ -3,7 +3,7 @@
     python scripts/bench_page.py [--repeats 5] [--cold 3] [--json docs/bench-page.json] [--note TEXT]
 
 Starts ``streamlit run dashboard/app.py`` on a free localhost port and drives the system's
-chromium through the browser tests' harness (``tests/browser.py``; nothing is downloaded).
+chromium through the browser harness (:mod:`dashboard.browser`; nothing is downloaded).
 Measures, each from the browser's own event to what it shows (the page's clock,
 ``performance.now()``, so no round trip to this script is counted):
 
@@ -38,8 +38,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from screenshot import harness  # noqa: E402  (tests/browser.py, loaded from its path)
+from dashboard import browser as harness
+
 
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"cold_start": 4.0, "page_load_to_prediction": 4.0, "pen_up_to_prediction": 0.3, "tab_settled": 0.6,
@@ -174,7 +174,7 @@ def stroke(k: int) -> list[tuple[float, float]]:
     time (a shift alone would not do: the page centres the ink, so it would be the same input)."""
     lean = 0.05 * ((k % 7) - 3)
     bend = 0.03 * (k // 7)
-    return [(x + lean * (y - 0.5) + bend * (1 - abs(2 * y - 1)), y) for x, y in harness().STROKE_ONE]
+    return [(x + lean * (y - 0.5) + bend * (1 - abs(2 * y - 1)), y) for x, y in harness.STROKE_ONE]
 
 
 def cold_start(b, pw_browser, env: dict) -> dict:
@@ -215,7 +215,7 @@ def summary(values: list[float]) -> dict:
 
 
 def run(args) -> dict:
-    b = harness()
+    b = harness
     chromium = b.find_chromium()
     if chromium is None:
         raise SystemExit("error: no chromium found (set $CAPSULES_CHROMIUM)")

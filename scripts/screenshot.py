@@ -10,21 +10,13 @@ Uses the system chromium through Playwright (nothing is downloaded). The PNG is 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import sys
 from pathlib import Path
 
+from dashboard import browser as harness
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def harness():
-    """``tests/browser.py``, the browser harness the tests use, loaded from its path (``tests``
-    is no installed package)."""
-    spec = importlib.util.spec_from_file_location("browser", ROOT / "tests" / "browser.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def trim_bottom(im, keep: int = 40):
@@ -87,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-kb", type=int, default=480)
     args = p.parse_args(argv)
 
-    b = harness()
+    b = harness
     chromium = b.find_chromium()
     if chromium is None:
         print("error: no chromium found (set $CAPSULES_CHROMIUM)", file=sys.stderr)

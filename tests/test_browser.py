@@ -19,7 +19,7 @@ import os
 
 import pytest
 
-from browser import (
+from dashboard.browser import (
     CHROMIUM_ARGS, STROKE_ONE, chart_boxes, clear_canvas, cut_off_texts, draw, find_canvas, find_chromium,
     metric_value, open_tab, overlap, streamlit_server, wait_for_metric, wait_idle,
 )

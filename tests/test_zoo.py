@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from capsules import zoo as Z
+from capsules.zoo import docs
 from capsules.checkpoint import SHIPPED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,24 +197,14 @@ def test_the_shipped_checkpoints_are_listed():
     assert (r1.kind, r1.iterations, r1.reconstruction, r1.weights_dtype, r1.epochs) == ("capsnet", 1, True, "fp16", 10)
 
 
-def table1_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("table1", ROOT / "scripts" / "table1.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
 def test_the_docs_show_table_1_of_the_shipped_models(capsys):
     """docs/results.md's Table 1, its table of routing at inference and its table of robustness
-    against the CNN are the output of scripts/table1.py for checkpoints/,
+    against the CNN are the output of python -m capsules.zoo for checkpoints/,
     and the README's table of the shipped models is that Table 1: shipping a model changes them (run
     the script with --update-docs)."""
-    script = table1_script()
-    assert script.main(["--checkpoints", str(SHIPPED.parent)]) == 0
+    assert docs.main(["--checkpoints", str(SHIPPED.parent)]) == 0
     printed = capsys.readouterr().out
-    blocks = script.texts(str(SHIPPED.parent))
+    blocks = docs.texts(str(SHIPPED.parent))
     assert len(blocks) == 3  # the main model ships its experiments (test_experiments)
     table, routing, robust = blocks
     assert printed == "\n".join(blocks) and table.startswith(Z.table1().markdown())
@@ -221,17 +212,16 @@ def test_the_docs_show_table_1_of_the_shipped_models(capsys):
     assert robust.startswith(Z.robustness_against_cnn().markdown())
     results_md = (ROOT / "docs" / "results.md").read_text()
     for text in blocks:
-        assert text.strip() in results_md, "docs/results.md is stale: run python scripts/table1.py --update-docs"
+        assert text.strip() in results_md, "docs/results.md is stale: run python -m capsules.zoo --update-docs"
     readme = (ROOT / "README.md").read_text()
-    assert table.strip() in readme, "README's Table 1 is stale: run python scripts/table1.py --update-docs"
+    assert table.strip() in readme, "README's Table 1 is stale: run python -m capsules.zoo --update-docs"
 
 
 def test_table1_script_writes_the_tables_into_the_docs(tmp_path, capsys):
-    """``scripts/table1.py --update-docs ROOT`` replaces the old tables (header row to the sentence
+    """``python -m capsules.zoo --update-docs ROOT`` replaces the old tables (header row to the sentence
     under each) in ROOT/docs/results.md, and Table 1 in ROOT/README.md, and keeps everything around
     them; a file without all of its blocks is an error that writes nothing, to either file."""
-    script = table1_script()
-    table, routing, robust = script.texts(str(SHIPPED.parent))
+    table, routing, robust = docs.texts(str(SHIPPED.parent))
     (tmp_path / "docs").mkdir()
     results = tmp_path / "docs" / "results.md"
     results.write_text("# intro\n\n| Table 1 row | stale |\n|---|---|\n| old | row |\n\nWithin the noise? old.\n\n"
@@ -242,10 +232,10 @@ def test_table1_script_writes_the_tables_into_the_docs(tmp_path, capsys):
     expected = ("# intro\n\n" + table + "\nBetween.\n\n" + routing + "\nThen.\n\n"
                 + robust + "\nAfter.\n")
     expected_readme = "# front\n\n" + table + "\nLinks.\n"
-    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(tmp_path)]) == 0
+    assert docs.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(tmp_path)]) == 0
     assert results.read_text() == expected and "stale" not in expected
     assert readme.read_text() == expected_readme and "stale" not in expected_readme
-    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(tmp_path)]) == 0  # idempotent
+    assert docs.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(tmp_path)]) == 0  # idempotent
     assert results.read_text() == expected and readme.read_text() == expected_readme
     capsys.readouterr()
 
@@ -253,14 +243,14 @@ def test_table1_script_writes_the_tables_into_the_docs(tmp_path, capsys):
     (bare / "docs").mkdir(parents=True)
     (bare / "docs" / "results.md").write_text("# no table here\n")
     (bare / "README.md").write_text(expected_readme)
-    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(bare)]) == 1
+    assert docs.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(bare)]) == 1
     assert "no Table 1 in docs/results.md" in capsys.readouterr().err
     assert (bare / "docs" / "results.md").read_text() == "# no table here\n"
     half = tmp_path / "half"
     (half / "docs").mkdir(parents=True)
     (half / "docs" / "results.md").write_text("| Table 1 row | stale |\n\nWithin the noise? old.\n")
     (half / "README.md").write_text("| Table 1 row | stale |\n\nWithin the noise? old.\n")
-    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(half)]) == 1
+    assert docs.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(half)]) == 1
     assert "no table of routing at inference in docs/results.md" in capsys.readouterr().err
     assert (half / "docs" / "results.md").read_text() == "| Table 1 row | stale |\n\nWithin the noise? old.\n"
     assert (half / "README.md").read_text() == "| Table 1 row | stale |\n\nWithin the noise? old.\n"
@@ -268,7 +258,7 @@ def test_table1_script_writes_the_tables_into_the_docs(tmp_path, capsys):
     (front / "docs").mkdir(parents=True)
     (front / "docs" / "results.md").write_text(expected)
     (front / "README.md").write_text("# no table here\n")
-    assert script.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(front)]) == 1
+    assert docs.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(front)]) == 1
     assert "no Table 1 in README.md" in capsys.readouterr().err
     assert (front / "README.md").read_text() == "# no table here\n"
 

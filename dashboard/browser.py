@@ -1,7 +1,7 @@
 """Drive the dashboard in a real browser: start ``streamlit run``, open it in chromium with
-Playwright, draw on the drawing pad. A test harness, not a test: used by ``tests/test_browser.py``,
-``tests/test_load.py`` (imported as ``browser``, pytest puts ``tests/`` on the path) and
-``scripts/screenshot.py`` (which loads this file by its path).
+Playwright, draw on the drawing pad. A harness, not a page: used by the browser tests
+(``tests/test_browser.py``, ``tests/test_load.py``), ``scripts/screenshot.py`` and
+``scripts/bench_page.py``; Playwright is imported by those, not here.
 
 Nothing is downloaded: the browser is the system's chromium (``$CAPSULES_CHROMIUM``, else
 ``/usr/bin/chromium``, else ``chromium`` / ``chromium-browser`` / ``google-chrome`` on PATH).

@@ -1,9 +1,9 @@
 """Print the paper's Table 1 beside the shipped models, routing at inference across them, the main
 CapsNet's experiments and its robustness against the baseline CNN, as the markdown of docs/results.md.
 
-    python scripts/table1.py                      # checkpoints/ (or $CAPSULES_CHECKPOINT_DIR)
-    python scripts/table1.py --checkpoints DIR
-    python scripts/table1.py --update-docs        # and write them into docs/results.md (Table 1 into README.md too)
+    python -m capsules.zoo                      # checkpoints/ (or $CAPSULES_CHECKPOINT_DIR)
+    python -m capsules.zoo --checkpoints DIR
+    python -m capsules.zoo --update-docs        # and write them into docs/results.md (Table 1 into README.md too)
 
 The table and the sentence under it come from :func:`capsules.zoo.table1`, as on the dashboard's
 experiments page: each shipped model's test error with its 95% Wilson interval, epochs, training
@@ -23,10 +23,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from capsules.checkpoint import atomic_write_bytes
-from capsules.zoo import list_shipped, main_model, robustness_against_cnn, routing_at_inference, table1
+from ..checkpoint import atomic_write_bytes
+from .comparisons import main_model, robustness_against_cnn, routing_at_inference
+from .shipped import list_shipped
+from .table1 import table1
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path("docs") / "results.md"  # every generated block, relative to the repository
 README = Path("README.md")  # the blocks of FRONT
 FRONT = ("table1",)  # the README's table of the shipped models
@@ -90,7 +92,7 @@ def updated(root: Path, blocks: dict[str, str]) -> dict[Path, tuple[str, str]]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python scripts/table1.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m capsules.zoo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints", default=None,
                         help="folder of the shipped models (default: $CAPSULES_CHECKPOINT_DIR, else checkpoints/)")
     parser.add_argument("--update-docs", nargs="?", const=ROOT, type=Path, default=None, metavar="ROOT",
@@ -112,7 +114,3 @@ def main(argv: list[str]) -> int:
             state = "updated" if changed else "already up to date"
             print(f"{path}: the generated tables {state}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
