@@ -17,7 +17,7 @@ that every session starts it first and the same command goes on after any stop:
    ``<runs>/cnn``.
 
 Nothing is shipped by the queue: ship the long run's last epoch at the end of a session when its
-validation error improved on the shipped model's (``python scripts/ship_checkpoint.py
+validation error improved on the shipped model's (``python -m capsules.ship
 <runs>/multimnist/last.safetensors``; the ship script measures the test error once). Options:
 ``--runs DIR`` (default ``$CAPSULES_RUNS`` or ``~/capsules-runs``), ``--dry-run`` (print the
 commands).

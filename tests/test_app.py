@@ -824,7 +824,7 @@ def test_the_two_digit_page_without_a_checkpoint_runs_an_untrained_capsnet(monke
     info = " ".join(i.value for i in app.info)
     assert "No MultiMNIST CapsNet here yet" in info and "**untrained** 36×36 CapsNet" in info
     assert "python -m capsules.train --dataset multimnist --lr 1e-4 --out runs/multimnist" in info
-    assert "python scripts/ship_checkpoint.py runs/multimnist/last.safetensors" in info
+    assert "python -m capsules.ship runs/multimnist/last.safetensors" in info
     assert "checkpoints/capsnet-multimnist.safetensors" in info
     torch.manual_seed(0)
     untrained = CapsNet(CapsNetConfig(image_size=36)).eval()

@@ -353,11 +353,8 @@ SMALL_CNN = BaselineCNNConfig(conv_channels=(4, 4, 2), fc_hidden=(8, 8))
 
 
 def ship_module(monkeypatch, tmp_path):
-    import importlib.util
+    from capsules import ship
 
-    spec = importlib.util.spec_from_file_location("ship_checkpoint", ROOT / "scripts" / "ship_checkpoint.py")
-    ship = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ship)
     monkeypatch.setattr(ship, "CHECKPOINTS", tmp_path / "checkpoints")
     return ship
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def fake(folder: Path, name: str, *, kind: str = "capsnet", iterations: int | None = 3, recon: float | None = 0.0005,
          correct: int = 9956, total: int = 10000, epoch: int = 10, dataset: str | None = None,
          weights_dtype: str | None = "fp16") -> Path:
-    """A shipped model as the listing sees it: a JSON as ship_checkpoint.py writes it, beside a
+    """A shipped model as the listing sees it: a JSON as capsules.ship writes it, beside a
     .safetensors file whose bytes are never read."""
     path = folder / f"{name}.safetensors"
     path.write_bytes(b"weights are not read by the listing")

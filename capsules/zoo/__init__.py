@@ -1,7 +1,7 @@
 """The shipped models (``checkpoints/``) and the paper's Table 1 beside what they measure.
 
 A shipped model is ``<name>.safetensors`` with its JSON ``<name>.json`` beside it
-(:mod:`capsules.checkpoint`, written by ``scripts/ship_checkpoint.py``). :func:`list_shipped`
+(:mod:`capsules.checkpoint`, written by ``python -m capsules.ship``). :func:`list_shipped`
 lists them from their JSONs alone, no weights read: the kind (``capsnet``, ``cnn``: the JSON's
 ``format``), the data set, the two training options Table 1 varies (routing iterations and
 reconstruction weight, from ``train_config``), the epochs trained (by every run that trained the

@@ -40,7 +40,7 @@ from dashboard.widgets import EVIDENCE_BARS, PENS, evidence_controls, evidence_n
 
 # How to get the model this page is for (docs/training.md, "MultiMNIST").
 TRAIN_COMMANDS = ("python -m capsules.train --dataset multimnist --lr 1e-4 --out runs/multimnist\n"
-                  "python scripts/ship_checkpoint.py runs/multimnist/last.safetensors")
+                  "python -m capsules.ship runs/multimnist/last.safetensors")
 THIRD = None  # the rejected-capsule picker's default: the third-longest capsule
 
 

@@ -1,11 +1,11 @@
 """Copy a training run's last checkpoint into checkpoints/ as a shipped model, in half precision
 when that costs no test image.
 
-    python scripts/ship_checkpoint.py runs/mnist/last.safetensors          # -> checkpoints/capsnet-mnist
-    python scripts/ship_checkpoint.py runs/mnist/last-ema.safetensors      # its moving average
-    python scripts/ship_checkpoint.py runs/multimnist/last.safetensors     # -> checkpoints/capsnet-multimnist
-    python scripts/ship_checkpoint.py runs/cnn/last.safetensors            # -> checkpoints/cnn-mnist
-    python scripts/ship_checkpoint.py runs/r1/last.safetensors --name capsnet-mnist-r1   # a variant
+    python -m capsules.ship runs/mnist/last.safetensors          # -> checkpoints/capsnet-mnist
+    python -m capsules.ship runs/mnist/last-ema.safetensors      # its moving average
+    python -m capsules.ship runs/multimnist/last.safetensors     # -> checkpoints/capsnet-multimnist
+    python -m capsules.ship runs/cnn/last.safetensors            # -> checkpoints/cnn-mnist
+    python -m capsules.ship runs/r1/last.safetensors --name capsnet-mnist-r1   # a variant
 
 Only ``last`` (the last epoch) or ``last-ema`` (the moving average of the weights at the last
 epoch) is shipped: with no validation split, any checkpoint picked by its test score would be
@@ -42,13 +42,13 @@ from pathlib import Path
 
 import torch
 
-from capsules.checkpoint import (MAX_SHIPPED_BYTES, SHIPPED, CheckpointError, encoded_bytes, load_model,
-                                 portable, read_metadata, save_model, sidecar, stored_weights)
-from capsules.data import DatasetError, load_mnist, load_multimnist_test
-from capsules.device import DEVICE_HELP, describe, pick_device
-from capsules.evaluate import EvalResult, TwoDigitResult, evaluate, evaluate_multimnist
-from capsules.train import source_record
-from capsules.zoo import KIND_NAMES, dataset_of
+from .checkpoint import (MAX_SHIPPED_BYTES, SHIPPED, CheckpointError, encoded_bytes, load_model, portable,
+                         read_metadata, save_model, sidecar, stored_weights)
+from .data import DatasetError, load_mnist, load_multimnist_test
+from .device import DEVICE_HELP, describe, pick_device
+from .evaluate import EvalResult, TwoDigitResult, evaluate, evaluate_multimnist
+from .train import source_record
+from .zoo import KIND_NAMES, dataset_of
 
 SHIPPABLE = ("last.safetensors", "last-ema.safetensors")
 CHECKPOINTS = SHIPPED.parent
@@ -183,8 +183,8 @@ def ship(src: Path, name: str | None = None, *, data_dir: str | None = None, dev
     return dest
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python scripts/ship_checkpoint.py", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m capsules.ship", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a run's last.safetensors or last-ema.safetensors")
     parser.add_argument("--name", default=None, help="file name in checkpoints/ without .safetensors: "
                                                      "<model>-<data set>[-variant] (default: <model>-<data set>)")
@@ -207,11 +207,11 @@ def main(argv: list[str]) -> int:
           f"({check['fp16_correct']} right in fp16{int8}, {check['fp32_correct']} in fp32, of {check['total']})")
     if args.no_experiments or dataset_of(info) != "mnist":
         return 0
-    from capsules import experiments
+    from . import experiments
 
     return experiments.main(["--checkpoint", str(dest), "--device", args.device,
                              *(["--data-dir", args.data_dir] if args.data_dir else [])])
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
