@@ -397,11 +397,8 @@ def test_figures_are_built_once_per_numbers():
 
 
 def test_make_samples_selection():
-    import importlib.util
+    from dashboard import samples as mod
 
-    spec = importlib.util.spec_from_file_location("make_samples", ROOT / "scripts" / "make_samples.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(10), 50)
     predictions = labels.copy()

@@ -1,6 +1,6 @@
 """Write the dashboard's built-in sample digits, ``dashboard/samples.npz``.
 
-    python scripts/make_samples.py [--checkpoint PATH] [--data-dir DIR] [--out dashboard/samples.npz]
+    python -m dashboard.samples [--checkpoint PATH] [--data-dir DIR] [--out dashboard/samples.npz]
 
 Classifies the whole MNIST test set with the model (the shipped checkpoint by default) and keeps
 ``--per-class`` digits of every class (20: 200 in all, drawn at random with ``--seed``) plus
@@ -30,8 +30,7 @@ from capsules.checkpoint import SHIPPED
 from capsules.data import DatasetError, load_mnist, resolve_data_dir
 from capsules.device import pick_device
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "dashboard" / "samples.npz"
+DEFAULT_OUT = Path(__file__).with_name("samples.npz")
 
 
 @torch.inference_mode()
@@ -68,7 +67,7 @@ def select(labels: np.ndarray, predictions: np.ndarray, confidence: np.ndarray, 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None,
-                   help=f"weights (default: the shipped {SHIPPED.relative_to(ROOT)}; an untrained "
+                   help=f"weights (default: the shipped checkpoints/{SHIPPED.name}; an untrained "
                         "model, with a warning, when it does not exist yet)")
     p.add_argument("--data-dir", default=None,
                    help="MNIST folder (default: $CAPSULES_DATA, else ../shared/data beside the clone, else the cache)")
