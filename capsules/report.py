@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import experiments as E
+from . import experiments
 from .zoo import PAPER
 
 __all__ = ["Notes", "PAPER_ERROR", "RULE_NAMES", "ablation_notes", "accuracy_text", "changed_clause", "confusion_note",
@@ -52,7 +52,7 @@ def accuracy_text(accuracy: float, interval) -> str:
 def iteration_intervals(results: dict) -> np.ndarray:
     """(K, 2) 95% Wilson intervals (%) of the accuracy when routing with k = 1 … K iterations."""
     n = results["test_images"]
-    return np.array([E.wilson_interval(c, n) for c in results["iterations_correct"].values()])
+    return np.array([experiments.wilson_interval(c, n) for c in results["iterations_correct"].values()])
 
 
 def model_r(results: dict, trained: int | None) -> int:
@@ -65,10 +65,10 @@ def changed_clause(results: dict, k: int, changed: int) -> str:
     differ": image by image with McNemar's exact test where the results record it; else, when the
     correct counts show it, that they all went one way (a changed prediction moves the count by at
     most one); else nothing."""
-    paired = E.changed_from_k1(results, k)
+    paired = experiments.changed_from_k1(results, k)
     if paired is not None and changed:
         broke, fixed = paired
-        p, beyond = E.mcnemar_verdict(broke, fixed)
+        p, beyond = experiments.mcnemar_verdict(broke, fixed)
         return (f": {broke} turn a right answer into a wrong one, {fixed} a wrong answer into a right one"
                 + (f" ({changed - broke - fixed} one wrong answer into another)" if changed > broke + fixed else "")
                 + f"; McNemar's exact test on them, p = {p:.2g}: "
@@ -87,7 +87,7 @@ def iterations_notes(results: dict, trained: int | None) -> Notes:
     best, worst = int(np.argmax(acc)) + 1, int(np.argmin(acc)) + 1
     changed = round(results["dynamics"]["changed_from_k1"][r - 1] * n / 100)
     one_way = changed_clause(results, r, changed)
-    if E.intervals_overlap(*iv):
+    if experiments.intervals_overlap(*iv):
         noise = (f"The 95% intervals of k = 1 … {last} all overlap: the number of iterations moves the accuracy "
                  f"by no more than the noise of {n:,} test images")
     else:
@@ -154,7 +154,7 @@ def ablation_notes(results: dict, trained: int | None) -> Notes:
     own = ab["routing"]
     rules = ("uniform", "random", "class_mean")
     diffs = ", ".join(f"{RULE_NAMES[k]} {signed(ab[k]['accuracy'] - own['accuracy'])}" for k in rules)
-    within = [RULE_NAMES[k] for k in rules if E.intervals_overlap(ab[k]["interval"], own["interval"])]
+    within = [RULE_NAMES[k] for k in rules if experiments.intervals_overlap(ab[k]["interval"], own["interval"])]
     beyond = [RULE_NAMES[k] for k in rules if RULE_NAMES[k] not in within]
     if not beyond:
         verdict = "all three 95% intervals overlap the routing's: every difference is within the noise"
@@ -196,17 +196,17 @@ def _kept(curves: dict) -> tuple[list[str], list[str]]:
     more, its lowest point."""
     ranges, lows = [], []
     for kind, curve in curves.items():
-        found = E.robust_range(curve, E.IDENTITY[kind])
+        found = experiments.robust_range(curve, experiments.IDENTITY[kind])
         unit = UNIT_SUFFIX.get(kind, "")
         if found is not None:
-            lo, hi = (E.number_text(v) for v in found)
+            lo, hi = (experiments.number_text(v) for v in found)
             ranges.append(f"{KIND_WORDS.get(kind, kind)} {lo}…{hi}{unit}")
         worst = min(curve, key=lambda p: p[1])
-        lows.append(f"{worst[1]:.1f}% at {E.number_text(worst[0])}{unit}")
+        lows.append(f"{worst[1]:.1f}% at {experiments.number_text(worst[0])}{unit}")
     return ranges, lows
 
 
-def _against(d: E.RobustnessDiff) -> str:
+def _against(d: experiments.RobustnessDiff) -> str:
     """One transform of :func:`capsules.experiments.compare_robustness` in words: both means and,
     where the per-image counts are recorded, the digits each model does better on and the paired test of
     the means."""
@@ -224,15 +224,15 @@ def robustness_notes(results: dict, baselines: dict[str, dict] | None = None) ->
     ranges, lows = _kept(curves)
     seed = results.get("robustness_seed")
     drawn = f" drawn with seed {seed}" if seed is not None else ""
-    here = (f"On {subset:,} test images{drawn}, accuracy stays at {E.ROBUST_LEVEL:g}% or more for "
+    here = (f"On {subset:,} test images{drawn}, accuracy stays at {experiments.ROBUST_LEVEL:g}% or more for "
             + (", ".join(ranges) or "no transform") + "; the lowest points of each curve: " + "; ".join(lows) + ".")
     for name, other in (baselines or {}).items():
         theirs, _ = _kept(other["robustness"])
-        diffs = E.compare_robustness(results, other)
-        here += (f" The baseline CNN `{name}` on the same digits: {E.ROBUST_LEVEL:g}% or more for "
+        diffs = experiments.compare_robustness(results, other)
+        here += (f" The baseline CNN `{name}` on the same digits: {experiments.ROBUST_LEVEL:g}% or more for "
                  f"{', '.join(theirs) or 'no transform'}; mean accuracy over each curve, this CapsNet against the "
                  f"CNN: {'; '.join(_against(d) for d in diffs)}.")
-        mine, cnn = E.untransformed(results, other) or (None, None)  # where both models' curves start
+        mine, cnn = experiments.untransformed(results, other) or (None, None)  # where both models' curves start
         if mine is not None and mine != cnn:
             here += (f" Untransformed, these digits score {mine:.1f}% for this CapsNet and {cnn:.1f}% for the CNN: "
                      "part of any gap under the transforms is the gap the two models start from.")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from capsules import CapsNet, load_model
-from capsules import analysis as A
+from capsules import analysis
 from capsules.bench import median_seconds
 from capsules.checkpoint import SHIPPED
 from capsules.device import describe, pick_device
@@ -40,23 +40,23 @@ def main(argv=None) -> int:
 
     rng = np.random.default_rng(0)
     image = (rng.random((model.config.image_size,) * 2) < 0.2).astype(np.float32)
-    a = A.analyse(model, image)
+    a = analysis.analyse(model, image)
     pose, digit = a.v[a.prediction], a.prediction
 
     def new_input_evidence():
-        b = A.analyse(model, image)
+        b = analysis.analyse(model, image)
         b.evidence_for(b.prediction)
 
     def new_input_pose():
-        b = A.analyse(model, image)
-        A.perturbation_grid(model, b.v[b.prediction], b.prediction)
+        b = analysis.analyse(model, image)
+        analysis.perturbation_grid(model, b.v[b.prediction], b.prediction)
 
     rows = {
-        "analyse (full trace, 10 iterations)": lambda: A.analyse(model, image),
+        "analyse (full trace, 10 iterations)": lambda: analysis.analyse(model, image),
         "evidence map (one digit, r iterations)": lambda: a.evidence_for(digit),
-        "Fig. 4 grid (176 decodes)": lambda: A.perturbation_grid(model, pose, digit),
-        "one pose-slider decode": lambda: A.offset_pose(model, pose, np.zeros_like(pose), digit),
-        "transform sweep (21 images)": lambda: A.transform_sweep(model, image, "rotate", digit=digit),
+        "Fig. 4 grid (176 decodes)": lambda: analysis.perturbation_grid(model, pose, digit),
+        "one pose-slider decode": lambda: analysis.offset_pose(model, pose, np.zeros_like(pose), digit),
+        "transform sweep (21 images)": lambda: analysis.transform_sweep(model, image, "rotate", digit=digit),
         "new input, Evidence tab open": new_input_evidence,
         "new input, Pose tab open": new_input_pose,
     }
