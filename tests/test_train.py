@@ -251,7 +251,7 @@ def test_train_cli_documents_every_option():
 def test_full_disk_is_reported_before_training(tmp_path, data_dir, monkeypatch):
     import collections
 
-    import capsules.train.loop as T
+    import capsules.train.state as T
 
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(T.shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 5 * 2**20, 5 * 2**20))

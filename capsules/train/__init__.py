@@ -26,18 +26,19 @@ checkpoint is chosen by its test score: with no validation split that would sele
 The modules: :mod:`.config` (:class:`TrainConfig`, the CLI's options), :mod:`.datasets` (what
 differs between data sets: batches, the validation split, the held-out score), :mod:`.step` (the
 objective per model and data set, Adam, the learning rate), :mod:`.state` (resume, atomic saves,
-the moving average), :mod:`.warm_start` (weights across image sizes), :mod:`.loop` (setup, the
-epochs, the checkpoints) and :mod:`.__main__` (the command line).
+the moving average), :mod:`.warm_start` (``--init-from``: weights from a checkpoint, across image
+sizes), :mod:`.loop` (setup, the epochs, the checkpoints) and :mod:`.__main__` (the command line).
 """
 
 from .config import TrainConfig, TrainingError
 from .datasets import DataSet, epoch_batches, eval_size
-from .loop import end_of_epoch, set_frozen, setup, source_record, train, train_epoch
+from .loop import end_of_epoch, set_frozen, setup, train, train_epoch
 from .state import WeightAverage, load_state, save_state
 from .step import learning_rate, make_optimizer, model_objective, train_step, two_digit_objective
+from .warm_start import init_from_checkpoint, source_record
 
 __all__ = [
     "DataSet", "TrainConfig", "TrainingError", "WeightAverage", "end_of_epoch", "epoch_batches", "eval_size",
-    "learning_rate", "load_state", "make_optimizer", "model_objective", "save_state", "set_frozen", "setup",
-    "source_record", "train", "train_epoch", "train_step", "two_digit_objective",
+    "init_from_checkpoint", "learning_rate", "load_state", "make_optimizer", "model_objective", "save_state",
+    "set_frozen", "setup", "source_record", "train", "train_epoch", "train_step", "two_digit_objective",
 ]

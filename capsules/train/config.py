@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 
 from ..device import DEVICE_HELP, PRECISIONS
-from .warm_start import RIMS
+
+RIMS = ("zero", "clamp")  # --warm-rim: how the routing weights of grid positions the source lacks start
 
 DESCRIPTION = "Train a CapsNet on MNIST, or on MultiMNIST, with the paper's recipe; or the paper's baseline CNN."
 STATE_FORMAT = "capsules.train-state"

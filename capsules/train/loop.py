@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -20,16 +19,18 @@ import torch.distributed as torch_dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_model, save_model
+from ..checkpoint import save_model
 from ..device import describe, pick_device, resolve_precision
 from ..evaluate import EvalResult, TwoDigitResult
 from ..nn import BaselineCNN, BaselineCNNConfig, CapsNet, CapsNetConfig, Model, TwoDigitLoss
 from .config import (CAPSNET_OPTIONS, FREEZABLE, MODEL_NAMES, TrainConfig, TrainingError, frozen_layers,
                      recorded_config)
 from .datasets import DATASETS, DataSet, epoch_batches
-from .state import WeightAverage, _append_line, _truncate_metrics, load_state, resumed_config, save_state
-from .step import Objective, _train_step, learning_rate, loss_options, make_optimizer, model_objective, two_digit_objective
-from .warm_start import transfer
+from .state import (WeightAverage, _append_line, _truncate_metrics, load_state, preflight, resumed_config,
+                    save_state)
+from .step import (Objective, _train_step, learning_rate, loss_options, make_optimizer, model_objective,
+                   two_digit_objective)
+from .warm_start import init_from_checkpoint
 
 # ---------------------------------------------------------------------------- the loop's helpers
 
@@ -37,20 +38,6 @@ from .warm_start import transfer
 def _dist_info() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def _preflight(out: Path) -> None:
-    """An unwritable folder or a nearly full disk is reported before any training."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        raise TrainingError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
-    free = shutil.disk_usage(out).free
-    if free < 200 * 1024 * 1024:
-        raise TrainingError(f"only {free / 2**20:.0f} MiB free in {out}; checkpoints need about 200 MiB")
 
 
 MODELS: dict[str, Callable[[TrainConfig, DataSet], Model]] = {
@@ -178,42 +165,6 @@ def _build(cfg: TrainConfig, data: DataSet, device: torch.device, precision: str
     return model, optimizer, generator, OBJECTIVES[cfg.model, data.name](cfg, model, precision)
 
 
-def _init_from(model: nn.Module, path: Path, rim: str = "zero") -> dict:
-    """``--init-from``: copy the weights of the checkpoint at ``path`` into ``model``, refusing one
-    whose model (kind and config) differs from this run's, except a CapsNet of a smaller image
-    size, whose weights are carried across (:func:`capsules.warm_start.transfer`, ``rim``).
-    Returns what the run's JSON records of it."""
-    source = load_model(path, "cpu")  # refuses anything damaged, with one line
-    if type(source) is not type(model):
-        raise TrainingError(f"--init-from {path} holds a {type(source).__name__}; this run trains a "
-                            f"{type(model).__name__}")
-    if isinstance(model, CapsNet) and source.config.image_size != model.config.image_size:
-        try:
-            copied = transfer(source.float(), model, rim=rim)
-        except ValueError as exc:
-            raise TrainingError(f"--init-from {path}: {exc}") from None
-        return {**source_record(path, source.metadata), "warm_start": copied}
-    if source.config != model.config:
-        theirs, mine = source.config.to_dict(), model.config.to_dict()
-        diff = ", ".join(f"{k} {theirs[k]} (this run: {mine[k]})" for k in mine if theirs[k] != mine[k])
-        raise TrainingError(f"--init-from {path} does not match this run's model: {diff}")
-    model.load_state_dict(source.state_dict())
-    return source_record(path, source.metadata)
-
-
-# What a run started with --init-from records of the checkpoint it started from: enough to tell the
-# whole training of the weights it ships (its epochs, time, hardware and recipe; and, nested, where
-# that one started from).
-SOURCE_KEYS = ("sha256", "epoch", "steps", "test_accuracy", "test_error", "train_seconds", "hardware", "precision",
-               "date", "command", "commands", "train_config", "init_from")
-
-
-def source_record(path: str | os.PathLike, metadata: dict) -> dict:
-    """The ``init_from`` record of a run started from the checkpoint at ``path`` whose JSON is
-    ``metadata``: its path and :data:`SOURCE_KEYS`, those it has."""
-    return {"path": str(path), **{k: metadata[k] for k in SOURCE_KEYS if k in metadata}}
-
-
 def setup(cfg: TrainConfig, command: str | None = None, given: set[str] | None = None) -> Run:
     """Phase 1: the configuration (the saved one on ``--resume``), the device and processes, the
     output folder, the data, the model (``--init-from``: its starting weights), the moving
@@ -231,7 +182,7 @@ def setup(cfg: TrainConfig, command: str | None = None, given: set[str] | None =
     precision = resolve_precision(cfg.precision, device, saved=cfg.resume)
     cfg = dataclasses.replace(cfg, precision=precision)
     if rank == 0:
-        _preflight(out)
+        preflight(out)
         for stale in out.glob(".*.tmp"):  # left by a process killed while writing
             stale.unlink(missing_ok=True)
 
@@ -240,7 +191,7 @@ def setup(cfg: TrainConfig, command: str | None = None, given: set[str] | None =
     if not batches or batches[-1] < world:
         raise TrainingError(f"{data.n_train} training images cannot be shared by {world} processes")
     model, optimizer, generator, objective = _build(cfg, data, device, precision)
-    source = _init_from(model, Path(cfg.init_from), cfg.warm_rim) if cfg.init_from and not cfg.resume else None
+    source = init_from_checkpoint(model, Path(cfg.init_from), cfg.warm_rim) if cfg.init_from and not cfg.resume else None
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
 
     start_epoch, step, train_seconds, history, in_epoch = 0, 0, 0.0, {}, None

@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -126,6 +127,21 @@ def _append_line(path: Path, record: dict) -> None:
 
 
 # ---------------------------------------------------------------------------- phase 1: setup
+
+
+def preflight(out: Path) -> None:
+    """An unwritable folder or a nearly full disk is reported before any training."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise TrainingError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
+    free = shutil.disk_usage(out).free
+    if free < 200 * 1024 * 1024:
+        raise TrainingError(f"only {free / 2**20:.0f} MiB free in {out}; checkpoints need about 200 MiB")
+
 
 # Options a resumed run takes from its new command line; everything else comes from its state file.
 RESUME_OVERRIDES = frozenset({"out", "data_dir", "epochs", "device", "eval_batch_size", "save_minutes"})

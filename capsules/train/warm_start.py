@@ -16,18 +16,24 @@ CapsNet of another (MNIST's 28x28 to MultiMNIST's 36x36), as far as they carry.
   pixel (always black on a centred digit), so the reconstruction of a centred digit starts as the
   source's, padded with what it draws at its edge.
 
-:func:`transfer` does it and returns what a run's JSON records of it.
+:func:`transfer` does it and returns what a run's JSON records of it; :func:`init_from_checkpoint`
+starts any run from a checkpoint (``--init-from``), through :func:`transfer` across sizes.
 """
 
 from __future__ import annotations
 
-import torch
+import os
+from pathlib import Path
 
+import torch
+from torch import nn
+
+from ..checkpoint import load_model
 from ..nn import CapsNet
+from .config import RIMS, TrainingError
 
 # Config fields that may differ between source and target; every other one must match.
 CARRIED_ACROSS = ("image_size",)
-RIMS = ("zero", "clamp")  # how the routing weights of grid positions the source lacks start
 
 
 def grid_map(source_grid: int, target_grid: int) -> torch.Tensor:
@@ -84,3 +90,39 @@ def transfer(source: CapsNet, target: CapsNet, *, rim: str = "zero") -> dict:
             "rim": rim,
             "decoder_output": f"the {s.image_size}x{s.image_size} output rows embedded in the {t.image_size}x"
                               f"{t.image_size} centre, each rim pixel a copy of the nearest edge pixel's"}
+
+
+def init_from_checkpoint(model: nn.Module, path: Path, rim: str = "zero") -> dict:
+    """``--init-from``: copy the weights of the checkpoint at ``path`` into ``model``, refusing one
+    whose model (kind and config) differs from this run's, except a CapsNet of a smaller image
+    size, whose weights are carried across (:func:`capsules.warm_start.transfer`, ``rim``).
+    Returns what the run's JSON records of it."""
+    source = load_model(path, "cpu")  # refuses anything damaged, with one line
+    if type(source) is not type(model):
+        raise TrainingError(f"--init-from {path} holds a {type(source).__name__}; this run trains a "
+                            f"{type(model).__name__}")
+    if isinstance(model, CapsNet) and source.config.image_size != model.config.image_size:
+        try:
+            copied = transfer(source.float(), model, rim=rim)
+        except ValueError as exc:
+            raise TrainingError(f"--init-from {path}: {exc}") from None
+        return {**source_record(path, source.metadata), "warm_start": copied}
+    if source.config != model.config:
+        theirs, mine = source.config.to_dict(), model.config.to_dict()
+        diff = ", ".join(f"{k} {theirs[k]} (this run: {mine[k]})" for k in mine if theirs[k] != mine[k])
+        raise TrainingError(f"--init-from {path} does not match this run's model: {diff}")
+    model.load_state_dict(source.state_dict())
+    return source_record(path, source.metadata)
+
+
+# What a run started with --init-from records of the checkpoint it started from: enough to tell the
+# whole training of the weights it ships (its epochs, time, hardware and recipe; and, nested, where
+# that one started from).
+SOURCE_KEYS = ("sha256", "epoch", "steps", "test_accuracy", "test_error", "train_seconds", "hardware", "precision",
+               "date", "command", "commands", "train_config", "init_from")
+
+
+def source_record(path: str | os.PathLike, metadata: dict) -> dict:
+    """The ``init_from`` record of a run started from the checkpoint at ``path`` whose JSON is
+    ``metadata``: its path and :data:`SOURCE_KEYS`, those it has."""
+    return {"path": str(path), **{k: metadata[k] for k in SOURCE_KEYS if k in metadata}}
