@@ -22,10 +22,11 @@ import numpy as np
 import streamlit as st
 import torch
 
-from capsules import CapsNet, CapsNetConfig, Model, analysis, zoo
+from capsules import CapsNet, CapsNetConfig, Model, analysis, experiments, zoo
 from capsules.checkpoint import SHIPPED, CheckpointError, load_model
 from capsules.data import MultiMNIST, MultiMNISTBatch, load_mnist, load_multimnist_test, resolve_data_dir
 from capsules.device import describe, pick_device
+from dashboard import url_state
 
 SAMPLES = Path(__file__).with_name("samples.npz")
 TWO_DIGITS_URL = "two-digits"  # the two-digit page's address: /two-digits
@@ -114,11 +115,13 @@ def pick_model(models: DatasetModels = MNIST_MODELS) -> Path:
         if other.picker != models.picker and other.picker in st.session_state:
             st.session_state[other.picker] = st.session_state[other.picker]
     choices = model_choices(models)
+    url_state.restore("model", models.picker, url_state.one_of({Path(c).stem: c for c in choices}, "model"), "model")
     shipped_ones = f"the shipped {zoo.DATASET_NAMES[models.dataset]} CapsNets"
     with st.sidebar:
         picked = st.selectbox("Model", list(choices), key=models.picker, format_func=choices.get,
                               help=f"The CapsNet every view of the page shows: {shipped_ones} (Table 1's comparison "
                                    f"models among them) and ${models.env} when it is set.")
+    url_state.remember("model", Path(picked).stem)  # always: the default depends on the server's settings
     return Path(picked)
 
 
@@ -190,7 +193,7 @@ def get_samples() -> dict[str, np.ndarray]:
     """The built-in MNIST test digits (``dashboard/samples.npz``); stops the page with the
     command that makes them when the file is missing."""
     if not SAMPLES.is_file():
-        st.info(f"No sample digits found at `{SAMPLES}`: run `python scripts/make_samples.py`.")
+        st.info(f"No sample digits found at `{SAMPLES}`: run `python -m dashboard.samples`.")
         st.stop()
     return _get_samples(str(SAMPLES), SAMPLES.stat().st_mtime)
 
@@ -242,6 +245,24 @@ def cached_analysis(_model, model_key: str, image: np.ndarray, iterations: int) 
     """:func:`capsules.analysis.analyse` of ``image`` with r = ``iterations`` (and the sweep over
     1 … :data:`MAX_ITERATIONS`), once per model (``model_key``, :attr:`LoadedModel.key`), image and r."""
     return analysis.analyse(_model, image, iterations=iterations, sweep_iterations=MAX_ITERATIONS)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _pose_spread(path: str, stamp: tuple[float, float]) -> dict | None:
+    results = experiments.load_results(path)
+    return None if results is None else results.get(analysis.POSE_KEY)
+
+
+def pose_spread(loaded: LoadedModel) -> dict | None:
+    """How each pose value spreads over the test digits of each class
+    (:func:`capsules.analysis.pose_distribution`), from the experiments results shipped beside
+    the checkpoint (read again when either file changes); None when they are not there or hold
+    no such section (results computed before it)."""
+    path = loaded.model.checkpoint_path
+    if path is None:
+        return None
+    results = experiments.results_path(path)
+    return _pose_spread(str(path), (path.stat().st_mtime, results.stat().st_mtime if results.is_file() else 0.0))
 
 
 # ------------------------------------------------------------------------------ sidebar

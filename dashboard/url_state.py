@@ -132,7 +132,7 @@ def encode_offsets(offsets: Sequence[float]) -> str:
 def decode_offsets(text: str, dims: int, limit: float, step: float) -> np.ndarray:
     """The (``dims``,) offsets of :func:`encode_offsets` text, each a multiple of ``step`` within
     +-``limit`` (the sliders' grid). Raises ``ValueError`` for anything else."""
-    out = np.zeros(dims, np.float32)
+    out = np.zeros(dims)
     for part in text.split(","):
         m = re.fullmatch(r"(\d{1,2}):(-?\d+(?:\.\d+)?)", part.strip())
         if m is None:

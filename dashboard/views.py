@@ -9,6 +9,8 @@ import time
 
 import streamlit as st
 
+from dashboard import url_state
+
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 
 
@@ -82,14 +84,20 @@ def report_time(slot, clock: Clock) -> None:
             st.caption(f"Last new input: **{last:.0f} ms** for the whole rerun.")
 
 
-def show_views(views: dict, key: str) -> None:
+def show_views(views: dict, key: str, param: str | None = "tab") -> None:
     """A page's views as tabs (session-state key ``key``); only the open tab's ``draw()`` runs:
-    a closed tab computes and draws nothing."""
-    tabs = st.tabs(list(views), key=key, on_change="rerun")
-    for tab, draw in zip(tabs, views.values()):
+    a closed tab computes and draws nothing. The open tab is kept in the address as ``param``
+    (:func:`dashboard.url_state.slug` of its label; the first tab is the default)."""
+    labels = list(views)
+    if param:
+        url_state.restore(param, key, url_state.one_of({url_state.slug(v): v for v in labels}, "tab"), "tab")
+    tabs = st.tabs(labels, key=key, on_change="rerun")
+    for label, tab in zip(labels, tabs):
         if tab.open:
+            if param:
+                url_state.remember(param, None if label == labels[0] else url_state.slug(label))
             with tab:
-                draw()
+                views[label]()
 
 
 def end_run(slot, clock: Clock, input_key) -> None:

@@ -12,6 +12,7 @@ from capsules import analysis
 from capsules.data.drawing import (
     Converted, ConvertedPair, ImageError, convert, convert_pair, convert_upload, rasterise_strokes,
 )
+from dashboard import url_state
 from dashboard.figures.base import PAIR_COLORS
 from dashboard.models import MAX_ITERATIONS, LoadedModel
 from dashboard.pad import drawing_pad
@@ -22,17 +23,22 @@ INK = "#FFFFFF"  # the pad's one pen: white on black, as MNIST
 
 
 def routing_iterations(loaded: LoadedModel, trained: int | None) -> int:
-    """The sidebar's r, used by every view; another model picked starts from its own r."""
+    """The sidebar's r, used by every view; another model picked starts from its own r. In the
+    address as ``r`` when it is not the model's own."""
     default_r = int(loaded.model.config.routing_iterations)
     said = f"training used r = {trained}" if trained else f"the model's default is r = {default_r}"
     if st.session_state.get("iterations_model") != loaded.key or "iterations" not in st.session_state:
         st.session_state["iterations_model"] = loaded.key
         st.session_state["iterations"] = default_r  # the slider's value (it has no default of its own)
+    url_state.restore("r", "iterations", lambda t: url_state.decode_index(t, MAX_ITERATIONS + 1, 1),
+                      "routing iterations")
     with st.sidebar:
         st.header("Routing")
-        return st.slider("Routing iterations r", 1, MAX_ITERATIONS, key="iterations",
-                         help=f"Procedure 1 runs r iterations; the paper uses 3 and {said}. "
-                              "Every view uses this r.")
+        r = st.slider("Routing iterations r", 1, MAX_ITERATIONS, key="iterations",
+                      help=f"Procedure 1 runs r iterations; the paper uses 3 and {said}. "
+                           "Every view uses this r.")
+    url_state.remember("r", None if r == default_r else str(r))
+    return r
 
 
 # The evidence maps' controls (:meth:`capsules.analysis.Analysis.evidence_for`): what a map shows,
@@ -87,23 +93,57 @@ def evidence_notes(g: analysis.Geometry, iterations: str) -> None:
                "iteration 1** shows where routing moved votes towards (red) or away from (blue) digit j.")
 
 
-def digit_picker(label: str, key: str, prediction: int) -> int:
-    """A digit-capsule selectbox whose default follows the prediction."""
+def digit_picker(label: str, key: str, prediction: int, param: str | None = None) -> int:
+    """A digit-capsule selectbox whose default follows the prediction; with ``param``, the
+    choice is kept in the address under that name (the default, the winning capsule, is not)."""
+    if param:
+        url_state.restore(param, key, lambda t: url_state.decode_index(t, 10), "digit capsule")
     choice = st.selectbox(label, [None, *range(10)], key=key,
                           format_func=lambda d: f"winning capsule ({prediction})" if d is None else f"capsule {d}")
+    if param:
+        url_state.remember(param, None if choice is None else str(choice))
     return prediction if choice is None else int(choice)
 
 
-def read_drawing(key: str = "canvas") -> Converted | None:
-    """The drawing pad (:mod:`dashboard.pad`: white ink on black, sent on pen-up) as the model's
-    input, or None when it has no ink. Strokes that are no drawing show their reason and give
-    None."""
-    strokes = drawing_pad(key, side=CANVAS_SIDE, width=STROKE_WIDTH, pens=[INK])
+def _drawn(key: str, param: str | None, pens: list[str], pen: int = 0) -> list[dict] | None:
+    """The pad's strokes, checked and snapped to the address's grid
+    (:func:`dashboard.url_state.snap_strokes`: the input a link to the view restores), or None
+    when it has no ink. With ``param`` the drawing is kept in the address under that name, and a
+    drawing named there is put on the pad when the session opens it. Strokes that are no drawing
+    show their reason and give None."""
+    if param:
+        url_state.restore(param, lambda strokes: st.session_state.__setitem__(key, {"strokes": strokes}),
+                          lambda t: url_state.decode_strokes(t, CANVAS_SIDE, len(pens)), "drawing")
+    strokes = drawing_pad(key, side=CANVAS_SIDE, width=STROKE_WIDTH, pens=pens, pen=pen)
     if not strokes:
+        if param and strokes is not None:  # cleared
+            url_state.forget(param)
+        return None
+    try:
+        rasterise_strokes(strokes, CANVAS_SIDE, STROKE_WIDTH, pens=len(pens))  # checks what the browser sent
+    except ImageError as exc:  # what the browser sent is no drawing: say so, use the sample
+        st.warning(f"The drawing could not be read: {exc}")
+        return None
+    text = url_state.encode_strokes(strokes, CANVAS_SIDE)
+    if len(text) > url_state.MAX_DRAWING:  # read as drawn; no link holds it
+        if param:
+            url_state.forget(param)
+            st.caption("This drawing is too long to go in a link: a link to this view opens without it.")
+        return strokes
+    if param:
+        url_state.remember(param, text)
+    return url_state.decode_strokes(text, CANVAS_SIDE, len(pens))
+
+
+def read_drawing(key: str = "canvas", param: str | None = None) -> Converted | None:
+    """The drawing pad (:mod:`dashboard.pad`: white ink on black, sent on pen-up) as the model's
+    input, or None when it has no ink; ``param`` as :func:`_drawn` takes it."""
+    strokes = _drawn(key, param, [INK])
+    if strokes is None:
         return None
     try:
         return convert(rasterise_strokes(strokes, CANVAS_SIDE, STROKE_WIDTH)[0])
-    except ImageError as exc:  # what the browser sent is no drawing: say so, use the sample
+    except ImageError as exc:
         st.warning(f"The drawing could not be read: {exc}")
         return None
 
@@ -111,23 +151,23 @@ def read_drawing(key: str = "canvas") -> Converted | None:
 PENS = ("pen A", "pen B")  # the two-digit pad's pens, in the colours of dashboard.figures.base.PAIR_COLORS
 
 
-def read_two_pens(key: str = "pair_pad") -> ConvertedPair | None:
+def read_two_pens(key: str = "pair_pad", param: str | None = None) -> ConvertedPair | None:
     """The drawing pad with two pens, one per digit, in the colours of
     :data:`dashboard.figures.base.PAIR_COLORS` (a radio above it picks the pen that draws), as the
     MultiMNIST model's input (:func:`capsules.data.drawing.convert_pair`: one grey image, the
-    clipped sum, and each pen's digit apart), or None when it has no ink. Strokes that are no
-    drawing show their reason and give None."""
+    clipped sum, and each pen's digit apart), or None when it has no ink; ``param`` as
+    :func:`_drawn` takes it."""
     colours = ("red", "green")
     pen = st.radio("Pen", range(len(PENS)), key=f"{key}_pen", horizontal=True,
                    format_func=lambda k: f"{PENS[k]} ({colours[k]})",
                    help="Draw one digit with each pen: the strokes keep their pen's colour on the pad; the "
                         "model sees both as one grey image.")
-    strokes = drawing_pad(key, side=CANVAS_SIDE, width=STROKE_WIDTH, pens=list(PAIR_COLORS), pen=pen)
-    if not strokes:
+    strokes = _drawn(key, param, list(PAIR_COLORS), pen)
+    if strokes is None:
         return None
     try:
         return convert_pair(rasterise_strokes(strokes, CANVAS_SIDE, STROKE_WIDTH, pens=len(PENS)))
-    except ImageError as exc:  # what the browser sent is no drawing: say so, use the test pair
+    except ImageError as exc:
         st.warning(f"The drawing could not be read: {exc}")
         return None
 

@@ -331,9 +331,11 @@ def test_an_unreadable_drawing_shows_its_reason(monkeypatch):
 
 def test_the_pad_sends_its_strokes_to_the_page(at, app_model):
     """Strokes in the pad's state (where the browser puts them on pen-up) replace the sample: the
-    page predicts their drawing and sends them back to the pad; emptied, it returns to the sample."""
+    page predicts their drawing, snapped to the grid a link keeps (dashboard.url_state), and sends
+    them back to the pad; emptied, it returns to the sample."""
     from capsules import analysis as A
     from capsules.data.drawing import convert, rasterise_strokes
+    from dashboard.url_state import snap_strokes
     from dashboard.widgets import CANVAS_SIDE, STROKE_WIDTH
 
     sample_prediction = metric(at, "Prediction")
@@ -342,9 +344,11 @@ def test_the_pad_sends_its_strokes_to_the_page(at, app_model):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("**Input now:** your drawing" in c.value for c in at.caption)
-    res = A.analyse(app_model, convert(rasterise_strokes(stroke, CANVAS_SIDE, STROKE_WIDTH)[0]).image)
+    snapped = snap_strokes(stroke, CANVAS_SIDE)
+    assert snapped != stroke
+    res = A.analyse(app_model, convert(rasterise_strokes(snapped, CANVAS_SIDE, STROKE_WIDTH)[0]).image)
     assert metric(at, "Prediction") == f"{res.prediction} ({res.confidence:.2f})"
-    (pad,) = at.get("bidi_component")
+    (pad,) = [c for c in at.get("bidi_component") if "strokes" in json.loads(c.proto.json or "{}")]
     assert json.loads(pad.proto.json)["strokes"] == stroke  # back to the pad
     at.session_state["canvas"] = {"strokes": []}  # Clear
     at.run()
@@ -473,19 +477,19 @@ def test_a_misclassified_digit_opens_in_the_explorer(at, app_model, samples, shi
     assert f"open_{idx}" in {b.key for b in at.button}
     at.button(key=f"open_{idx}").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.query_params == {"test_digit": str(idx)}
+    assert at.query_params["test_digit"] == str(idx)
     k = int(np.flatnonzero(samples["indices"] == idx)[0])  # the shipped model's mistakes are built-in samples
     assert at.selectbox(key="sample").value == k
     assert f"Input now:** test digit #{idx} (label {error['label']})" in texts(at)
     prediction = metric(at, "Prediction")
     assert prediction == expected_prediction(app_model, samples["images"][k])
     assert prediction.startswith(f"{error['prediction']} (")  # the mistake the experiments page listed
-    # picking another sample leaves it, and the address no longer names it. (AppTest reruns the page
+    # picking another sample leaves it: the address names the sample instead. (AppTest reruns the page
     # its switch_page() named last, unlike a browser, whose address now names the explorer: name it.)
     other = int(np.flatnonzero(samples["labels"] == 3)[0])
     at.switch_page("app_pages/explorer.py")
     at.selectbox(key="sample").set_value(other).run()
-    assert not at.exception and "test_digit" not in at.query_params
+    assert not at.exception and at.query_params["test_digit"] == str(int(samples["indices"][other]))
     assert metric(at, "Prediction") == expected_prediction(app_model, samples["images"][other])
 
 

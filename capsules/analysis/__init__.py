@@ -30,7 +30,8 @@ ink.
 
 from .evidence import EVIDENCE_MODES, EVIDENCE_SPREADS, coverage, evidence_map, evidence_maps, field_ink, receptive_field
 from .inputs import MNIST, Classification, Geometry, as_image, classify, prepare
-from .pose import offset_pose, perturbation_deltas, perturbation_grid, reconstruct
+from .pose import (POSE_KEY, POSE_QUANTILES, offset_pose, perturbation_deltas, perturbation_grid,
+                   pose_distribution, reconstruct)
 from .trace import (COUPLING_VIEWS, LONG, M_MINUS, M_PLUS, Analysis, CouplingView,
                     IterationSweep, Reading, RoutingStep, analyse, longest, reading, training_iterations)
 from .transforms import (TRANSFORMS, TransformSweep, is_identity, transform_image, transform_images, transform_sweep,
@@ -39,10 +40,10 @@ from .two_digits import PairReading, match_sources, read_pair, source_shares
 
 __all__ = [
     "Analysis", "COUPLING_VIEWS", "Classification", "CouplingView", "EVIDENCE_MODES", "EVIDENCE_SPREADS", "Geometry",
-    "IterationSweep", "LONG", "M_MINUS", "M_PLUS", "MNIST", "PairReading", "Reading", "RoutingStep", "TRANSFORMS",
-    "TransformSweep", "analyse", "as_image", "classify", "coverage", "evidence_map", "evidence_maps", "field_ink",
-    "is_identity", "longest", "match_sources", "offset_pose", "perturbation_deltas", "perturbation_grid", "prepare",
-    "read_pair", "reading", "receptive_field", "reconstruct", "source_shares", "training_iterations",
-    "transform_image", "transform_images", "transform_sweep", "transform_values",
+    "IterationSweep", "LONG", "M_MINUS", "M_PLUS", "MNIST", "POSE_KEY", "POSE_QUANTILES", "PairReading", "Reading",
+    "RoutingStep", "TRANSFORMS", "TransformSweep", "analyse", "as_image", "classify", "coverage", "evidence_map",
+    "evidence_maps", "field_ink", "is_identity", "longest", "match_sources", "offset_pose", "perturbation_deltas",
+    "perturbation_grid", "pose_distribution", "prepare", "read_pair", "reading", "receptive_field", "reconstruct",
+    "source_shares", "training_iterations", "transform_image", "transform_images", "transform_sweep", "transform_values",
 ]
 

@@ -1,8 +1,8 @@
 """Pose perturbation (the paper's Fig. 4): each of the 16 dimensions of a digit capsule tweaked by
--0.25 ... +0.25 and decoded."""
+-0.25 ... +0.25 and decoded; and how far each pose value ranges over the test digits of a class
+(:func:`pose_distribution`), the yardstick for such a tweak."""
 
 from __future__ import annotations
-
 
 import numpy as np
 import torch
@@ -58,3 +58,42 @@ def perturbation_grid(model, pose, digit: int, deltas=None) -> np.ndarray:
     poses[np.arange(dims), :, np.arange(dims)] += deltas[None, :]
     images = reconstruct(model, poses.reshape(dims * k, dims), digit)
     return images.reshape(dims, k, *images.shape[-2:])
+
+
+# --------------------------------------------------------------------------------------------
+# how far each pose value ranges over a class
+
+
+POSE_QUANTILES = (1, 5, 25, 50, 75, 95, 99)  # percent, the quantiles of pose_distribution
+POSE_KEY = "pose_distribution"  # its key in a checkpoint's experiments results
+
+
+@torch.inference_mode()
+def pose_distribution(model, images, *, batch_size: int = 500, quantiles=POSE_QUANTILES) -> dict:
+    """How far each pose value ranges over the images the model reads as each class: for digit
+    capsule ``j`` and dimension ``d``, the quantiles of ``v[j, d]`` (the model's own routing)
+    over the ``images`` (uint8 (N, side, side)) it predicts as ``j``, so that an offset of the
+    pose sliders (or Fig. 4's +-0.25) reads against the spread of real digits.
+
+    Returns a JSON-ready dict: ``quantiles`` (percent), ``counts`` (10,) images per predicted
+    class, ``values`` (10, 16, Q) the quantiles, ``test_images``. A class the model predicts for
+    no image has ``null`` rows."""
+    from ..data import to_float
+
+    poses, predictions = [], []
+    for start in range(0, images.shape[0], batch_size):
+        x = to_float(torch.as_tensor(images[start:start + batch_size])).to(model.device)
+        out = model(x)
+        pred = out.lengths.argmax(dim=-1)  # (B,)
+        poses.append(out.v[torch.arange(pred.shape[0], device=pred.device), pred].float().cpu())  # (B, 16)
+        predictions.append(pred.cpu())
+    v, pred = torch.cat(poses), torch.cat(predictions)  # (N, 16), (N,)
+    n_classes, dims = model.config.n_classes, v.shape[1]
+    q = torch.tensor([p / 100 for p in quantiles], dtype=torch.float32)
+    values, counts = [], []
+    for j in range(n_classes):
+        mine = v[pred == j]  # (N_j, 16)
+        counts.append(int(mine.shape[0]))
+        rows = torch.quantile(mine, q, dim=0).T.tolist() if len(mine) else [None] * dims  # (16, Q)
+        values.append([row and [round(x, 4) for x in row] for row in rows])
+    return {"quantiles": list(quantiles), "counts": counts, "values": values, "test_images": int(v.shape[0])}

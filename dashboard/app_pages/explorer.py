@@ -11,9 +11,13 @@ The CapsNet is the one picked in the sidebar. A shipped baseline CNN (the paper'
 answers beside it where a comparison makes sense: its prediction and softmax probability for the
 same input, and for the transformed input of the transform explorer.
 
-Another page opens a given MNIST test digit here with the query parameter ``?test_digit=N``
-(:data:`dashboard.app_pages.TEST_DIGIT`): from the built-in samples when it is one of them, else
-from the MNIST test set; picking a sample leaves it.
+The view is kept in the address (:mod:`dashboard.url_state`), so that a link reopens it: the
+model and r (the sidebar), the open tab (``tab``), the input as the MNIST test digit it is
+(``?test_digit=N``, :data:`dashboard.app_pages.TEST_DIGIT`; another page opens a digit here so:
+from the built-in samples when it is one of them, else from the MNIST test set) or a drawing
+(``draw``), and each view's own choices (its module says which). An upload cannot go in a link,
+and the page says so. The routing views are in :mod:`.explorer_routing`, the pose view in
+:mod:`.explorer_pose`.
 """
 
 from __future__ import annotations
@@ -26,33 +30,24 @@ import streamlit as st
 from capsules import analysis
 from capsules.data import DatasetError
 from capsules.data.drawing import Converted
+from dashboard.app_pages import TEST_DIGIT
+from dashboard.app_pages.explorer_pose import forget_offsets_of_old_input, view_pose
+from dashboard.app_pages.explorer_routing import view_evidence, view_iterations, view_routing
 from dashboard.figures.base import (
-    image_figure, image_pair_figure, length_change_figure, lengths_figure, lengths_per_iteration_figure,
+    image_pair_figure, length_change_figure, lengths_figure, lengths_per_iteration_figure,
 )
-from dashboard.figures.pose import perturbation_figure, pose_figure, transform_figure
-from dashboard.figures.routing import (
-    agreement_figure, coupling_figure, evidence_figure, iteration_strip_figure, routing_mass_figure,
-)
+from dashboard.figures.pose import pose_figure, transform_figure
 from dashboard.models import (
     LoadedModel, cached_analysis, get_baselines, get_model, get_samples, get_test_set, model_panel,
 )
-from dashboard.app_pages import TEST_DIGIT
 from dashboard.views import Clock, chart, end_run, figure, show_views, view
-from dashboard.widgets import (
-    EVIDENCE_BARS, digit_picker, evidence_controls, evidence_notes, evidence_title, read_drawing, read_upload,
-    routing_iterations, sample_label,
-)
+from dashboard.widgets import read_drawing, read_upload, routing_iterations, sample_label
 
-POSE_DIMS = 16
 TRANSFORM_LABELS = {"rotate": "Rotate", "scale": "Scale", "shift_x": "Shift x", "shift_y": "Shift y",
                     "shear": "Shear"}
 TRANSFORM_STEPS = {"rotate": 1.0, "scale": 0.02, "shift_x": 0.5, "shift_y": 0.5, "shear": 0.05}
 TRANSFORM_FORMATS = {"rotate": "%+.0f°", "scale": "%.2f×", "shift_x": "%+.1f px", "shift_y": "%+.1f px",
                      "shear": "%+.2f"}
-COUPLING_VIEWS = {"c − 1/10 (move from uniform)": "deviation",
-                  "c[t] − c[t−1] (change in this step)": "step",
-                  "c itself (white = 1/10)": "raw"}
-COUPLING_BARS = {"deviation": "c − 1/10", "step": "Δc", "raw": "c"}
 
 
 @dataclass
@@ -92,11 +87,6 @@ def baseline_metric(col, name: str, answer: analysis.Classification, label: str 
                     "another kind).")
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def cached_grid(_model, model_key: str, pose: np.ndarray, digit: int) -> np.ndarray:
-    return analysis.perturbation_grid(_model, pose, digit)
-
-
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_sweep(_model, model_key: str, image: np.ndarray, kind: str, base: tuple, digit: int,
                  iterations: int) -> analysis.TransformSweep:
@@ -106,24 +96,25 @@ def cached_sweep(_model, model_key: str, image: np.ndarray, kind: str, base: tup
 # ------------------------------------------------------------------------------ reading widgets
 
 
-def leave_opened_digit() -> None:
-    """Picking a sample leaves the test digit another page opened (its query parameter goes)."""
-    st.query_params.pop(TEST_DIGIT, None)
+def sample_picked(samples: dict[str, np.ndarray]) -> None:
+    """A sample picked: the address names it as the test digit it is."""
+    st.query_params[TEST_DIGIT] = str(int(samples["indices"][st.session_state["sample"]]))
 
 
 def opened_test_digit(samples: dict[str, np.ndarray]) -> Input | None:
-    """The MNIST test digit another page opened here with ``?test_digit=N``. When it is one of
-    the built-in samples, the sample picker is set to it (call this before the picker is drawn)
-    and None returned: the sample is the input. Otherwise it comes from the MNIST test set; when
-    that is not available either, a note says why and None is returned (the sample stays)."""
+    """The MNIST test digit the address names, ``?test_digit=N`` (another page opens a digit here
+    so; a sample picked is named so). When it is one of the built-in samples, the sample picker is
+    set to it (call this before the picker is drawn) and None returned: the sample is the input.
+    Otherwise it comes from the MNIST test set; when that is not available either, or N is no
+    index, a note says why, N leaves the address and None is returned (the sample stays)."""
     raw = st.query_params.get(TEST_DIGIT)
     if raw is None:
         return None
     try:
         index = int(raw)
     except ValueError:
-        st.warning(f"`{TEST_DIGIT}={raw}` is not an index of the MNIST test set: showing a sample instead.")
-        return None
+        return _not_opened(f"`{TEST_DIGIT}={raw[:20]}` is not an index of the MNIST test set: showing a sample "
+                           "instead.")
     found = np.flatnonzero(samples["indices"] == index)
     if found.size:
         st.session_state["sample"] = int(found[0])
@@ -131,24 +122,29 @@ def opened_test_digit(samples: dict[str, np.ndarray]) -> Input | None:
     try:
         images, labels = get_test_set()
     except DatasetError as exc:
-        st.warning(f"Test digit #{index} is not among the built-in samples and the MNIST test set could not "
-                   f"be read, so a sample is shown instead. {exc}")
-        return None
+        return _not_opened(f"Test digit #{index} is not among the built-in samples and the MNIST test set could not "
+                           f"be read, so a sample is shown instead. {exc}")
     if not 0 <= index < labels.shape[0]:
-        st.warning(f"The MNIST test set has no digit #{index} (it has {labels.shape[0]:,}): showing a sample instead.")
-        return None
+        return _not_opened(f"The MNIST test set has no digit #{index} (it has {labels.shape[0]:,}): showing a "
+                           "sample instead.")
     label = int(labels[index])
     return Input(analysis.as_image(images[index].numpy()),
                  f"test digit #{index} (label {label}, from the MNIST test set)",
                  label, None, drawn=False)
 
 
+def _not_opened(note: str) -> None:
+    st.warning(note, icon="🔗")
+    st.query_params.pop(TEST_DIGIT, None)  # the sample shown takes its place
+
+
 def choose_input(samples: dict[str, np.ndarray], draw_col, pick_col) -> Input:
-    """The input row's widgets: a drawing replaces an upload, which replaces a test digit opened
-    from another page, which replaces the sample."""
+    """The input row's widgets: a drawing replaces an upload, which replaces the test digit the
+    address names, which replaces the sample. The address keeps the drawing (``draw``) and the test
+    digit (``test_digit``: the sample's, when it is the input); an upload cannot go in it."""
     with draw_col:
         st.subheader("Draw")
-        drawn = read_drawing()
+        drawn = read_drawing(param="draw")
         st.caption("Draw one digit with the mouse or a finger: it replaces the sample as you lift "
                    "the pen. Undo takes back the last stroke; Clear empties the canvas and returns to "
                    "the sample. The model was trained on single MNIST digits, not on overlapping "
@@ -159,10 +155,12 @@ def choose_input(samples: dict[str, np.ndarray], draw_col, pick_col) -> Input:
         sevens = np.flatnonzero(samples["labels"] == 7)
         st.session_state.setdefault("sample", int(sevens[0]) if sevens.size else 0)  # opens on a 7
         k = st.selectbox("Sample MNIST test digit", range(len(samples["labels"])), key="sample",
-                         on_change=leave_opened_digit, format_func=lambda i: sample_label(samples, i),
+                         on_change=sample_picked, args=(samples,), format_func=lambda i: sample_label(samples, i),
                          help="20 test digits per class plus digits the shipped model gets wrong "
                               "(predictions as of when the samples were made), as "
                               "“label · #index in the MNIST test set”.")
+        if TEST_DIGIT not in st.query_params:
+            st.query_params[TEST_DIGIT] = str(int(samples["indices"][k]))
         uploaded, name = read_upload()
     if drawn is not None:
         return Input(drawn.image, "your drawing", None, drawn, drawn=True)
@@ -175,21 +173,9 @@ def choose_input(samples: dict[str, np.ndarray], draw_col, pick_col) -> Input:
                  label, None, drawn=False)
 
 
-def reset_pose() -> None:
-    for d in range(POSE_DIMS):
-        st.session_state[f"pose_{d}"] = 0.0
-
-
 def reset_transform() -> None:
     for kind, (_, _, identity, _) in analysis.TRANSFORMS.items():
         st.session_state[f"tf_{kind}"] = float(identity)
-
-
-def forget_offsets_of_old_input(inp: Input) -> None:
-    """The pose offsets belong to one input: a new input starts from its own pose."""
-    if st.session_state.get("pose_input") != inp.key:
-        st.session_state["pose_input"] = inp.key
-        reset_pose()
 
 
 # ------------------------------------------------------------------------------ top row
@@ -261,175 +247,6 @@ def view_lengths(res: analysis.Analysis, clock: Clock) -> None:
             chart(figure(length_change_figure, res.length_change), "fig_length_change")
             st.caption("Change of every capsule's length from one routing iteration to the next: "
                        "routing moves the lengths only through the coupling coefficients c (eq. 2).")
-
-
-def routing_metrics(step: analysis.RoutingStep) -> None:
-    """Four numbers of one iteration; none of them is a change over time, so no arrows."""
-    e1, e2, e3, e4 = st.columns(4)
-    caps, n = step.primaries, step.digits
-    e1.metric("Routing entropy", f"{step.entropy:.5f}", f"{step.entropy_gap:+.1e} vs ln {n}",
-              delta_color="off", delta_arrow="off",
-              help=f"Mean over the {caps} primaries of −Σⱼ cᵢⱼ ln cᵢⱼ (nats); "
-                   f"ln {n} = {step.uniform_entropy:.5f} is uniform coupling.")
-    e2.metric(f"Largest |c − 1/{n}|", f"{step.max_deviation:.1e}",
-              help="The largest move of any coupling coefficient away from uniform at this iteration.")
-    uniform = step.top is None
-    e3.metric(f"Coupling mass Σᵢ cᵢ{step.digit}", f"{step.mass:.3f}",
-              f"uniform: {step.uniform_mass:g}" if uniform else f"{step.mass_gap:+.3f} vs {step.uniform_mass:g}",
-              delta_color="off", delta_arrow="off",
-              help=f"Sum of the coupling coefficients of all {caps} primaries to this digit "
-                   f"({caps}/{n} when uniform).")
-    if uniform:
-        e4.metric("Most coupled primary", "none: all equal", f"c = {step.top_c:.4f} for every primary",
-                  delta_color="off", delta_arrow="off",
-                  help=f"At iteration 1 every primary couples 1/{n} to every digit (b = 0, eq. 3): a tie.")
-    else:
-        ty, row, col = step.top
-        e4.metric("Most coupled primary", f"type {ty} ({row},{col})", f"c = {step.top_c:.4f}",
-                  delta_color="off", delta_arrow="off",
-                  help="The primary capsule (type, row, col) with the largest c to this digit.")
-
-
-@view
-def view_routing(res: analysis.Analysis, clock: Clock) -> None:
-    c1, c2, c3 = st.columns([1.2, 1.0, 2.2])
-    with c1:
-        if res.iterations > 1:
-            t = st.slider("Iteration", 1, res.iterations, res.iterations, key="routing_iteration",
-                          help="Iteration t uses the coupling coefficients c = softmax(b) of that step.")
-        else:
-            t = 1
-            st.caption("With r = 1 there is one iteration, with uniform coupling.")
-    with c2:
-        j = digit_picker("Digit capsule", "routing_digit", res.prediction)
-    with c3:
-        shown = COUPLING_VIEWS[st.radio("Show", list(COUPLING_VIEWS), key="routing_view", horizontal=True)]
-    cv = res.coupling(j, shown)
-    titles = {
-        "deviation": f"Coupling to digit {j} at iteration {t}: c<sub>i{j}</sub> − 1/10",
-        "step": (f"Coupling to digit {j}: change from iteration {t - 1} to {t}" if t > 1 else
-                 f"Coupling to digit {j}: iteration 1 has no previous step"),
-        "raw": f"Coupling coefficients c<sub>i{j}</sub> at iteration {t}",
-    }
-    routing_metrics(res.routing_step(t, j))
-    left, right = st.columns(2, gap="large")
-    with left:
-        chart(figure(coupling_figure, cv.values[t - 1], j, title=titles[shown], zmax=cv.spread, centre=cv.centre,
-                     colorbar_title=COUPLING_BARS[shown], geometry=res.geometry), "fig_coupling")
-        g = res.geometry
-        st.caption(f"Each tile is one of the {g.types} primary-capsule types over its {g.grid}×{g.grid} grid "
-                   f"positions (i = type·{g.grid ** 2} + row·{g.grid} + col). Iteration 1 always uses "
-                   "c = 1/10 (b = 0, eq. 3), so it is blank; later iterations raise c where the "
-                   "prediction û agrees with v. In a trained CapsNet most coefficients move by only "
-                   "10⁻³ to 10⁻² (the mean routing entropy stays within 10⁻³ of ln 10), hence the scale "
-                   "of the colour bar, the same for every iteration.")
-    with right:
-        chart(figure(coupling_figure, res.agreement[t - 1, :, j], j, colorbar_title="û·v", geometry=res.geometry,
-                     title=f"Agreement û<sub>{j}|i</sub> · v<sub>{j}</sub> after iteration {t}"),
-              "fig_agreement_tiles")
-        st.caption(f"What iteration {t} adds to each logit bᵢ{j} (Procedure 1, line 7): red primaries "
-                   f"predict a pose that agrees with v{j} and gain coupling in the next iteration.")
-    chart(figure(routing_mass_figure, res.mass, res.vote_mass), "fig_mass")
-    st.caption("Share of the coupling (left: Σᵢ cᵢⱼ) and of the vote length flowing into sⱼ "
-               "(right: Σᵢ cᵢⱼ|ûⱼ|ᵢ|, eq. 2) that each digit receives over the iterations; 10 % is uniform.")
-    every = st.expander("Agreement of every primary with every digit capsule", key="routing_every",
-                        on_change="rerun")
-    if every.open:  # built and sent only when opened (11,520 cells; opening reruns this view)
-        with every:
-            chart(figure(agreement_figure, res.agreement[t - 1], t, geometry=res.geometry), "fig_agreement")
-            st.caption(f"ûⱼ|ᵢ · vⱼ after iteration {t} for every pair; columns are primaries "
-                       f"i = type·{g.grid ** 2} + row·{g.grid} + col.")
-
-
-@view
-def view_evidence(res: analysis.Analysis, clock: Clock) -> None:
-    c1, c2 = st.columns([1, 2.8])
-    with c1:
-        j = digit_picker("Digit capsule", "evidence_digit", res.prediction)
-    with c2:
-        mode, spread = evidence_controls("evidence")
-    maps = clock("evidence map", res.evidence_for, j, mode, spread)
-    left, right = st.columns([1.2, 1], gap="large")
-    with left:
-        chart(figure(evidence_figure, res.image, maps, j, title=evidence_title(mode, j), diverging=mode != "votes",
-                     outline=spread != "ink", colorbar_title=EVIDENCE_BARS[mode]), "fig_evidence")
-    with right:
-        evidence_notes(res.geometry, "Step through the routing iterations with the slider under the map.")
-
-
-@view
-def view_iterations(res: analysis.Analysis, trained: int | None, clock: Clock) -> None:
-    sweep, last = res.sweep, len(res.sweep.predictions)
-    left, right = st.columns([1.2, 1], gap="large")
-    with left:
-        chart(figure(lengths_per_iteration_figure, sweep.lengths, highlight=res.iterations,
-                     title=f"Capsule lengths when routing with k = 1 … {last} iterations"),
-              "fig_sweep_lengths")
-    with right:
-        st.markdown("**Prediction by number of iterations:** "
-                    + " · ".join(f"k={k_}: **{int(p)}**" for k_, p in zip(sweep.iterations, sweep.predictions)))
-        changes = sweep.changes
-        st.caption("The prediction never changes over 1 … 10 iterations." if not changes else
-                   f"The prediction changes at k = {', '.join(map(str, changes))}.")
-        base = trained or res.iterations
-        at_base, at_last = sweep.long(base), sweep.long(last)
-
-        def listed(k, digits):
-            return ", ".join(f"{j} ({sweep.lengths[k - 1, j]:.2f})" for j in digits) or "none"
-
-        source = ("training used r = " + str(trained) + " (the checkpoint's train_config)" if trained
-                  else f"the model's default r is {base}")
-        st.caption(f"Above m⁺ = {analysis.M_PLUS} (the shaded band, large points): at k = {base}, "
-                   f"{listed(base, at_base)}; "
-                   f"at k = {last}, {listed(last, at_last)}. Each iteration adds the agreement to the logits "
-                   f"again, so routing longer than {source} keeps raising the coupling to every capsule "
-                   "its primaries agree with, and several capsules can approach length 1.")
-        st.caption(f"Routing with k iterations equals the first k iterations of a longer routing, so one "
-                   f"trace gives all ten. The sidebar's r = {res.iterations} (dotted line) is used by every view.")
-    chart(figure(iteration_strip_figure, sweep.reconstructions, sweep.predictions), "fig_sweep_strip")
-
-
-def pose_offsets(pose: np.ndarray) -> np.ndarray:
-    """The 16 pose sliders, four columns of four; their offsets."""
-    cols = st.columns(4)
-    offsets = np.zeros(POSE_DIMS, np.float32)
-    for d in range(POSE_DIMS):
-        with cols[d % 4]:
-            offsets[d] = st.slider(f"dim {d + 1} ({pose[d]:+.2f})", -0.5, 0.5, 0.0, 0.05,
-                                   key=f"pose_{d}", format="%+.2f")
-    return offsets
-
-
-@view
-def view_pose(loaded: LoadedModel, res: analysis.Analysis, clock: Clock) -> None:
-    model = loaded.model
-    left, right = st.columns([1.15, 1], gap="large")
-    with left:
-        c1, c2 = st.columns([1.4, 1], vertical_alignment="bottom")
-        with c1:
-            jp = digit_picker("Digit capsule", "pose_digit", res.prediction)
-        with c2:
-            st.button("Reset offsets", key="pose_reset", on_click=reset_pose)
-        st.caption("The 16 dimensions of a digit capsule are its instantiation parameters (§5.1); "
-                   "each slider shows the dimension's value in brackets. Add an offset to any of them "
-                   "and the decoder redraws the digit. A new input resets the offsets.")
-        pose = res.v[jp]
-        offsets = pose_offsets(pose)
-        moved, recon = clock("decode (pose sliders)", analysis.offset_pose, model, pose, offsets, jp)
-        plain = res.reconstruction if jp == res.prediction else analysis.reconstruct(model, pose, jp)
-        a, b = st.columns(2)
-        with a:
-            chart(figure(image_figure, plain, f"Decoded from v<sub>{jp}</sub>", height=250), "fig_pose_plain")
-        with b:
-            chart(figure(image_figure, recon, f"Decoded from v<sub>{jp}</sub> + offsets", height=250),
-                  "fig_pose_live")
-        chart(figure(pose_figure, pose, jp, moved if np.any(offsets) else None, height=290), "fig_pose_vector")
-    with right:
-        grid = clock("Fig. 4 grid (176 decodes)", cached_grid, model, loaded.key, np.ascontiguousarray(pose), jp)
-        chart(figure(perturbation_figure, grid, analysis.perturbation_deltas(), jp, height=760), "fig_perturbation")
-        st.caption(f"As the paper's Fig. 4: row d adds −0.25 … +0.25 (steps of 0.05) to dimension d of "
-                   f"v{jp}, all other dimensions kept, and decodes. Some dimensions change stroke width, "
-                   "skew or local parts of the digit.")
 
 
 def transform_params() -> tuple[dict[str, float], str]:
@@ -504,10 +321,13 @@ def main() -> None:
     draw_col, pick_col, pred_col = st.columns([1.1, 1.0, 1.3], gap="medium")
     inp = choose_input(samples, draw_col, pick_col)
     res = clock("analysis (traced forward)", cached_analysis, loaded.model, loaded.key, inp.image, iterations)
-    forget_offsets_of_old_input(inp)
+    forget_offsets_of_old_input(inp.key)
     with pick_col:
         st.caption(f"**Input now:** {inp.source}. " + ("Clear the canvas to go back to the sample." if inp.drawn
                                                        else "Draw on the canvas to replace it."))
+        if inp.source.startswith("upload"):
+            st.caption(f"An upload cannot be shared: a link to this view opens test digit "
+                       f"#{st.query_params.get(TEST_DIGIT)} in its place.")
     with pred_col:
         prediction_panel(res, inp, trained, classified(baselines, inp.image, clock))
     views = {  # each a fragment: its controls rerun only the view

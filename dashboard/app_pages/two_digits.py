@@ -16,6 +16,8 @@ The model is the sidebar's MultiMNIST CapsNet (:data:`dashboard.models.MULTIMNIS
 none ships yet the page says how to train and ship one, and runs on an untrained 36x36 CapsNet,
 labelled as such. As on the explorer, every number comes from :mod:`capsules.analysis`, every
 figure from :mod:`dashboard.figures`, and each view is a fragment (:func:`dashboard.views.view`).
+The address keeps the model, r, the open tab, the test pair (``pair``) and a drawing (``draw``,
+both pens), so that a link reopens the view (:mod:`dashboard.url_state`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from capsules.data.drawing import PAIR_SHIFT, ConvertedPair
 from dashboard.figures.base import PAIR_COLORS, digit_thumbnail, lengths_figure, lengths_per_iteration_figure
 from dashboard.figures.routing import evidence_grid_figure
 from dashboard.figures.two_digits import overlay, pair_figure
+from dashboard import url_state
 from dashboard.models import (
     MULTIMNIST_MODELS, LoadedModel, cached_analysis, checkpoint_path, get_model, get_sample_pairs, get_test_pairs,
     model_panel,
@@ -88,12 +91,14 @@ def pick_pair() -> PairInput:
                 f"Meanwhile the pairs here are made of the {len(pairs)} built-in sample digits by the same "
                 "generator, with the same seed.")
     count = len(pairs)
+    url_state.restore("pair", "pair", lambda t: url_state.decode_index(t, count), "test pair")
     k = int(st.number_input(f"Test pair (0 … {count - 1:,})", 0, count - 1, 0, 1, key="pair",
                             help="The fixed, seeded MultiMNIST test set the model is scored on: pair k has "
                                  "test digit k as its first digit and a digit of another class as its second, "
                                  "each shifted by up to 4 pixels per axis in the 36×36 frame."))
     st.button("Another pair", key="pair_random", on_click=another_pair, args=(count,),
               help="A test pair drawn at random.")
+    url_state.remember("pair", str(k) if k else None)
     p = pairs[k]
     a, b = (int(d) for d in p.labels)
     first, second = (int(i) for i in p.index)
@@ -122,7 +127,7 @@ def choose_input(draw_col, pick_col) -> PairInput:
     """The input row's widgets: a drawing replaces the test pair."""
     with draw_col:
         st.subheader("Draw two digits")
-        drawn = read_two_pens()
+        drawn = read_two_pens(param="draw")
         st.caption("One digit with each pen, over each other: the pad shows them in two colours, the model "
                    "sees one grey image (their clipped sum, as MultiMNIST merges its pairs). Both keep their "
                    "sizes and places; the larger is fitted to MNIST's 20-pixel box. Clear the pad to go back "

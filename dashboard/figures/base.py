@@ -73,11 +73,13 @@ def image_axes(fig: go.Figure, row: int | None = None, col: int | None = None) -
 
 
 def png_uri(image: np.ndarray, upscale: int = 1) -> str:
-    """A (H, W) [0, 1] array (NaN = transparent gap), or a (H, W, 3) uint8 colour image, as a PNG
-    data URI, upscaled by pixel repeats."""
+    """A (H, W) [0, 1] array (NaN = transparent gap), or a (H, W, 3) uint8 colour image, or a
+    (H, W, 4) uint8 one with its alpha, as a PNG data URI, upscaled by pixel repeats."""
     from PIL import Image
 
-    if np.asarray(image).ndim == 3:
+    if np.asarray(image).ndim == 3 and np.asarray(image).shape[-1] == 4:
+        rgba = np.asarray(image, dtype=np.uint8)
+    elif np.asarray(image).ndim == 3:
         rgb = np.asarray(image, dtype=np.uint8)
         rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=-1)
     else:

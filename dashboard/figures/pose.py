@@ -5,22 +5,49 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from dashboard.figures.base import DIGIT_COLORS, DIM_COLORS, ZERO, mosaic, png_uri, rgba, styled
+from dashboard.figures.base import DIGIT_COLORS, DIM_COLORS, DIVERGING, GREY, ZERO, mosaic, png_uri, rgba, styled
+
+
+def _colour_lut(scale, n: int = 256) -> np.ndarray:
+    """(n, 3) uint8 colours of a plotly colour scale, from its low end to its high end."""
+    found = sample_colorscale(scale, list(np.linspace(0.0, 1.0, n)), colortype="tuple")
+    return (np.clip(np.asarray(found, dtype=float), 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def perturbation_figure(grid: np.ndarray, deltas: np.ndarray, digit: int,
-                        title: str | None = None, height: int = 760) -> go.Figure:
+                        title: str | None = None, height: int = 760, change: bool = False) -> go.Figure:
     """Fig. 4 of the paper: ``grid`` (16, K, 28, 28), row d = pose dimension d + 1, column k =
-    offset ``deltas[k]`` added to it. Drawn as one image, 16 rows x K columns."""
+    offset ``deltas[k]`` added to it. Drawn as one image, 16 rows x K columns, on one colour scale
+    for the whole grid, its bar at the right: the decoded ink (0 black … 1 white) or, with
+    ``change``, each image minus its row's image at offset 0 (red: ink the offset adds, blue: ink
+    it takes away), the scale symmetric about 0 and as wide as the largest change in the grid."""
     grid = np.asarray(grid, dtype=np.float32)
     rows, cols, h, w = grid.shape
     gap = 2
-    fig = go.Figure(go.Image(source=png_uri(mosaic(grid, gap=gap)), hoverinfo="skip"))
+    deltas = np.asarray(deltas, dtype=float)
+    if change:
+        values = grid - grid[:, [int(np.argmin(np.abs(deltas)))]]  # (16, K, 28, 28): 0 in the middle column
+        top = max(float(np.abs(values).max()), 1e-6)
+        tiles = mosaic(values, gap=gap)
+        rgba = np.zeros(tiles.shape + (4,), np.uint8)
+        inside = ~np.isnan(tiles)
+        lut = _colour_lut(DIVERGING)
+        rgba[inside, :3] = lut[np.round((tiles[inside] / top + 1) / 2 * (len(lut) - 1)).astype(int)]
+        rgba[inside, 3] = 255
+        source, scale, bounds, bar = png_uri(rgba), DIVERGING, (-top, top), "decoded −<br>offset 0"
+    else:
+        source, scale, bounds, bar = png_uri(mosaic(grid, gap=gap)), GREY, (0.0, 1.0), "decoded<br>ink"
+    fig = go.Figure(go.Image(source=source, hoverinfo="skip"))
+    # the colour bar of the whole grid: a heatmap of its two ends that draws nothing
+    fig.add_trace(go.Heatmap(z=[list(bounds)], x=[0, 1], y=[0, 0], colorscale=scale, zmin=bounds[0], zmax=bounds[1],
+                             opacity=0, hoverinfo="skip", showscale=True,
+                             colorbar=dict(title=dict(text=bar, side="top", font=dict(size=11)), thickness=12,
+                                           len=0.5, y=1.0, yanchor="top", tickfont=dict(size=10))))
     # every column has a tick; the first, middle and last are labelled (all eleven overlap in a
     # narrow column), the axis title gives the step
-    deltas = np.asarray(deltas, dtype=float)
     labelled = {0, cols // 2, cols - 1}
     step = f", steps of {deltas[1] - deltas[0]:.2f}" if cols > 1 else ""
     fig.update_xaxes(tickmode="array", tickvals=[k * (w + gap) + (w - 1) / 2 for k in range(cols)],
@@ -30,11 +57,52 @@ def perturbation_figure(grid: np.ndarray, deltas: np.ndarray, digit: int,
                      ticklen=3)
     fig.update_yaxes(tickmode="array", tickvals=[d * (h + gap) + (h - 1) / 2 for d in range(rows)],
                      ticktext=[f"dim {d + 1}" for d in range(rows)], showgrid=False, zeroline=False,
-                     showline=False, scaleanchor="x", constrain="domain", constraintoward="top")
+                     showline=False, scaleanchor="x", constrain="domain", constraintoward="top",
+                     autorange="reversed")
     fig.update_xaxes(constrain="domain")
     fig.update_layout(meta=dict(rows=rows, cols=cols))
-    title = title or f"Fig. 4: each dimension of v<sub>{digit}</sub> tweaked and decoded"
+    title = title or (f"Fig. 4: each dimension of v<sub>{digit}</sub> tweaked and decoded" + (
+        ", change from offset 0" if change else ""))
     return styled(fig, title, height, margin=dict(l=60, r=10, t=100, b=10))
+
+
+def pose_spread_svg(spread, quantiles, value: float, moved: float, limit: float = 0.5,
+                    color: str = ZERO, what: str = "") -> str:
+    """A strip to put under a pose slider: the slider's range, ``value`` ± ``limit`` (the pose
+    value with each offset), and on it how that pose value spreads over the test digits of the
+    class (``spread``: its ``quantiles``, percent; :func:`capsules.analysis.pose_distribution`):
+    a line from the first to the last quantile, a band over the middle 90% (5–95%), a box over
+    the middle half (25–75%) with the median, a thin mark at ``value`` and a bold one at
+    ``moved``, the value with the slider's offset. Parts off the range are cut at its ends. An
+    SVG string, 100% wide (no plotly: sixteen of these rerun with every slider), its title the
+    numbers (``what`` names the digits)."""
+    q = dict(zip((int(p) for p in quantiles), (float(x) for x in spread)))
+    lo = value - limit
+
+    def x(v: float) -> float:
+        return round(float(np.clip((v - lo) / (2 * limit) * 100, 0, 100)), 2)
+
+    parts = []
+    ends = min(q), max(q)
+    parts.append(f'<line x1="{x(q[ends[0]])}" y1="9" x2="{x(q[ends[1]])}" y2="9" stroke="{color}" '
+                 'stroke-width="1" vector-effect="non-scaling-stroke"/>')
+    if 5 in q and 95 in q:
+        parts.append(f'<rect x="{x(q[5])}" y="5" width="{x(q[95]) - x(q[5])}" height="8" fill="{color}" '
+                     'fill-opacity="0.25"/>')
+    if 25 in q and 75 in q:
+        parts.append(f'<rect x="{x(q[25])}" y="3" width="{x(q[75]) - x(q[25])}" height="12" fill="{color}" '
+                     'fill-opacity="0.55"/>')
+    if 50 in q:
+        parts.append(f'<line x1="{x(q[50])}" y1="2" x2="{x(q[50])}" y2="16" stroke="{color}" stroke-width="2" '
+                     'vector-effect="non-scaling-stroke"/>')
+    parts.append(f'<line x1="{x(value)}" y1="0" x2="{x(value)}" y2="18" stroke="#888888" stroke-width="1" '
+                 'stroke-dasharray="2 2" vector-effect="non-scaling-stroke"/>')
+    parts.append(f'<line x1="{x(moved)}" y1="0" x2="{x(moved)}" y2="18" stroke="#e4572e" stroke-width="3" '
+                 'vector-effect="non-scaling-stroke"/>')
+    numbers = ", ".join(f"{p}%: {v:+.2f}" for p, v in q.items())
+    title = f"Over {what}: {numbers}. This digit: {value:+.2f}; with the offset: {moved:+.2f}"
+    return (f'<svg class="pose-spread" viewBox="0 0 100 18" preserveAspectRatio="none" width="100%" height="18" '
+            f'role="img" aria-label="{title}"><title>{title}</title>{"".join(parts)}</svg>')
 
 
 def pose_figure(pose: np.ndarray, digit: int, perturbed: np.ndarray | None = None,
