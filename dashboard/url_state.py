@@ -51,7 +51,7 @@ def _cells(xy: Sequence[float], side: int) -> list[tuple[int, int]]:
 
 
 def encode_strokes(strokes: Sequence[Mapping], side: int) -> str:
-    """The pad's ``strokes`` (on a ``side``-pixel pad, as :func:`capsules.data.drawing.rasterise_strokes`
+    """The pad's ``strokes`` (on a ``side``-pixel pad, as :func:`capsules.data.strokes.rasterise_strokes`
     takes them) as URL-safe text; "" for no strokes. Raises ``ValueError`` for a pen beyond 63."""
     out = []
     for stroke in strokes:
@@ -191,8 +191,8 @@ def restore(name: str, into: str | Callable[[object], None], decode: Callable[[s
         value = decode(raw)
     except ValueError as exc:
         forget(name)
-        st.warning(f"The link's {what} (`{name}={raw[:40].replace('`', '')}`) could not be used: {exc}. Showing the default.",
-                   icon="🔗")
+        shown = raw[:40].replace("`", "")
+        st.warning(f"The link's {what} (`{name}={shown}`) could not be used: {exc}. Showing the default.", icon="🔗")
         return
     if callable(into):
         into(value)

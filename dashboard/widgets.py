@@ -9,9 +9,9 @@ import numpy as np
 import streamlit as st
 
 from capsules import analysis
-from capsules.data.drawing import (
-    Converted, ConvertedPair, ImageError, convert, convert_pair, convert_upload, rasterise_strokes,
-)
+from capsules.data.drawing import Converted, ImageError, convert
+from capsules.data.strokes import ConvertedPair, convert_pair, rasterise_strokes
+from capsules.data.uploads import convert_upload
 from dashboard import url_state
 from dashboard.figures.base import PAIR_COLORS
 from dashboard.models import MAX_ITERATIONS, LoadedModel
@@ -154,7 +154,7 @@ PENS = ("pen A", "pen B")  # the two-digit pad's pens, in the colours of dashboa
 def read_two_pens(key: str = "pair_pad", param: str | None = None) -> ConvertedPair | None:
     """The drawing pad with two pens, one per digit, in the colours of
     :data:`dashboard.figures.base.PAIR_COLORS` (a radio above it picks the pen that draws), as the
-    MultiMNIST model's input (:func:`capsules.data.drawing.convert_pair`: one grey image, the
+    MultiMNIST model's input (:func:`capsules.data.strokes.convert_pair`: one grey image, the
     clipped sum, and each pen's digit apart), or None when it has no ink; ``param`` as
     :func:`_drawn` takes it."""
     colours = ("red", "green")

@@ -334,7 +334,8 @@ def test_the_pad_sends_its_strokes_to_the_page(at, app_model):
     page predicts their drawing, snapped to the grid a link keeps (dashboard.url_state), and sends
     them back to the pad; emptied, it returns to the sample."""
     from capsules import analysis as A
-    from capsules.data.drawing import convert, rasterise_strokes
+    from capsules.data.drawing import convert
+    from capsules.data.strokes import rasterise_strokes
     from dashboard.url_state import snap_strokes
     from dashboard.widgets import CANVAS_SIDE, STROKE_WIDTH
 

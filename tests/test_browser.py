@@ -134,7 +134,8 @@ def test_upload_a_photo_and_a_broken_file(browser, app_url):
 
     from capsules import analysis as A, load_model
     from capsules.checkpoint import SHIPPED
-    from capsules.data.drawing import load_image, to_mnist
+    from capsules.data.drawing import to_mnist
+    from capsules.data.uploads import load_image
 
     with np.load(SHIPPED.parents[1] / "dashboard" / "samples.npz", allow_pickle=False) as z:
         k = int(np.flatnonzero(z["labels"] == 3)[0])

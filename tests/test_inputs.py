@@ -8,7 +8,8 @@ from PIL import Image
 
 from capsules import load_model
 from capsules.analysis import analyse
-from capsules.data.drawing import to_mnist, upload_to_mnist
+from capsules.data.drawing import to_mnist
+from capsules.data.uploads import upload_to_mnist
 
 
 def png(array, mode=None) -> bytes:

@@ -102,7 +102,8 @@ def test_a_link_restores_the_explorer(env, samples):
 
 def test_a_link_restores_a_drawing(env, samples):
     from capsules import analysis, load_model
-    from capsules.data.drawing import convert, rasterise_strokes
+    from capsules.data.drawing import convert
+    from capsules.data.strokes import rasterise_strokes
     from dashboard.url_state import decode_strokes, encode_strokes
     from dashboard.widgets import CANVAS_SIDE, STROKE_WIDTH
 
@@ -113,7 +114,8 @@ def test_a_link_restores_a_drawing(env, samples):
     assert "**Input now:** your drawing" in texts(app)
     strokes = decode_strokes(code, CANVAS_SIDE)
     assert app.session_state["canvas"] == {"strokes": strokes}  # the pad gets them back
-    res = analysis.analyse(load_model(None, "cpu"), convert(rasterise_strokes(strokes, CANVAS_SIDE, STROKE_WIDTH)[0]).image)
+    image = convert(rasterise_strokes(strokes, CANVAS_SIDE, STROKE_WIDTH)[0]).image
+    res = analysis.analyse(load_model(None, "cpu"), image)
     assert metric(app, "Prediction") == f"{res.prediction} ({res.confidence:.2f})"
     assert app.selectbox(key="evidence_digit").value == 7
     app.session_state["canvas"] = {"strokes": []}  # Clear: back to the sample, the drawing leaves the address

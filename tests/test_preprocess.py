@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageDraw
 
-from capsules.data.drawing import MAX_PIXELS, ImageError, convert, load_image, rasterise_strokes, to_mnist
+from capsules.data.drawing import MAX_PIXELS, ImageError, convert, to_mnist
+from capsules.data.strokes import rasterise_strokes
+from capsules.data.uploads import load_image
 
 SIZE = 280
 
@@ -449,7 +451,7 @@ def test_malformed_strokes_raise_saying_what_was_expected(strokes, kwargs, messa
 
 
 def test_too_many_points_are_refused(monkeypatch):
-    import capsules.data.drawing as P
+    import capsules.data.strokes as P
 
     monkeypatch.setattr(P, "MAX_POINTS", 10)
     rasterise_strokes([{"pen": 0, "xy": list(range(20))}], PAD, WIDTH)  # 10 points: fine
@@ -599,7 +601,7 @@ def test_a_pair_is_fitted_into_the_multimnist_frame():
     import torch
 
     from capsules.data import MultiMNIST
-    from capsules.data.drawing import PAIR_FRAME, convert_pair
+    from capsules.data.strokes import PAIR_FRAME, convert_pair
 
     assert PAIR_FRAME == MultiMNIST(torch.zeros(2, 28, 28, dtype=torch.uint8), torch.tensor([0, 1])).image_size == 36
     masks = rasterise_strokes([ONE_A, SEVEN_B], PAD, WIDTH, pens=2)
@@ -627,7 +629,7 @@ def test_a_pair_is_fitted_into_the_multimnist_frame():
 
 
 def test_one_pen_alone_and_no_ink():
-    from capsules.data.drawing import convert_pair
+    from capsules.data.strokes import convert_pair
 
     masks = rasterise_strokes([ONE_A], PAD, WIDTH, pens=2)
     out = convert_pair(masks)
@@ -640,7 +642,7 @@ def test_one_pen_alone_and_no_ink():
 
 
 def test_digits_far_apart_are_shrunk_into_the_frame_and_flagged():
-    from capsules.data.drawing import convert_pair
+    from capsules.data.strokes import convert_pair
 
     left = {"pen": 0, "xy": [20, 60, 20, 140]}
     right = {"pen": 1, "xy": [220, 60, 220, 140]}
@@ -659,7 +661,7 @@ def test_digits_far_apart_are_shrunk_into_the_frame_and_flagged():
     (5, "no sequence of images"),
 ])
 def test_malformed_pairs_raise_saying_what_was_expected(masks, message):
-    from capsules.data.drawing import convert_pair
+    from capsules.data.strokes import convert_pair
 
     with pytest.raises(ImageError, match=message):
         convert_pair(masks)

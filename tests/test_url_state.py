@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capsules.data.drawing import rasterise_strokes
+from capsules.data.strokes import rasterise_strokes
 from dashboard.url_state import (
     ALPHABET, GRID, MAX_DRAWING, decode_index, decode_offsets, decode_strokes, encode_offsets, encode_strokes,
     one_of, slug, snap_strokes,

@@ -1,6 +1,7 @@
 """The data: MNIST (:mod:`.mnist`: find, verify, fetch, batch, the 2-pixel shifts), MultiMNIST
 (:mod:`.multimnist`: pairs of overlapping digits, section 6) and the dashboard's inputs
-(:mod:`.drawing`: a drawing, photo or scan to an MNIST-style image)."""
+(:mod:`.drawing`: MNIST's recipe for a drawing, photo or scan; :mod:`.strokes`: the pad's strokes,
+two digits drawn with two pens; :mod:`.uploads`: image files decoded safely)."""
 
 from .mnist import (BESIDE_CHECKOUT, ENV_VAR, FILES, DatasetError, check, default_data_dir, fetch, load_mnist,
                     resolve_data_dir, shift_augment, to_float)

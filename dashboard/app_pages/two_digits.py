@@ -2,7 +2,7 @@
 
 A page of ``streamlit run dashboard/app.py`` (``/two-digits``). The input is a drawing with two
 pens, one per digit (:func:`dashboard.widgets.read_two_pens`: two colours on the pad, one grey
-image for the model, :func:`capsules.data.drawing.convert_pair`), or a pair from the fixed, seeded
+image for the model, :func:`capsules.data.strokes.convert_pair`), or a pair from the fixed, seeded
 MultiMNIST test set (:func:`capsules.data.load_multimnist_test`; without MNIST, pairs of the
 built-in sample digits made by the same generator). The page shows the two longest
 capsules, the paper's Fig. 5 (each digit decoded from its own capsule in its own colour over the
@@ -29,7 +29,7 @@ import streamlit as st
 
 from capsules import analysis
 from capsules.data import DatasetError
-from capsules.data.drawing import PAIR_SHIFT, ConvertedPair
+from capsules.data.strokes import PAIR_SHIFT, ConvertedPair
 from dashboard.figures.base import PAIR_COLORS, digit_thumbnail, lengths_figure, lengths_per_iteration_figure
 from dashboard.figures.routing import evidence_grid_figure
 from dashboard.figures.two_digits import overlay, pair_figure

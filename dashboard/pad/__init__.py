@@ -9,7 +9,7 @@ On pen-up, and only then, the pad sends every stroke so far at once (the
 ``streamlit-drawable-canvas`` it replaces sent a PNG of the canvas with Fabric.js's description
 of it, about 7 KB, after a fixed 200 ms wait): point lists, ``[{"pen": k, "xy": [x0, y0, x1, y1,
 ...]}, ...]`` in whole pad pixels, a few hundred numbers.
-:func:`capsules.data.drawing.rasterise_strokes` draws them again in Python as one mask per pen. The
+:func:`capsules.data.strokes.rasterise_strokes` draws them again in Python as one mask per pen. The
 page chooses the pens (CSS colours) and which one draws; each stroke keeps its pen, so that a page
 drawing two digits in two colours knows whose ink each pixel is.
 """
@@ -38,7 +38,7 @@ def drawing_pad(key: str, side: int, width: float, pens: Sequence[str] = ("#FFFF
     index into ``pens``), an empty list once the pad was cleared, or None before anything was
     drawn. The page reruns on each pen-up, Undo and Clear.
 
-    The strokes come from the browser: pass them to :func:`capsules.data.drawing.rasterise_strokes`
+    The strokes come from the browser: pass them to :func:`capsules.data.strokes.rasterise_strokes`
     (with ``pens=len(pens)``), which checks them. They also go back to the pad with the page, so
     a pad the browser builds anew (its element remounted) shows the same drawing.
     """
