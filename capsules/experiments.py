@@ -71,7 +71,7 @@ __all__ = [
     "misclassified", "number_text", "paired_mean_p", "predict", "random_logits", "results_path", "robust_range",
     "robustness", "robustness_experiments", "robustness_paired", "robustness_pass", "robustness_results",
     "robustness_subset", "route_fixed", "routing_pass", "run_experiments", "same_subset", "save_results",
-    "untransformed", "wilson_interval",
+    "untransformed", "wilson_interval", "merge_results", "parse_sections", "read_results",
 ]
 
 FORMAT = "capsules.experiments"
@@ -714,7 +714,9 @@ def load_results(checkpoint_path: str | Path | None = None) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
+    from .analysis.trust import ATTACK_IMAGES, OOD_SIZE, trust_sections
     from .checkpoint import SHIPPED, CheckpointError, load_model
+    from .data.fashion import load_fashion
 
     parser = argparse.ArgumentParser(prog="python -m capsules.experiments", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default=None, help=f"a .safetensors checkpoint (default: {SHIPPED})")
@@ -722,55 +724,149 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the results here (default: NAME.experiments.json "
                         "beside the checkpoint)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--sections", default="core", help="what to compute, comma-separated: core (the routing "
+                        "experiments and robustness curves; a CNN: the curves), ood (is it a digit? outlier scores "
+                        "against Fashion-MNIST, noise and blank images), adversarial (FGSM and PGD), or all. "
+                        "Without core the others are merged into the existing results of these weights")
     parser.add_argument("--iterations", type=int, default=10, help="routing iterations of the traced pass")
     parser.add_argument("--robustness-size", type=int, default=500, help="test images in the robustness curves")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the robustness subset and the random coupling")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the robustness subset and the random coupling, "
+                        "and the outlier sets' subsets, noise and bootstrap")
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N test images (smoke runs)")
+    parser.add_argument("--ood-size", type=int, default=OOD_SIZE, help="MNIST and Fashion-MNIST test images scored "
+                        "as digits and outliers (a seeded subset of each)")
+    parser.add_argument("--attack-images", type=int, default=ATTACK_IMAGES, help="the first N test images attacked")
+    parser.add_argument("--attack-precision", default="bf16", choices=["bf16", "fp32"],
+                        help="precision of the attacks' passes (bf16: twice as fast on a CPU with bf16 units)")
+    parser.add_argument("--fashion-dir", default=None, help="Fashion-MNIST folder (default: $CAPSULES_FASHION or "
+                        "Debian's /usr/share/datasets/fashion-mnist)")
     args = parser.parse_args(argv)
-    for name in ("iterations", "robustness_size", "batch_size", "limit"):
+    for name in ("iterations", "robustness_size", "batch_size", "limit", "ood_size", "attack_images"):
         value = getattr(args, name)
         if value is not None and value < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1, got {value}", file=sys.stderr)
             return 2
+    sections = parse_sections(args.sections)
+    if sections is None:
+        print(f"error: --sections takes a comma-separated list of {', '.join(SECTIONS)} or all, got "
+              f"{args.sections!r}", file=sys.stderr)
+        return 2
     try:
         model = load_model(args.checkpoint, pick_device(args.device))
         images, labels = load_mnist("test", args.data_dir)
+        fashion = load_fashion("test", args.fashion_dir)[0] if "ood" in sections else None
     except (CheckpointError, DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.limit is not None:
         images, labels = images[:args.limit], labels[:args.limit]
     out = Path(args.json) if args.json else results_path(model.checkpoint_path)
-    print(f"checkpoint: {model.checkpoint_path}  device: {describe(model.device)}")
+    if "core" not in sections and read_results(out, model.checkpoint_path) is None:
+        print(f"error: no results of these weights in {out} to merge {', '.join(sections)} into: run "
+              f"python -m capsules.experiments --checkpoint {model.checkpoint_path} first, or add core to --sections",
+              file=sys.stderr)
+        return 1
+    print(f"checkpoint: {model.checkpoint_path}  device: {describe(model.device)}  sections: {', '.join(sections)}")
     with tqdm(total=1000, desc="experiments", unit="") as bar:
         def progress(fraction: float, message: str) -> None:
             bar.set_postfix_str(message, refresh=False)
             bar.update(round(1000 * fraction) - bar.n)
 
+        split = 0.2 if "core" in sections and len(sections) > 1 else (1.0 if "core" in sections else 0.0)
+        results: dict = {}
         try:
-            if not isinstance(model, CapsNet):  # the baseline CNN: the robustness curves only
+            if "core" in sections and not isinstance(model, CapsNet):  # the baseline CNN: the robustness curves only
                 results = robustness_experiments(model, images, labels, robustness_size=args.robustness_size,
-                                                 seed=args.seed, batch_size=args.batch_size, progress=progress)
-            else:
+                                                 seed=args.seed, batch_size=args.batch_size,
+                                                 progress=_span(progress, 0.0, split))
+            elif "core" in sections:
                 results = run_experiments(model, images, labels, iterations=args.iterations,
                                           robustness_size=args.robustness_size, seed=args.seed,
-                                          batch_size=args.batch_size, progress=progress)
+                                          batch_size=args.batch_size, progress=_span(progress, 0.0, split))
+            trust = [s for s in sections if s != "core"]
+            if trust:
+                start = time.perf_counter()
+                new = trust_sections(model, images, labels, fashion, sections=trust, ood_size=args.ood_size,
+                                     attack_images=args.attack_images, seed=args.seed,
+                                     precision=args.attack_precision, batch_size=args.batch_size,
+                                     progress=_span(progress, split, 1.0))
+                for section in new.values():
+                    section.update(device=describe(model.device), run_seconds=time.perf_counter() - start,
+                                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+                results.update(new)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    save_results(results, out)
-    if "iterations" not in results:
+    results = merge_results(out, model.checkpoint_path, results)
+    _print_summary(results, sections)
+    print(f"wrote {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# sections of the command line, merged into one results file
+
+SECTIONS = ("core", "ood", "adversarial")
+
+
+def parse_sections(text: str) -> list[str] | None:
+    """``--sections``: a comma-separated subset of :data:`SECTIONS` (or ``all``), in that order;
+    None when it names anything else or nothing."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if names == ["all"]:
+        return list(SECTIONS)
+    if not names or any(n not in SECTIONS for n in names):
+        return None
+    return [s for s in SECTIONS if s in names]
+
+
+def read_results(path: str | Path, checkpoint_path: str | Path | None) -> dict | None:
+    """The results file at ``path`` when it is of this format and version and of the weights of
+    ``checkpoint_path`` (its sha256), else None (as :func:`load_results`, for any path)."""
+    try:
+        results = json.loads(Path(path).read_text())
+        sha = checkpoint_sha256(checkpoint_path) if checkpoint_path else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(results, dict) or results.get("format") != FORMAT or results.get("version") != VERSION:
+        return None
+    return results if results.get("checkpoint_sha256") == sha else None
+
+
+def merge_results(path: str | Path, checkpoint_path: str | Path | None, new: dict) -> dict:
+    """Write ``new`` into the results file at ``path``: over the keys of the file there when it holds
+    results of the same weights (read just before writing, so that another section merged
+    meanwhile stays), else alone. Returns what was written."""
+    results = {**(read_results(path, checkpoint_path) or {}), **new}
+    save_results(results, path)
+    return results
+
+
+def _print_summary(results: dict, sections: list[str]) -> None:
+    if "core" in sections and "iterations" not in results:
         print("robustness (mean accuracy over each curve): " + "  ".join(
             f"{kind}: {curve_mean(curve):.1f}%" for kind, curve in results["robustness"].items()))
-        print(f"time: {results['seconds']:.1f} s  wrote {out}")
-        return 0
-    its = results["iterations"]
-    print("accuracy by iterations: " + "  ".join(f"{k}: {a:.2f}%" for k, a in its.items()))
-    print("ablations: " + "  ".join(f"{k}: {a['accuracy']:.2f}% [{a['interval'][0]:.2f}, {a['interval'][1]:.2f}]"
-                                     for k, a in results["ablations"].items()))
-    print(f"time: {results['seconds']:.1f} s  wrote {out}")
-    return 0
+    elif "core" in sections:
+        print("accuracy by iterations: " + "  ".join(f"{k}: {a:.2f}%" for k, a in results["iterations"].items()))
+        print("ablations: " + "  ".join(f"{k}: {a['accuracy']:.2f}% [{a['interval'][0]:.2f}, {a['interval'][1]:.2f}]"
+                                         for k, a in results["ablations"].items()))
+    if "ood" in sections:
+        ood = results["ood"]
+        print("AUROC against MNIST test: " + "  ".join(
+            f"{key} {name} {v['auroc']:.3f} [{v['interval'][0]:.3f}, {v['interval'][1]:.3f}]"
+            for key in ("fashion-mnist", "noise", "blank") for name, v in ood[key].items()))
+    if "adversarial" in sections:
+        adv = results["adversarial"]
+        for method in ("fgsm", "pgd", "pgd_adaptive"):
+            if method in adv:
+                print(f"{method} accuracy: " + "  ".join(f"eps {e:g}: {a:.1f}%" for e, a in
+                                                          zip(adv[method]["eps"], adv[method]["accuracy"])))
+    if "seconds" in results and "core" in sections:
+        print(f"time: {results['seconds']:.1f} s")
+    for key in ("ood", "adversarial"):
+        if key in sections:
+            print(f"time, {key}: {results[key]['seconds']:.1f} s")
 
 
 if __name__ == "__main__":
