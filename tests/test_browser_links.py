@@ -65,6 +65,9 @@ def test_a_copied_link_opens_the_same_view_in_a_fresh_browser(browser, app_url):
         assert metric_value(other, "Prediction") == prediction
         assert _open_tab(other) == "Pose perturbation"
         assert _slider(other, "dim 3 (") == "0.1" and _slider(other, "dim 4 (") == "0"
+        strips = other.locator("img.pose-spread")  # the spread of each pose value, under its slider
+        assert strips.count() == 16 and all((strips.nth(k).bounding_box() or {}).get("height", 0) > 10
+                                            for k in (0, 15))
         assert other.locator('[data-testid="stException"]').count() == 0
         assert other.locator('[data-testid="stAlert"]').filter(has_text="could not be used").count() == 0
     finally:

@@ -4,6 +4,7 @@ scale, and under AppTest the strips with the shipped results (or the note withou
 
 from __future__ import annotations
 
+import base64
 import re
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from capsules import analysis
-from dashboard.figures.pose import perturbation_figure, pose_spread_svg
+from dashboard.figures.pose import perturbation_figure, pose_spread_svg, svg_image
 
 
 def test_pose_distribution_is_per_predicted_class(tiny_model):
@@ -51,6 +52,10 @@ def test_the_strip_puts_the_spread_on_the_slider_s_scale():
     assert "Over 9 digits: 1%: -0.30" in svg and "with the offset: +0.30" in svg
     far = pose_spread_svg([v + 2 for v in spread], analysis.POSE_QUANTILES, 0.0, 0.0)
     assert set(_x(far, "line")[:2]) == {100.0}  # off the range: cut at its end
+    img = svg_image(svg)  # st.html drops inline SVG: an <img> of it, its title the tooltip
+    assert img.startswith('<img class="pose-spread" alt="Over 9 digits: 1%: -0.30') and 'title="Over 9' in img
+    data = re.search(r'src="data:image/svg\+xml;base64,([^"]+)"', img)[1]
+    assert base64.b64decode(data).decode() == svg
 
 
 def test_fig4_is_drawn_on_one_colour_scale(tiny_model):
@@ -65,9 +70,9 @@ def test_fig4_is_drawn_on_one_colour_scale(tiny_model):
     assert change.data[1].zmin == pytest.approx(-top) and change.data[1].zmax == pytest.approx(top)
     assert "change from offset 0" in change.layout.title.text
     assert change.data[0].source != plain.data[0].source
-    from PIL import Image
-    import base64
     import io
+
+    from PIL import Image
 
     png = np.asarray(Image.open(io.BytesIO(base64.b64decode(change.data[0].source.split(",", 1)[1]))))
     middle = png[:28, 5 * 30:5 * 30 + 28]  # row 1, offset 0: no change, the scale's white middle
@@ -93,6 +98,7 @@ def test_the_pose_view_draws_a_strip_under_each_slider(monkeypatch):
     notes = " ".join(c.value for c in app.caption)
     if shipped is None:  # results from before the section: the page says how to compute it
         assert not strips and "No spread of the pose values ships with `capsnet-mnist.safetensors`" in notes
+        assert "python -m capsules.analysis " in notes
         return
     assert len(strips) == 16
     j = app.session_state["pose_digit"] or int(app.metric[0].value.split()[0])
@@ -100,3 +106,25 @@ def test_the_pose_view_draws_a_strip_under_each_slider(monkeypatch):
     app.selectbox(key="pose_digit").set_value((j + 1) % 10).run()
     other = [h.proto.body for h in app.get("html") if "pose-spread" in h.proto.body]
     assert len(other) == 16 and other != [h.proto.body for h in strips]
+
+
+def test_the_spread_is_merged_into_the_results_of_those_very_weights(tmp_path, tiny_model):
+    from capsules import experiments
+    from capsules.analysis.pose import merge_section
+    from capsules.checkpoint import save_model
+
+    path = tmp_path / "capsnet-mnist.safetensors"
+    save_model(tiny_model, path, {"epoch": 1})
+    with pytest.raises(ValueError, match="python -m capsules.experiments --checkpoint"):
+        merge_section(path, analysis.POSE_KEY, {"counts": []})  # no results yet
+    results = {"format": experiments.FORMAT, "version": experiments.VERSION, "checkpoint": path.name,
+               "checkpoint_sha256": experiments.checkpoint_sha256(path), "test_images": 4}
+    experiments.save_results(results, experiments.results_path(path))
+    spread = analysis.pose_distribution(tiny_model.eval(), torch.zeros(4, 28, 28, dtype=torch.uint8))
+    assert merge_section(path, analysis.POSE_KEY, spread) == experiments.results_path(path)
+    assert experiments.load_results(path) == {**results, analysis.POSE_KEY: spread}
+    with torch.no_grad():
+        tiny_model.conv1.bias.add_(1.0)
+    save_model(tiny_model, path, {"epoch": 2})  # other weights (another sha256): their results are not these
+    with pytest.raises(ValueError, match="no experiments results of these weights"):
+        merge_section(path, analysis.POSE_KEY, spread)

@@ -44,6 +44,7 @@ __all__ = [
     "RoutingStep", "TRANSFORMS", "TransformSweep", "analyse", "as_image", "classify", "coverage", "evidence_map",
     "evidence_maps", "field_ink", "is_identity", "longest", "match_sources", "offset_pose", "perturbation_deltas",
     "perturbation_grid", "pose_distribution", "prepare", "read_pair", "reading", "receptive_field", "reconstruct",
-    "source_shares", "training_iterations", "transform_image", "transform_images", "transform_sweep", "transform_values",
+    "source_shares", "training_iterations", "transform_image", "transform_images", "transform_sweep",
+    "transform_values",
 ]
 

@@ -13,7 +13,7 @@ import streamlit as st
 from capsules import analysis
 from dashboard import url_state
 from dashboard.figures.base import DIGIT_COLORS, image_figure
-from dashboard.figures.pose import perturbation_figure, pose_figure, pose_spread_svg
+from dashboard.figures.pose import perturbation_figure, pose_figure, pose_spread_svg, svg_image
 from dashboard.models import LoadedModel, pose_spread
 from dashboard.views import Clock, chart, figure, view
 from dashboard.widgets import digit_picker
@@ -39,8 +39,9 @@ def reset_pose() -> None:
 
 
 def forget_offsets_of_old_input(key: int) -> None:
-    """The pose offsets belong to one input (``key``, :attr:`Input.key`): a new input starts from its own pose (the offsets a
-    link names are for the input it names: they leave the address when the input changes)."""
+    """The pose offsets belong to one input (``key``: the explorer's ``Input.key``): a new input
+    starts from its own pose. The offsets a link names are for the input it names: they leave the
+    address when the input changes (not on a session's first run, which may be a link's)."""
     if st.session_state.get("pose_input") != key:
         if st.session_state.get("pose_input") is not None:
             url_state.forget("pose")
@@ -63,8 +64,9 @@ def pose_offsets(pose: np.ndarray, spread: dict | None, digit: int) -> np.ndarra
             offsets[d] = st.slider(f"dim {d + 1} ({pose[d]:+.2f})", -POSE_LIMIT, POSE_LIMIT, 0.0, POSE_STEP,
                                    key=f"pose_{d}", format="%+.2f")
             if rows and rows[d]:
-                st.html(pose_spread_svg(rows[d], spread["quantiles"], float(pose[d]), float(pose[d] + offsets[d]),
-                                        POSE_LIMIT, DIGIT_COLORS[digit], f"the {count:,} test digits read as {digit}"))
+                st.html(svg_image(pose_spread_svg(rows[d], spread["quantiles"], float(pose[d]),
+                                                  float(pose[d] + offsets[d]), POSE_LIMIT, DIGIT_COLORS[digit],
+                                                  f"the {count:,} test digits read as {digit}")))
     url_state.remember("pose", url_state.encode_offsets(offsets))
     return offsets
 
@@ -72,9 +74,11 @@ def pose_offsets(pose: np.ndarray, spread: dict | None, digit: int) -> np.ndarra
 def spread_note(spread: dict | None, digit: int, loaded: LoadedModel) -> str:
     """How to read the strips under the sliders, or why there are none."""
     if spread is None:
-        name = loaded.model.checkpoint_path.name if loaded.model.checkpoint_path else "this untrained model"
-        return (f"No spread of the pose values ships with `{name}` (its experiments results lack the "
-                "`pose` section, or it has none): `python -m capsules.experiments --sections pose` computes it.")
+        path = loaded.model.checkpoint_path
+        if path is None:
+            return "An untrained model has no spread of its pose values to show under the sliders."
+        return (f"No spread of the pose values ships with `{path.name}` (its experiments results, when there are "
+                f"any, predate it): `python -m capsules.analysis {path}` computes it, in about two minutes.")
     return (f"Under each slider, its range of values: how dimension d of v{digit} spreads over the "
             f"{spread['counts'][digit]:,} test digits the model reads as {digit} (line 1–99%, band 5–95%, box "
             "25–75%, median); dashed: this digit's value, red: with the offset. Fig. 4's ±0.25 is a small move "

@@ -1,7 +1,12 @@
 """Figures of the pose explorer and the transform explorer (the paper's Fig. 4): the grid of
-perturbed reconstructions, the 16-dimensional pose, and pose and lengths along a transform."""
+perturbed reconstructions on one colour scale, the 16-dimensional pose, the strip under each pose
+slider (how that pose value spreads over a class), and pose and lengths along a transform."""
 
 from __future__ import annotations
+
+import base64
+import html
+import re
 
 import numpy as np
 import plotly.graph_objects as go
@@ -75,7 +80,7 @@ def pose_spread_svg(spread, quantiles, value: float, moved: float, limit: float 
     the middle half (25–75%) with the median, a thin mark at ``value`` and a bold one at
     ``moved``, the value with the slider's offset. Parts off the range are cut at its ends. An
     SVG string, 100% wide (no plotly: sixteen of these rerun with every slider), its title the
-    numbers (``what`` names the digits)."""
+    numbers (``what`` names the digits); :func:`svg_image` makes it an ``<img>`` for the page."""
     q = dict(zip((int(p) for p in quantiles), (float(x) for x in spread)))
     lo = value - limit
 
@@ -101,8 +106,18 @@ def pose_spread_svg(spread, quantiles, value: float, moved: float, limit: float 
                  'vector-effect="non-scaling-stroke"/>')
     numbers = ", ".join(f"{p}%: {v:+.2f}" for p, v in q.items())
     title = f"Over {what}: {numbers}. This digit: {value:+.2f}; with the offset: {moved:+.2f}"
-    return (f'<svg class="pose-spread" viewBox="0 0 100 18" preserveAspectRatio="none" width="100%" height="18" '
-            f'role="img" aria-label="{title}"><title>{title}</title>{"".join(parts)}</svg>')
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="pose-spread" viewBox="0 0 100 18" '
+            f'preserveAspectRatio="none" width="100%" height="18"><title>{title}</title>{"".join(parts)}</svg>')
+
+
+def svg_image(svg: str, height: int = 18) -> str:
+    """An SVG string as an HTML ``<img>`` (a data URI) for ``st.html``, whose sanitiser drops inline
+    SVG; its ``<title>`` becomes the image's tooltip and alternative text."""
+    found = re.search(r"<title>(.*?)</title>", svg)
+    title = html.escape(found[1] if found else "", quote=True)
+    data = base64.b64encode(svg.encode()).decode("ascii")
+    return (f'<img class="pose-spread" alt="{title}" title="{title}" style="display:block;width:100%;'
+            f'height:{height}px" src="data:image/svg+xml;base64,{data}">')
 
 
 def pose_figure(pose: np.ndarray, digit: int, perturbed: np.ndarray | None = None,
