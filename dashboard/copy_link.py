@@ -19,7 +19,11 @@ export default function ({ parentElement }) {
   if (!root) {
     root = document.createElement("div");
     root.className = "copy-link";
-    root.innerHTML = `<button type="button" title="Copy the address of this view: the page, the model, r, the input and the open tab"><svg viewBox="0 0 24 24" aria-hidden="true"><path d="M10 14a5 5 0 0 0 7 0l3-3a5 5 0 0 0-7-7l-1 1M14 10a5 5 0 0 0-7 0l-3 3a5 5 0 0 0 7 7l1-1"/></svg>Copy link</button>
+    root.innerHTML = `<button type="button"
+        title="Copy the address of this view: the page, the model, r, the input and the open tab"><svg
+        viewBox="0 0 24 24" aria-hidden="true"><path
+        d="M10 14a5 5 0 0 0 7 0l3-3a5 5 0 0 0-7-7l-1 1M14 10a5 5 0 0 0-7 0l-3 3a5 5 0 0 0 7 7l1-1"/></svg>Copy
+        link</button>
       <span class="said" aria-live="polite"></span>
       <input class="url" readonly hidden aria-label="Link to this view">`;
     parentElement.appendChild(root);

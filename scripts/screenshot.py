@@ -2,6 +2,10 @@
 
     python scripts/screenshot.py [--out docs/dashboard.png] [--draw seven|one|none]
                                  [--tab "Routing step by step"] [--theme light|dark] [--width 1400]
+    python scripts/screenshot.py --link "/models?card=capsnet-mnist-r1" --draw none --out docs/models-page.png
+
+``--link`` opens that address of the app (a page and its state, as "Copy link" gives them) in a
+fresh browser, as a person opening a shared link does.
 
 Uses the system chromium through Playwright (nothing is downloaded). The PNG is reduced to a
 256-colour palette so that it stays small (< 500 KB).
@@ -75,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--all-tabs", action="store_true",
                    help="also save one screenshot per tab, as OUT-stem + '-tabN.png'")
     p.add_argument("--theme", choices=["light", "dark"], default="light")
+    p.add_argument("--link", default="", help="the path and query to open, e.g. '/models' (default: the start page)")
     p.add_argument("--width", type=int, default=1400)
     p.add_argument("--max-kb", type=int, default=480)
     args = p.parse_args(argv)
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             page = browser.new_page(viewport={"width": args.width, "height": 1000},
                                     device_scale_factor=1)
-            page.goto(url, wait_until="domcontentloaded")
+            page.goto(url + args.link, wait_until="domcontentloaded")
             page.wait_for_selector('[data-testid="stMetric"]', timeout=90_000)
             b.wait_idle(page)
             if args.draw != "none":

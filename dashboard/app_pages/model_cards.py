@@ -62,20 +62,22 @@ def show_table1() -> None:
 
 
 def show_runs(card: ModelCard) -> None:
-    rows = [{"run": k, "data set": zoo.DATASET_NAMES.get(r.dataset, r.dataset),
-             "epochs": "?" if r.epochs is None else r.epochs,
-             "time": "?" if r.seconds is None else f"{r.seconds / 3600:.1f} h",
-             "hardware": r.hardware or "?", "precision": r.precision or "?", "recipe": r.recipe_text}
-            for k, r in enumerate(card.runs, start=1)]
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
-    commands = [f"# run {k}" + (" (warm start)" if k > 1 and r.dataset != card.runs[k - 2].dataset else "")
-                + "".join(f"\n{c}" for c in r.commands) for k, r in enumerate(card.runs, start=1)]
+    def said(k: int, r) -> str:
+        warm = f" (a warm start from run {k - 1}'s weights)" if k > 1 and r.dataset != card.runs[k - 2].dataset else ""
+        time = "time not recorded" if r.seconds is None else f"{r.seconds / 3600:.1f} h"
+        return (f"- **Run {k}**{warm}: {zoo.DATASET_NAMES.get(r.dataset, r.dataset)}, "
+                f"{'?' if r.epochs is None else r.epochs} epochs, {time} on {r.hardware or 'unrecorded hardware'}, "
+                f"{r.precision or 'precision not recorded'}; recipe: {r.recipe_text or 'not recorded'}")
+
+    st.markdown("**How it was trained**, run by run (each run after the first started from the weights of the one "
+                "before):\n" + "\n".join(said(k, r) for k, r in enumerate(card.runs, start=1)))
+    commands = [f"# run {k}" + "".join(f"\n{c}" for c in r.commands) for k, r in enumerate(card.runs, start=1)]
     if card.ship_command:
-        commands.append(f"# shipped ({'the moving average of the weights' if card.weights_average else 'the last epoch'})"
-                        f"\n{card.ship_command}")
+        which = "the moving average of the weights" if card.weights_average else "the last epoch"
+        commands.append(f"# shipped ({which})\n{card.ship_command}")
     st.markdown("**The commands that made it**, as its JSON records them (the first of each run started it, the "
                 "others resumed it):")
-    st.code("\n\n".join(commands), language="bash")
+    st.code("\n\n".join(commands), language="bash", wrap_lines=True)
 
 
 def show_curve(card: ModelCard) -> None:

@@ -54,7 +54,8 @@ def learning_curve_figure(curves: dict[str, tuple[Sequence[int], Sequence[float]
 
 
 def table1_figure(points: Sequence[dict], height: int | None = None,
-                  title: str = "Table 1: the paper's test error beside the measured one") -> go.Figure:
+                  title: str = "Test error: the paper's (diamond) and the shipped model's (dot, 95% interval)"
+                  ) -> go.Figure:
     """One panel per data set; a row per Table 1 row and shipped model (``points``: dicts with
     ``dataset``, ``label``, ``paper`` (percent, or None) and ``error``, ``lo``, ``hi`` (the
     measured error and its 95% interval, percent; None for a row in training)). The paper's figure
