@@ -9,7 +9,8 @@ back; each ``decode_*`` raises ``ValueError`` with one line for text that is no 
   then one character per move of up to 3 cells (``~`` and two characters for a longer jump);
   strokes joined by ``.``. A digit takes about a hundred characters. The page reads the drawing
   *snapped* to the grid (:func:`snap_strokes`), so that the link restores the very input;
-- the pose offsets (:func:`encode_offsets`): the non-zero ones as ``dim:value``, ``3:0.1,7:-0.05``;
+- sliders away from their defaults (:func:`encode_values`) as ``name:value``: the pose offsets
+  ``3:0.1,7:-0.05`` (:func:`encode_offsets`), the transforms ``rotate:15,scale:1.1``;
 - a tab (:func:`slug`): its label in lower case, words joined by ``-``.
 
 The second half is the Streamlit glue. A parameter is *restored* into a widget's session state
@@ -123,27 +124,45 @@ def snap_strokes(strokes: Sequence[Mapping], side: int, pens: int = 1) -> list[d
 # ------------------------------------------------------------------------------ numbers
 
 
+def encode_values(values: Mapping[str, float], defaults: Mapping[str, float]) -> str:
+    """The sliders' ``values`` that differ from their ``defaults`` as ``name:value``,
+    comma-separated; "" when all are at their defaults."""
+    return ",".join(f"{k}:{round(float(v), 4):g}" for k, v in values.items()
+                    if round(float(v), 6) != round(float(defaults[k]), 6))
+
+
+def decode_values(text: str, sliders: Mapping[str, tuple[float, float, float]], what: str) -> dict[str, float]:
+    """The values of :func:`encode_values` text, each on its slider's grid (``sliders``: name ->
+    (low, high, step); ``what`` names a slider in messages). Raises ``ValueError`` for anything else."""
+    out = {}
+    for part in text.split(","):
+        m = re.fullmatch(r"([a-z0-9_]{1,20}):(-?\d{1,6}(?:\.\d{1,8})?)", part.strip())
+        if m is None:
+            raise ValueError(f"{part[:20]!r} is not name:value")
+        name, v = m[1], float(m[2])
+        if name not in sliders:
+            raise ValueError(f"there is no {what} {name}")
+        lo, hi, step = sliders[name]
+        k = round((v - lo) / step)
+        if not lo - 1e-9 <= v <= hi + 1e-9 or abs(lo + k * step - v) > 1e-6:
+            raise ValueError(f"{v:g} is not a value of {what} {name} ({lo:g} … {hi:g} in steps of {step:g})")
+        out[name] = round(lo + k * step, 6)
+    return out
+
+
 def encode_offsets(offsets: Sequence[float]) -> str:
     """The non-zero pose offsets as ``dim:value`` (dimensions from 1), comma-separated; "" when
     all are zero."""
-    return ",".join(f"{d + 1}:{float(v):g}" for d, v in enumerate(np.round(np.asarray(offsets, float), 4)) if v)
+    return encode_values({str(d + 1): v for d, v in enumerate(offsets)}, {str(d + 1): 0.0 for d in range(len(offsets))})
 
 
 def decode_offsets(text: str, dims: int, limit: float, step: float) -> np.ndarray:
     """The (``dims``,) offsets of :func:`encode_offsets` text, each a multiple of ``step`` within
     +-``limit`` (the sliders' grid). Raises ``ValueError`` for anything else."""
+    found = decode_values(text, {str(d + 1): (-limit, limit, step) for d in range(dims)}, "pose dimension")
     out = np.zeros(dims)
-    for part in text.split(","):
-        m = re.fullmatch(r"(\d{1,2}):(-?\d+(?:\.\d+)?)", part.strip())
-        if m is None:
-            raise ValueError(f"{part!r} is not dim:value")
-        d, v = int(m[1]), float(m[2])
-        if not 1 <= d <= dims:
-            raise ValueError(f"there is no pose dimension {d} (1 … {dims})")
-        steps = round(v / step)
-        if abs(v) > limit + 1e-9 or abs(steps * step - v) > 1e-6:
-            raise ValueError(f"{v:g} is not an offset of the sliders (−{limit:g} … {limit:g} in steps of {step:g})")
-        out[d - 1] = round(steps * step, 4)
+    for d, v in found.items():
+        out[int(d) - 1] = v
     return out
 
 
@@ -198,6 +217,17 @@ def restore(name: str, into: str | Callable[[object], None], decode: Callable[[s
         into(value)
     else:
         st.session_state[into] = value
+
+
+def kept(name: str, key: str, options: Mapping[str, object], what: str, widget: Callable[[], object]) -> object:
+    """``widget()``, the widget with session-state ``key`` that picks one of ``options``' values
+    (the first its default), with its choice kept in the address as ``name``: the option's name in
+    ``options``. Returns what the widget returns."""
+    restore(name, key, one_of(options, what), what)
+    value = widget()
+    names = {v: n for n, v in options.items()}
+    remember(name, None if value == next(iter(options.values())) else names.get(value))
+    return value
 
 
 def remember(name: str, text: str | None) -> None:

@@ -55,13 +55,17 @@ SPREAD_HELP = ("The ink it sees: each primary capsule's vote is divided among th
 
 def evidence_controls(prefix: str = "evidence") -> tuple[str, str]:
     """The evidence maps' two radios, keys ``<prefix>_mode`` and ``<prefix>_spread``, each in a
-    column of its own: (mode, spread) as :meth:`capsules.analysis.Analysis.evidence_for` takes them."""
+    column of its own: (mode, spread) as :meth:`capsules.analysis.Analysis.evidence_for` takes them.
+    Their choices are kept in the address under the same names (``evidence_mode=projected``)."""
     c1, c2 = st.columns([1.6, 1.2])
     with c1:
-        mode = EVIDENCE_MODES[st.radio("Show", list(EVIDENCE_MODES), key=f"{prefix}_mode", horizontal=True)]
+        mode = EVIDENCE_MODES[url_state.kept(
+            f"{prefix}_mode", f"{prefix}_mode", {v: k for k, v in EVIDENCE_MODES.items()}, "evidence map",
+            lambda: st.radio("Show", list(EVIDENCE_MODES), key=f"{prefix}_mode", horizontal=True))]
     with c2:
-        spread = EVIDENCE_SPREADS[st.radio("Share each vote over", list(EVIDENCE_SPREADS), key=f"{prefix}_spread",
-                                           help=SPREAD_HELP)]
+        spread = EVIDENCE_SPREADS[url_state.kept(
+            f"{prefix}_spread", f"{prefix}_spread", {v: k for k, v in EVIDENCE_SPREADS.items()}, "evidence spread",
+            lambda: st.radio("Share each vote over", list(EVIDENCE_SPREADS), key=f"{prefix}_spread", help=SPREAD_HELP))]
     return mode, spread
 
 

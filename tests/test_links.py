@@ -123,6 +123,28 @@ def test_a_link_restores_a_drawing(env, samples):
     assert "draw" not in app.query_params and "**Input now:** test digit" in texts(app)
 
 
+def test_a_link_restores_each_view_s_own_controls(env):
+    app = opened({"tab": "transform-explorer", "tf": "rotate:15,scale:1.1", "sweep": "scale"})
+    assert not app.warning, notices(app)
+    assert [app.slider(key=f"tf_{k}").value for k in ("rotate", "scale", "shear")] == pytest.approx([15, 1.1, 0])
+    assert app.selectbox(key="tf_sweep").value == "scale"
+    app.slider(key="tf_shear").set_value(0.1).run()
+    assert app.query_params["tf"] == "rotate:15,scale:1.1,shear:0.1"
+    app.button(key="tf_reset").click().run()  # the identity: out of the address
+    assert "tf" not in app.query_params and app.query_params["sweep"] == "scale"
+
+    app = opened({"tab": "routing-step-by-step", "t": "2", "coupling": "raw", "routing_capsule": "3"})
+    assert not app.warning, notices(app)
+    assert app.slider(key="routing_iteration").value == 2 and app.selectbox(key="routing_digit").value == 3
+    assert app.radio(key="routing_view").value == "c itself (white = 1/10)"
+    app = opened({"tab": "evidence-map", "evidence_mode": "projected", "evidence_spread": "mean"})
+    assert not app.warning, notices(app)
+    assert app.radio(key="evidence_mode").value == "contribution to |sⱼ|"
+    assert app.radio(key="evidence_spread").value == "its whole field (mean)"
+    app.radio(key="evidence_mode").set_value("votes c·|û|").run()  # the default: out of the address
+    assert "evidence_mode" not in app.query_params and app.query_params["evidence_spread"] == "mean"
+
+
 @pytest.mark.parametrize("params, said", [
     ({"model": "capsnet-imagenet"}, "there is no model 'capsnet-imagenet' here"),
     ({"r": "42"}, "42 is not in 1 … 10"),
@@ -132,8 +154,12 @@ def test_a_link_restores_a_drawing(env, samples):
     ({"draw": "AAA!!"}, "does not belong in a drawing"),
     ({"draw": "B" + "A" * 20}, "uses pen 2; this pad has 1"),
     ({"tab": "pose-perturbation", "capsule": "12"}, "12 is not in 0 … 9"),
-    ({"tab": "pose-perturbation", "pose": "3:0.7"}, "not an offset of the sliders"),
+    ({"tab": "pose-perturbation", "pose": "3:0.7"}, "0.7 is not a value of pose dimension 3"),
     ({"tab": "pose-perturbation", "pose": "17:0.1"}, "no pose dimension 17"),
+    ({"tab": "transform-explorer", "tf": "rotate:100"}, "100 is not a value of transform rotate"),
+    ({"tab": "transform-explorer", "sweep": "warp"}, "there is no swept transform 'warp'"),
+    ({"tab": "routing-step-by-step", "t": "4"}, "4 is not in 1 … 3"),
+    ({"tab": "evidence-map", "evidence_mode": "loud"}, "there is no evidence map 'loud'"),
 ])
 def test_a_bad_parameter_falls_back_with_a_notice(env, samples, params, said):
     app = opened(params)

@@ -96,8 +96,9 @@ def test_pose_offsets_are_short_and_refused_off_the_sliders():
     offsets[[2, 6]] = [0.1, -0.25]
     assert encode_offsets(offsets) == "3:0.1,7:-0.25"
     for text, said in (("17:0.1", "no pose dimension 17"), ("0:0.1", "no pose dimension 0"),
-                       ("3:0.6", "not an offset"), ("3:0.12", "not an offset"), ("3=0.1", "not dim:value"),
-                       ("3:nan", "not dim:value"), ("", "not dim:value")):
+                       ("3:0.6", "not a value of pose dimension 3"), ("3:0.12", "not a value"),
+                       ("3=0.1", "not name:value"), ("3:nan", "not name:value"), ("", "not name:value"),
+                       ("3:1e5", "not name:value")):
         with pytest.raises(ValueError, match=said):
             decode_offsets(text, 16, 0.5, 0.05)
 

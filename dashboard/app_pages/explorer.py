@@ -30,6 +30,7 @@ import streamlit as st
 from capsules import analysis
 from capsules.data import DatasetError
 from capsules.data.drawing import Converted
+from dashboard import url_state
 from dashboard.app_pages import TEST_DIGIT
 from dashboard.app_pages.explorer_pose import forget_offsets_of_old_input, view_pose
 from dashboard.app_pages.explorer_routing import view_evidence, view_iterations, view_routing
@@ -249,8 +250,17 @@ def view_lengths(res: analysis.Analysis, clock: Clock) -> None:
                        "routing moves the lengths only through the coupling coefficients c (eq. 2).")
 
 
+def set_transform(values: dict[str, float]) -> None:
+    for kind, value in values.items():
+        st.session_state[f"tf_{kind}"] = float(value)
+
+
 def transform_params() -> tuple[dict[str, float], str]:
-    """The five transform sliders and the swept transform."""
+    """The five transform sliders and the swept transform, kept in the address (``tf``: the sliders
+    off the identity, ``rotate:15,scale:1.1``; ``sweep``)."""
+    sliders = {kind: (float(lo), float(hi), TRANSFORM_STEPS[kind])
+               for kind, (lo, hi, _, _) in analysis.TRANSFORMS.items()}
+    url_state.restore("tf", set_transform, lambda t: url_state.decode_values(t, sliders, "transform"), "transform")
     cols = st.columns(len(analysis.TRANSFORMS) + 1)
     params = {}
     for col, (kind, (lo, hi, identity, unit)) in zip(cols, analysis.TRANSFORMS.items()):
@@ -258,8 +268,11 @@ def transform_params() -> tuple[dict[str, float], str]:
             params[kind] = st.slider(TRANSFORM_LABELS[kind], float(lo), float(hi), float(identity),
                                      TRANSFORM_STEPS[kind], key=f"tf_{kind}", help=unit,
                                      format=TRANSFORM_FORMATS[kind])
+    url_state.remember("tf", url_state.encode_values(params, {k: v[2] for k, v in analysis.TRANSFORMS.items()}))
     with cols[-1]:
-        kind = st.selectbox("Sweep", list(analysis.TRANSFORMS), key="tf_sweep", format_func=TRANSFORM_LABELS.get)
+        kind = url_state.kept("sweep", "tf_sweep", {k: k for k in analysis.TRANSFORMS}, "swept transform",
+                              lambda: st.selectbox("Sweep", list(analysis.TRANSFORMS), key="tf_sweep",
+                                                   format_func=TRANSFORM_LABELS.get))
         st.button("Reset", key="tf_reset", on_click=reset_transform)
     return params, kind
 

@@ -1,9 +1,9 @@
 """The one-digit explorer's pose view (:mod:`dashboard.app_pages.explorer`, whose tab it is): the
 16 pose sliders of a digit capsule with the decoder redrawing it live, under each slider how that
 pose value spreads over the test digits of its class (:func:`capsules.analysis.pose_distribution`,
-shipped with the experiments results), and the paper's Fig. 4 on one colour scale. The capsule and
-the offsets are kept in the address (``capsule``, ``pose``); "Reset" returns to the winning
-capsule with no offsets."""
+shipped with the experiments results), and the paper's Fig. 4 on one colour scale. The capsule,
+the offsets and Fig. 4's view are kept in the address (``capsule``, ``pose``, ``change``); "Reset"
+returns to the winning capsule with no offsets."""
 
 from __future__ import annotations
 
@@ -112,8 +112,9 @@ def view_pose(loaded: LoadedModel, res: analysis.Analysis, clock: Clock) -> None
                   "fig_pose_live")
         chart(figure(pose_figure, pose, jp, moved if np.any(offsets) else None, height=290), "fig_pose_vector")
     with right:
-        change = st.toggle("Show the change from offset 0", key="pose_change",
-                           help="Each image minus its row's image at offset 0, on one diverging scale for the grid.")
+        change = url_state.kept("change", "pose_change", {"off": False, "on": True}, "Fig. 4 view", lambda: st.toggle(
+            "Show the change from offset 0", key="pose_change",
+            help="Each image minus its row's image at offset 0, on one diverging scale for the grid."))
         grid = clock("Fig. 4 grid (176 decodes)", cached_grid, model, loaded.key, np.ascontiguousarray(pose), jp)
         chart(figure(perturbation_figure, grid, analysis.perturbation_deltas(), jp, height=760, change=change),
               "fig_perturbation")

@@ -2,14 +2,15 @@
 are): the coupling coefficients step by step, the evidence maps and the routing iterations. Each
 is a fragment (:func:`dashboard.views.view`); every number comes from
 :class:`capsules.analysis.Analysis`, every figure from :mod:`dashboard.figures.routing` and
-:mod:`dashboard.figures.base`. Each view's digit capsule is kept in the address
-(``routing_capsule``, ``evidence_capsule``)."""
+:mod:`dashboard.figures.base`. Each view's choices are kept in the address
+(``routing_capsule``, ``t``, ``coupling``; ``evidence_capsule``, ``evidence_mode``, ``evidence_spread``)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from capsules import analysis
+from dashboard import url_state
 from dashboard.figures.base import lengths_per_iteration_figure
 from dashboard.figures.routing import (
     agreement_figure, coupling_figure, evidence_figure, iteration_strip_figure, routing_mass_figure,
@@ -57,15 +58,21 @@ def view_routing(res: analysis.Analysis, clock: Clock) -> None:
     c1, c2, c3 = st.columns([1.2, 1.0, 2.2])
     with c1:
         if res.iterations > 1:
+            url_state.restore("t", "routing_iteration", lambda v: url_state.decode_index(v, res.iterations + 1, 1),
+                              "routing iteration")
             t = st.slider("Iteration", 1, res.iterations, res.iterations, key="routing_iteration",
                           help="Iteration t uses the coupling coefficients c = softmax(b) of that step.")
+            url_state.remember("t", None if t == res.iterations else str(t))
         else:
             t = 1
+            url_state.forget("t")
             st.caption("With r = 1 there is one iteration, with uniform coupling.")
     with c2:
         j = digit_picker("Digit capsule", "routing_digit", res.prediction, "routing_capsule")
     with c3:
-        shown = COUPLING_VIEWS[st.radio("Show", list(COUPLING_VIEWS), key="routing_view", horizontal=True)]
+        shown = COUPLING_VIEWS[url_state.kept(
+            "coupling", "routing_view", {v: k for k, v in COUPLING_VIEWS.items()}, "coupling view",
+            lambda: st.radio("Show", list(COUPLING_VIEWS), key="routing_view", horizontal=True))]
     cv = res.coupling(j, shown)
     titles = {
         "deviation": f"Coupling to digit {j} at iteration {t}: c<sub>i{j}</sub> − 1/10",
