@@ -199,3 +199,20 @@ def test_the_models_page_tells_a_models_story_and_keeps_it(env):
     bad = opened({"card": "capsnet-imagenet"}, MODELS)
     assert "there is no shipped model 'capsnet-imagenet'" in notices(bad)
     assert bad.selectbox(key="card").value == "capsnet-mnist" and not bad.exception
+
+
+def test_an_upload_cannot_be_shared_and_the_page_says_so(env, samples):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(255 - samples["images"][0]).save(buf, format="PNG")  # dark ink on light paper, as a scan
+    app = opened({})
+    test_digit = app.query_params["test_digit"]
+    app.get("file_uploader")[0].upload("scan.png", buf.getvalue(), "image/png").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert "**Input now:** upload `scan.png`" in texts(app)
+    assert (f"An upload cannot be shared: a link to this view opens test digit #{test_digit} in its place."
+            in texts(app))
+    assert dict(app.query_params) == {"model": "capsnet-mnist", "test_digit": test_digit}  # nothing of the upload
