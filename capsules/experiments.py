@@ -714,6 +714,7 @@ def load_results(checkpoint_path: str | Path | None = None) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
+    from .analysis.pose import POSE_KEY, pose_distribution
     from .analysis.trust import ATTACK_IMAGES, OOD_SIZE, trust_sections
     from .checkpoint import SHIPPED, CheckpointError, load_model
     from .data.fashion import load_fashion
@@ -726,7 +727,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--sections", default="core", help="what to compute, comma-separated: core (the routing "
                         "experiments and robustness curves; a CNN: the curves), ood (is it a digit? outlier scores "
-                        "against Fashion-MNIST, noise and blank images), adversarial (FGSM and PGD), or all. "
+                        "against Fashion-MNIST, noise and blank images), adversarial (FGSM and PGD), pose (a "
+                        "CapsNet's: how each pose value spreads over each class, for the pose view), or all. "
                         "Without core the others are merged into the existing results of these weights")
     parser.add_argument("--iterations", type=int, default=10, help="routing iterations of the traced pass")
     parser.add_argument("--robustness-size", type=int, default=500, help="test images in the robustness curves")
@@ -784,7 +786,9 @@ def main(argv: list[str] | None = None) -> int:
                 results = run_experiments(model, images, labels, iterations=args.iterations,
                                           robustness_size=args.robustness_size, seed=args.seed,
                                           batch_size=args.batch_size, progress=_span(progress, 0.0, split))
-            trust = [s for s in sections if s != "core"]
+            if "pose" in sections and isinstance(model, CapsNet):  # each pose value's spread over each class
+                results[POSE_KEY] = pose_distribution(model, images, batch_size=2 * args.batch_size)
+            trust = [s for s in sections if s in ("ood", "adversarial")]
             if trust:
                 start = time.perf_counter()
                 new = trust_sections(model, images, labels, fashion, sections=trust, ood_size=args.ood_size,
@@ -807,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
 # --------------------------------------------------------------------------------------------
 # sections of the command line, merged into one results file
 
-SECTIONS = ("core", "ood", "adversarial")
+SECTIONS = ("core", "ood", "adversarial", "pose")
 
 
 def parse_sections(text: str) -> list[str] | None:

@@ -1,6 +1,7 @@
 """The pose explorer: how far each pose value ranges over a class
 (capsules.analysis.pose_distribution), the strip drawn under each slider, Fig. 4 on one colour
-scale, and under AppTest the strips with the shipped results (or the note without them)."""
+scale, the experiments command's pose section, and under AppTest the strips with the shipped
+results (or the note without them)."""
 
 from __future__ import annotations
 
@@ -98,7 +99,7 @@ def test_the_pose_view_draws_a_strip_under_each_slider(monkeypatch):
     notes = " ".join(c.value for c in app.caption)
     if shipped is None:  # results from before the section: the page says how to compute it
         assert not strips and "No spread of the pose values ships with `capsnet-mnist.safetensors`" in notes
-        assert "python -m capsules.analysis " in notes
+        assert "--sections pose` computes it" in notes
         return
     assert len(strips) == 16
     j = app.session_state["pose_digit"] or int(app.metric[0].value.split()[0])
@@ -108,23 +109,22 @@ def test_the_pose_view_draws_a_strip_under_each_slider(monkeypatch):
     assert len(other) == 16 and other != [h.proto.body for h in strips]
 
 
-def test_the_spread_is_merged_into_the_results_of_those_very_weights(tmp_path, tiny_model):
+@pytest.mark.data
+def test_the_experiments_command_merges_the_pose_section(tmp_path, tiny_model, data_dir, capsys):
     from capsules import experiments
-    from capsules.analysis.pose import merge_section
     from capsules.checkpoint import save_model
+    from capsules.data import load_mnist
 
     path = tmp_path / "capsnet-mnist.safetensors"
     save_model(tiny_model, path, {"epoch": 1})
-    with pytest.raises(ValueError, match="python -m capsules.experiments --checkpoint"):
-        merge_section(path, analysis.POSE_KEY, {"counts": []})  # no results yet
+    command = ["--checkpoint", str(path), "--sections", "pose", "--limit", "40", "--data-dir", str(data_dir),
+               "--device", "cpu"]
+    assert experiments.main(command) == 1  # no results of these weights yet: nothing to merge into
+    assert "no results of these weights" in capsys.readouterr().err
     results = {"format": experiments.FORMAT, "version": experiments.VERSION, "checkpoint": path.name,
-               "checkpoint_sha256": experiments.checkpoint_sha256(path), "test_images": 4}
+               "checkpoint_sha256": experiments.checkpoint_sha256(path), "test_images": 40}
     experiments.save_results(results, experiments.results_path(path))
-    spread = analysis.pose_distribution(tiny_model.eval(), torch.zeros(4, 28, 28, dtype=torch.uint8))
-    assert merge_section(path, analysis.POSE_KEY, spread) == experiments.results_path(path)
-    assert experiments.load_results(path) == {**results, analysis.POSE_KEY: spread}
-    with torch.no_grad():
-        tiny_model.conv1.bias.add_(1.0)
-    save_model(tiny_model, path, {"epoch": 2})  # other weights (another sha256): their results are not these
-    with pytest.raises(ValueError, match="no experiments results of these weights"):
-        merge_section(path, analysis.POSE_KEY, spread)
+    assert experiments.main(command) == 0
+    merged = experiments.load_results(path)
+    images, _ = load_mnist("test", data_dir)
+    assert merged == {**results, analysis.POSE_KEY: analysis.pose_distribution(tiny_model.eval(), images[:40])}

@@ -1,12 +1,10 @@
 """Pose perturbation (the paper's Fig. 4): each of the 16 dimensions of a digit capsule tweaked by
 -0.25 ... +0.25 and decoded; and how far each pose value ranges over the test digits of a class
 (:func:`pose_distribution`), the yardstick for such a tweak, which ships in each CapsNet's
-experiments results: ``python -m capsules.analysis [CHECKPOINT ...]`` computes it and merges it
-into them (:func:`merge_section`)."""
+experiments results (``python -m capsules.experiments --sections pose`` computes it and merges it
+into them)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -101,19 +99,3 @@ def pose_distribution(model, images, *, batch_size: int = 500, quantiles=POSE_QU
         rows = torch.quantile(mine, q, dim=0).T.tolist() if len(mine) else [None] * dims  # (16, Q)
         values.append([row and [round(x, 4) for x in row] for row in rows])
     return {"quantiles": list(quantiles), "counts": counts, "values": values, "test_images": int(v.shape[0])}
-
-
-def merge_section(checkpoint, key: str, value) -> Path:
-    """Add ``key: value`` to the experiments results shipped beside ``checkpoint``
-    (:func:`capsules.experiments.results_path`), written atomically; the results must be those of
-    its very weights (:func:`capsules.experiments.load_results` checks the sha256), else
-    ``ValueError``. Returns the results file's path."""
-    from ..experiments import load_results, results_path, save_results
-
-    results = load_results(checkpoint)
-    if results is None:
-        raise ValueError(f"no experiments results of these weights beside {checkpoint}: run "
-                         f"python -m capsules.experiments --checkpoint {checkpoint} first")
-    path = results_path(checkpoint)
-    save_results({**results, key: value}, path)
-    return path

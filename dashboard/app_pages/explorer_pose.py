@@ -78,7 +78,8 @@ def spread_note(spread: dict | None, digit: int, loaded: LoadedModel) -> str:
         if path is None:
             return "An untrained model has no spread of its pose values to show under the sliders."
         return (f"No spread of the pose values ships with `{path.name}` (its experiments results, when there are "
-                f"any, predate it): `python -m capsules.analysis {path}` computes it, in about two minutes.")
+                f"any, predate it): `python -m capsules.experiments --checkpoint {path} --sections pose` computes "
+                "it, in about two minutes.")
     return (f"Under each slider, its range of values: how dimension d of v{digit} spreads over the "
             f"{spread['counts'][digit]:,} test digits the model reads as {digit} (line 1–99%, band 5–95%, box "
             "25–75%, median); dashed: this digit's value, red: with the offset. Fig. 4's ±0.25 is a small move "
