@@ -216,3 +216,11 @@ def test_an_upload_cannot_be_shared_and_the_page_says_so(env, samples):
     assert (f"An upload cannot be shared: a link to this view opens test digit #{test_digit} in its place."
             in texts(app))
     assert dict(app.query_params) == {"model": "capsnet-mnist", "test_digit": test_digit}  # nothing of the upload
+
+
+@pytest.mark.data
+def test_a_test_digit_beyond_the_test_set_falls_back_with_a_notice(env, monkeypatch, data_dir):
+    monkeypatch.setenv("CAPSULES_DATA", str(data_dir))
+    app = opened({"test_digit": "10000"})
+    assert "The MNIST test set has no digit #10000 (it has 10,000)" in notices(app) and len(app.warning) == 1
+    assert "Input now:** test digit #" in texts(app) and app.query_params["test_digit"] != "10000"
