@@ -210,8 +210,9 @@ def restore(name: str, into: str | Callable[[object], None], decode: Callable[[s
         value = decode(raw)
     except ValueError as exc:
         forget(name)
-        shown = raw[:40].replace("`", "")
-        st.warning(f"The link's {what} (`{name}={shown}`) could not be used: {exc}. Showing the default.", icon="🔗")
+        shown = raw[:40].replace("`", "")  # in a code span, as the reason's every markup sign is escaped: a link
+        reason = re.sub(r"([\\`*_\[\]()!<>$:~|#{}])", r"\\\1", str(exc)[:200])  # draws no image, link or math
+        st.warning(f"The link's {what} (`{name}={shown}`) could not be used: {reason}. Showing the default.", icon="🔗")
         return
     if callable(into):
         into(value)

@@ -78,9 +78,12 @@ def test_a_copied_link_opens_the_same_view_in_a_fresh_browser(browser, app_url):
 def test_a_stale_link_falls_back_with_a_notice(browser, app_url):  # noqa: F811
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        _settled(page, f"{app_url}/?model=capsnet-imagenet&draw=AAA!!&tab=no-such-tab")
+        image = "%21%5Bx%5D%28http%3A%2F%2F127.0.0.2%2Fx.png%29"  # ![x](http://127.0.0.2/x.png): shown, not fetched
+        _settled(page, f"{app_url}/?model=capsnet-imagenet&draw=AAA!!&tab={image}")
         alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
         assert len(alerts) == 3 and all("could not be used" in a for a in alerts), alerts
+        assert "![x](http://127.0.0.2/x.png)" in " ".join(alerts)
+        assert page.locator('[data-testid="stAlert"] img').count() == 0
         assert "test digit" in page.inner_text("body") and _open_tab(page) == "Capsule lengths"
         assert "model=capsnet-mnist" in page.url and "draw=" not in page.url and "tab=" not in page.url
         assert page.locator('[data-testid="stException"]').count() == 0

@@ -160,6 +160,7 @@ def test_a_link_restores_each_view_s_own_controls(env):
     ({"tab": "transform-explorer", "sweep": "warp"}, "there is no swept transform 'warp'"),
     ({"tab": "routing-step-by-step", "t": "4"}, "4 is not in 1 … 3"),
     ({"tab": "evidence-map", "evidence_mode": "loud"}, "there is no evidence map 'loud'"),
+    ({"tab": "![x](http://example.com/a.png)"}, "there is no tab '\\!\\[x\\]\\(http\\://"),  # no image drawn
 ])
 def test_a_bad_parameter_falls_back_with_a_notice(env, samples, params, said):
     app = opened(params)
