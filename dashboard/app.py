@@ -5,7 +5,8 @@ is a file of its own in ``app_pages/`` with a ``main()``, which ``st.navigation`
 (``if __name__ == "__main__": main()``) and the tests import as a module:
 :mod:`dashboard.app_pages.explorer`, the explorer of one digit, :mod:`dashboard.app_pages.experiments`,
 the test-set experiments (does routing matter?), :mod:`dashboard.app_pages.two_digits`, two
-overlapping digits read by the MultiMNIST CapsNet (the paper's section 6), and
+overlapping digits read by the MultiMNIST CapsNet (the paper's section 6),
+:mod:`dashboard.app_pages.trust`, attacks and outliers (can it be fooled? is it a digit?), and
 :mod:`dashboard.app_pages.model_cards`, the shipped models' stories. What pages share:
 :mod:`dashboard.models` (the models and data, loaded once per process with ``st.cache_resource``;
 the sidebar's model panel), :mod:`dashboard.widgets` (the inputs, the r slider),
@@ -36,7 +37,7 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from dashboard.app_pages import EXPERIMENTS_PAGE, EXPLORER_PAGE, MODELS_PAGE, TWO_DIGITS_PAGE
+from dashboard.app_pages import EXPERIMENTS_PAGE, EXPLORER_PAGE, MODELS_PAGE, TRUST_PAGE, TWO_DIGITS_PAGE
 from dashboard.copy_link import copy_link
 from dashboard.models import MNIST_MODELS, PAGE_MODELS, TWO_DIGITS_URL, pick_model
 
@@ -49,6 +50,7 @@ def pages() -> list:
         st.Page(HERE / EXPLORER_PAGE, title="One digit", icon="✏️", url_path="explorer", default=True),
         st.Page(HERE / EXPERIMENTS_PAGE, title="Test-set experiments", icon=":material/bar_chart:",
                 url_path="experiments"),
+        st.Page(HERE / TRUST_PAGE, title="Attacks & outliers", icon=":material/shield:", url_path="trust"),
         st.Page(HERE / TWO_DIGITS_PAGE, title="Two digits", icon=":material/join_inner:", url_path=TWO_DIGITS_URL),
         st.Page(HERE / MODELS_PAGE, title="Models", icon=":material/inventory_2:", url_path="models"),
     ]

@@ -12,5 +12,6 @@ The one-digit explorer's views are in modules of their own beside it (``explorer
 EXPLORER_PAGE = "app_pages/explorer.py"
 EXPERIMENTS_PAGE = "app_pages/experiments.py"
 TWO_DIGITS_PAGE = "app_pages/two_digits.py"
+TRUST_PAGE = "app_pages/trust.py"  # attacks and outliers: /trust
 MODELS_PAGE = "app_pages/model_cards.py"  # the shipped models' stories (not models.py: dashboard/models.py exists)
 TEST_DIGIT = "test_digit"  # the query parameter that opens a test digit in the explorer: /explorer?test_digit=247
