@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 
 import numpy as np
@@ -475,3 +476,74 @@ def test_results_without_the_sections_give_the_command(env):
     write_results(env, "capsnet-mnist", None)  # no results at all: the core experiments too
     app.run()
     assert f"--checkpoint {path} --sections all" in " ".join(i.value for i in app.info) and not app.exception
+
+
+# ------------------------------------------------------------------------------ in chromium
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_drawn_digit_attacked_at_eps_0_3_changes_the_capsnets_answer():
+    """Draw a 7 on /trust, pick FGSM then PGD-20 and move eps to 0.3 with the keyboard: the
+    CapsNet's answer after the attack differs from before, and is the library's own attack of the
+    very input the address holds (the drawing snapped to its grid); no exception on the page."""
+    from urllib.parse import parse_qs, urlparse
+
+    from capsules import load_model
+    from capsules.checkpoint import SHIPPED
+    from capsules.data.drawing import convert
+    from capsules.data.strokes import rasterise_strokes
+    from dashboard.browser import (
+        CHROMIUM_ARGS, STROKE_SEVEN, draw, find_canvas, find_chromium, metric_value, streamlit_server, wait_idle,
+    )
+    from dashboard.url_state import decode_strokes
+    from dashboard.widgets import CANVAS_SIDE, STROKE_WIDTH
+
+    required = os.environ.get("CAPSULES_REQUIRE_BROWSER", "") not in ("", "0", "false", "no")
+    chromium = find_chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        if required:
+            pytest.fail("the browser test is required here (CAPSULES_REQUIRE_BROWSER=1) but chromium or playwright "
+                        "is missing")
+        pytest.skip("no chromium executable or no playwright")
+    if not SHIPPED.is_file():
+        pytest.skip("the shipped checkpoint is missing: an untrained CapsNet is no test of an attack")
+
+    with streamlit_server(env={"CAPSULES_DEVICE": "cpu"}, timeout=120) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url + "/trust", wait_until="domcontentloaded")
+            page.wait_for_selector('[data-testid="stMetric"]', timeout=120_000)
+            wait_idle(page)
+            draw(page, find_canvas(page), STROKE_SEVEN)
+            page.wait_for_function("() => document.body.innerText.includes('Input now: your drawing')",
+                                   timeout=60_000)
+            wait_idle(page)
+            page.get_by_role("radio", name="FGSM").check(force=True)
+            page.wait_for_function("() => location.search.includes('attack=fgsm')", timeout=60_000)
+            wait_idle(page)
+            page.get_by_role("radio", name="PGD-20", exact=True).check(force=True)
+            page.wait_for_function("() => !location.search.includes('attack=')", timeout=60_000)
+            wait_idle(page)
+            page.get_by_role("slider", name="eps").focus()
+            for _ in range(20):  # 0.1 to 0.3 in steps of 0.01
+                page.keyboard.press("ArrowRight")
+            page.wait_for_function("() => location.search.includes('eps=0.3')", timeout=60_000)
+            wait_idle(page)
+            before, after = metric_value(page, "CapsNet before"), metric_value(page, "CapsNet attacked")
+            params = parse_qs(urlparse(page.url).query)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            assert page.locator(".js-plotly-plot").count() >= 4  # the live attack's four figures at least
+        finally:
+            browser.close()
+
+    assert before and after and before.split()[0] != after.split()[0], (before, after)
+    strokes = decode_strokes(params["draw"][0], CANVAS_SIDE)
+    image = convert(rasterise_strokes(strokes, CANVAS_SIDE, STROKE_WIDTH)[0]).image
+    _, shown = answer(load_model(SHIPPED, "cpu"), image, "pgd", 0.3)
+    assert after == shown and before.startswith("7")
