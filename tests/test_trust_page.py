@@ -438,6 +438,7 @@ def test_a_missing_fashion_sample_is_said_with_the_command(env, monkeypatch, tmp
     info = " ".join(i.value for i in app.info)
     assert "No Fashion-MNIST images to pick" in info and "python -m capsules.data.fashion" in info
     assert fashion.INSTALL in info and "**Input now:** test digit" in texts(app) and LIVE_CHARTS <= set(charts(app))
+    assert "fashion" not in app.query_params
 
 
 def test_a_checkpoint_without_a_trained_decoder_says_so(env):

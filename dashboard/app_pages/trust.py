@@ -121,6 +121,7 @@ def pick_fashion() -> Input | None:
     """The Fashion-MNIST picker (kept in the address as ``fashion``): the image picked, or None."""
     found = fashion_sample()
     if found is None:
+        url_state.forget("fashion")
         return None
     images, labels = found
     url_state.restore("fashion", "fashion", lambda t: url_state.decode_index(t, len(labels)), "Fashion-MNIST image")
@@ -166,7 +167,7 @@ def attack_controls(methods: list[str], why: str | None) -> tuple[str, float]:
         if text not in attacks.METHODS:
             raise ValueError(f"there is no attack {text!r} (one of {', '.join(attacks.METHODS)})")
         if text not in methods:
-            raise ValueError(why)
+            raise ValueError(why.rstrip("."))
         return text
 
     st.session_state.setdefault("attack_eps", EPS_DEFAULT)
