@@ -364,9 +364,11 @@ def main() -> None:
         st.subheader("The input")
         st.caption(f"**Input now:** {inp.source}. A drawing replaces an upload, which replaces the Fashion-MNIST "
                    "image, which replaces the test digit.")
-        missing_note(loaded, results, "CapsNet")
-        if cnn is not None:
-            missing_note(cnn, cnn_results, "baseline CNN")
+        st.caption("Try PGD-20 at eps 0.3, then the adaptive attack, which also hides from the detector, and an "
+                   "image of clothes for “Is it a digit?”.")
+    missing_note(loaded, results, "CapsNet")
+    if cnn is not None:
+        missing_note(cnn, cnn_results, "baseline CNN")
     st.header("Attack it")
     view_attack(loaded, cnn, inp, detector_threshold(results))
     st.header("Is it a digit?")
