@@ -23,6 +23,8 @@ computes them. The address keeps the input (``draw``, ``test_digit``, ``fashion`
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
@@ -81,8 +83,9 @@ def missing_note(loaded: LoadedModel, results: dict | None, what: str) -> None:
     missing = notes.missing_sections(results)
     if not missing:
         return
+    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path  # as run from here
     st.info(f"The results of the {what} `{path.name}` hold no {' and no '.join(missing)} section. Compute them with"
-            f"\n\n```bash\n{notes.command(path, results)}\n```\n\nwhich writes `{experiments.results_path(path).name}` "
+            f"\n\n```bash\n{notes.command(shown, results)}\n```\n\nwhich writes `{experiments.results_path(path).name}` "
             "beside the checkpoint; this page reads it on its next run.")
 
 
