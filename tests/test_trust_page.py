@@ -458,6 +458,12 @@ def test_a_checkpoint_without_a_trained_decoder_says_so(env):
     assert f"python -m capsules.experiments --checkpoint {path} --sections ood,adversarial" in info
     assert not app.exception
 
+    app = opened({"attack": "pgd_adaptive"})  # the adaptive attack on the shipped CapsNet, then this model picked
+    assert app.radio(key="attack_method").value == "pgd_adaptive"
+    app.selectbox(key="model").set_value(str(path.resolve())).run()
+    assert not app.exception and app.radio(key="attack_method").value == "pgd"
+    assert "trained without the reconstruction loss" in texts(app) and "attack" not in app.query_params
+
 
 def test_results_without_the_sections_give_the_command(env):
     path = env / "capsnet-mnist.safetensors"
