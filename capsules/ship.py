@@ -26,9 +26,10 @@ JSON says which (``weights_dtype``) and records the check (``half_precision_chec
 ``test_*`` figures are those of the shipped weights on the full test set (float32 evaluation),
 whatever the run evaluated on.
 
-An MNIST model then gets its test-set experiments beside it (``python -m capsules.experiments``:
-``<name>.experiments.json``, about two minutes on a 2-core CPU; the CNN's robustness curves), so
-that the dashboard's experiments page shows them at once; ``--no-experiments`` leaves them to a
+An MNIST model then gets its test-set experiments beside it (``python -m capsules.experiments
+--sections all``: ``<name>.experiments.json``, the routing experiments, the pose spread, outliers and
+attacks; the CNN's robustness curves, outliers and attacks), so that the dashboard's pages show them
+at once; ``--no-experiments`` leaves them to a
 later ``python -m capsules.experiments --checkpoint checkpoints/<name>.safetensors``.
 """
 
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from . import experiments
 
-    return experiments.main(["--checkpoint", str(dest), "--device", args.device,
+    return experiments.main(["--checkpoint", str(dest), "--device", args.device, "--sections", "all",
                              *(["--data-dir", args.data_dir] if args.data_dir else [])])
 
 
