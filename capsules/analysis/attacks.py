@@ -117,6 +117,7 @@ class Attack:
     steps: Tensor  # (B,) gradient steps taken to reach them (FGSM: 1)
     distances: Tensor | None  # (B,) reconstruction distances (a CapsNet with a trained decoder), else None
     loss: Tensor  # (B,) attack_loss at the returned images
+    fork: tuple[Tensor, Tensor] | None = None  # PGD with ``watch``: first iterate over it, its step (-1: none)
 
 
 def _evaluate(model, x: Tensor, y: Tensor, precision: str, *, grad: bool, want_distance: bool,
@@ -175,40 +176,47 @@ def fgsm_many(model, x: Tensor, y: Tensor, epsilons, *, precision: str = "fp32",
 
 def pgd(model, x: Tensor, y: Tensor, eps: float, *, steps: int = STEPS, alpha: float | None = None,
         threshold: float | None = None, early_stop: bool = True, precision: str = "fp32", batch_size: int = 250,
-        begin: Start | None = None, progress: Progress | None = None) -> Attack:
-    """PGD in the L-infinity ball of radius ``eps`` (see the module docstring); with ``threshold``
-    the adaptive attack against the detector flagging distances above it (needs a trained decoder).
+        begin: Start | None = None, resume: tuple[Tensor, Tensor] | None = None, watch: float | None = None,
+        progress: Progress | None = None) -> Attack:
+    """PGD in the L-infinity ball of radius ``eps`` around ``x`` (see the module docstring); with
+    ``threshold`` the adaptive attack against the detector flagging distances above it.
 
     ``early_stop`` returns per image the first iterate that succeeds (misclassified, and unflagged
-    for the adaptive attack); without it, the last iterate. Either way each image's result is
-    independent of the others in the batch: the images still attacked are regrouped into batches
-    of ``batch_size`` at every step, so the batches stay full while the attack thins them out.
-    ``begin`` (:func:`start`, in the same precision) spares the first step's pass where its
-    gradient is the objective's: everywhere for PGD, where the clean image is not flagged for the
-    adaptive PGD (the hinge is flat there).
+    for the adaptive attack); without it, the last iterate. Each image's result is independent of
+    the others in the batch: the images still attacked are regrouped into batches of
+    ``batch_size`` at every step, so the batches stay full while the attack thins them out.
+    ``begin`` (:func:`start`, in the same precision) spares the first pass where its gradient is the
+    objective's: everywhere for PGD, where the clean image is not flagged for the adaptive PGD (the
+    hinge is flat there). ``resume`` = (iterates, steps taken) continues each image from a point of
+    its path; ``watch`` records each image's first iterate whose distance exceeds it
+    (:attr:`Attack.fork`), where the adaptive attack's path leaves this one (:func:`pgd_pair`).
     """
     eps = check_eps(eps)
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    if threshold is not None:
+    if threshold is not None or watch is not None:
         check_decoder(model)
     alpha = ALPHA_FACTOR * eps / steps if alpha is None else float(alpha)
-    want_d = threshold is not None or has_decoder(model)
+    want_d = threshold is not None or watch is not None or has_decoder(model)
     x = x.detach().float()
-    adv, taken = x.clone(), torch.zeros_like(y)
+    adv, taken = (x.clone(), torch.zeros_like(y)) if resume is None else (resume[0].clone(), resume[1].clone())
     pred, loss = torch.empty_like(y), torch.empty(y.shape[0], device=x.device)
     dist = torch.empty(y.shape[0], device=x.device) if want_d else None
+    fork = (x.clone(), torch.full_like(y, -1)) if watch is not None else None
 
     def advance(idx: Tensor, p: Tensor, d: Tensor | None, l_: Tensor, g: Tensor | None) -> Tensor:
         """Record the verdicts at ``adv[idx]``; step the images not yet done; return those."""
         pred[idx], loss[idx] = p, l_
         if dist is not None:
             dist[idx] = d
+        if fork is not None:
+            first = idx[(d > watch) & (fork[1][idx] < 0)]
+            fork[0][first], fork[1][first] = adv[first], taken[first]
+        keep = taken[idx] < steps
+        if early_stop:
+            keep &= (p == y[idx]) | (d > threshold if threshold is not None else False)
         if g is None:
             return idx[:0]
-        keep = torch.ones_like(p, dtype=torch.bool)
-        if early_stop:
-            keep = (p == y[idx]) | (d > threshold if threshold is not None else False)
         idx = idx[keep]
         stepped = adv[idx] + alpha * g[keep].sign()  # ascend, then project onto the ball and [0, 1]
         adv[idx] = torch.minimum(torch.maximum(stepped, x[idx] - eps), x[idx] + eps).clamp(0.0, 1.0)
@@ -217,17 +225,16 @@ def pgd(model, x: Tensor, y: Tensor, eps: float, *, steps: int = STEPS, alpha: f
 
     active = torch.arange(y.shape[0], device=x.device)  # images still attacked
     with frozen(model):
-        for step in range(steps + 1):
-            grad, kept = step < steps, []  # the last pass only judges the last iterate
-            if step == 0 and begin is not None:
-                reuse = torch.ones_like(active, dtype=torch.bool)
-                if threshold is not None:
-                    reuse = begin.distances <= threshold
+        for rnd in range(steps + 1):
+            kept = []
+            if rnd == 0 and begin is not None and resume is None:
+                reuse = torch.ones_like(active, dtype=torch.bool) if threshold is None else begin.distances <= threshold
                 idx = active[reuse]
                 kept.append(advance(idx, begin.predictions[idx], None if dist is None else begin.distances[idx],
                                     begin.loss[idx], begin.gradient[idx]))
                 active = active[~reuse]
             for chunk in active.split(batch_size):
+                grad = bool((taken[chunk] < steps).any())  # a pass at the last iterates only judges them
                 xa = adv[chunk].requires_grad_(grad)
                 objective, p, d, l_ = _evaluate(model, xa, y[chunk], precision, grad=grad, want_distance=want_d,
                                                 threshold=threshold)
@@ -235,10 +242,38 @@ def pgd(model, x: Tensor, y: Tensor, eps: float, *, steps: int = STEPS, alpha: f
                 kept.append(advance(chunk, p, None if d is None else d.detach(), l_.detach(), g))
             active = torch.cat(kept) if kept else active[:0]
             if progress is not None:
-                progress((step + 1) / (steps + 1), f"step {min(step + 1, steps)}/{steps}: {active.numel():,} images left")
+                progress((rnd + 1) / (steps + 1), f"step {rnd + 1}/{steps}: {active.numel():,} images left")
             if active.numel() == 0:
                 break
-    return Attack(adv, pred, taken, dist, loss)
+    return Attack(adv, pred, taken, dist, loss, fork)
+
+
+def pgd_pair(model, x: Tensor, y: Tensor, eps: float, threshold: float, *, steps: int = STEPS,
+             precision: str = "fp32", batch_size: int = 250, begin: Start | None = None,
+             progress: Progress | None = None) -> tuple[Attack, Attack]:
+    """PGD and the adaptive PGD at ``threshold``, the second sharing the first's path while they agree.
+
+    Until an iterate's distance exceeds the threshold the hinge is flat, so both attacks take the
+    same steps, and at a misclassified unflagged iterate both stop: an image whose PGD path never
+    crosses the threshold gets the same result from both. Only the others run the adaptive attack,
+    from the first iterate that crossed (the first iterate is evaluated again, with the adaptive
+    objective), which spares the adaptive attack the steps of the paths that stay below it.
+    """
+    half = None if progress is None else (lambda lo: lambda f, m: progress(lo + f / 2, m))
+    plain = pgd(model, x, y, eps, steps=steps, precision=precision, batch_size=batch_size, begin=begin,
+                watch=threshold, progress=half(0.0) if half else None)
+    adaptive = Attack(plain.images.clone(), plain.predictions.clone(), plain.steps.clone(), plain.distances.clone(),
+                      plain.loss.clone())
+    forked = plain.fork[1] >= 0
+    if forked.any():
+        a = pgd(model, x[forked], y[forked], eps, steps=steps, precision=precision, batch_size=batch_size,
+                threshold=threshold, resume=(plain.fork[0][forked], plain.fork[1][forked]),
+                progress=half(0.5) if half else None)
+        for field in ("images", "predictions", "steps", "distances", "loss"):
+            getattr(adaptive, field)[forked] = getattr(a, field)
+    if progress is not None:
+        progress(1.0, f"{int(forked.sum()):,} of {y.shape[0]:,} paths left the detector's side")
+    return plain, adaptive
 
 
 def attack(model, x: Tensor, y: Tensor, method: str, eps: float, *, steps: int = STEPS,

@@ -21,7 +21,7 @@ from torch import Tensor
 from .. import __version__
 from ..data import to_float
 from .attacks import (ADAPTIVE_LAMBDA, ALPHA_FACTOR, EPSILONS, STEPS, Attack, Progress, _evaluate, fgsm_many, frozen,
-                      pgd, start)
+                      pgd, pgd_pair, start)
 from .outliers import (DIGITS, FALSE_POSITIVE, SCORES, auroc, bootstrap_interval, check_decoder, flagged, has_decoder,
                        histogram, outlier_sets, score_names, scores, subset, threshold)
 
@@ -128,31 +128,38 @@ def adversarial_results(model, images: Tensor, labels: Tensor, *, reference: Ten
     times["threshold"] = time.perf_counter() - t
     x, y = to_float(images.to(model.device)), labels.to(model.device)
     methods = ["fgsm", "pgd"] + (["pgd_adaptive"] if detector else [])
-    weights = {"fgsm": 2.0, "pgd": 30.0, "pgd_adaptive": 45.0}  # gradient steps an image costs, measured
-    total, done = sum(weights[m] for m in methods) * len(epsilons), 0.0
+    weight = 60.0 if detector else 30.0  # gradient steps an image costs at one radius, measured
+    total = 2.0 * len(epsilons) + weight * len(epsilons)
 
     t = time.perf_counter()
     begin = start(model, x, y, precision=precision, batch_size=batch_size)
     clean = Attack(x, begin.predictions, torch.zeros_like(y), begin.distances, begin.loss)
     clean_right = (clean.predictions == y).cpu()
-    rows = {"fgsm": fgsm_many(model, x, y, epsilons, precision=precision, batch_size=batch_size, begin=begin)}
+    rows = {"fgsm": fgsm_many(model, x, y, epsilons, precision=precision, batch_size=batch_size, begin=begin),
+            "pgd": [], "pgd_adaptive": []}
     times["fgsm"] = time.perf_counter() - t
-    done += weights["fgsm"] * len(epsilons)
-    for method in methods[1:]:
-        t, rows[method] = time.perf_counter(), []
-        for eps in epsilons:
-            rows[method].append(pgd(model, x, y, eps, steps=steps, precision=precision, batch_size=batch_size,
-                                    threshold=limit if method == "pgd_adaptive" else None, begin=begin,
-                                    progress=_part(progress, done / total, (done + weights[method]) / total,
-                                                   f"{method} eps {eps:g}")))
-            done += weights[method]
-        times[method] = time.perf_counter() - t
+    t, shared = time.perf_counter(), []  # images whose adaptive attack is their PGD's
+    for k, eps in enumerate(epsilons):
+        done = 2.0 * len(epsilons) + weight * k
+        part = _part(progress, done / total, (done + weight) / total, f"pgd eps {eps:g}")
+        if detector:
+            plain, adaptive = pgd_pair(model, x, y, eps, limit, steps=steps, precision=precision,
+                                       batch_size=batch_size, begin=begin, progress=part)
+            rows["pgd_adaptive"].append(adaptive)
+            shared.append(int((plain.fork[1] < 0).sum()))
+        else:
+            plain = pgd(model, x, y, eps, steps=steps, precision=precision, batch_size=batch_size, begin=begin,
+                        progress=part)
+        rows["pgd"].append(plain)
+    times["pgd" + ("_and_adaptive" if detector else "")] = time.perf_counter() - t
     out: dict = {"images": int(y.shape[0]), "eps": [float(e) for e in epsilons], "steps": steps,
                  "clean": {k: v for k, v in _verdicts(y, clean_right, clean, limit).items()
                            if k not in ("detected", "steps")}}
     for method in methods:
         verdicts = [_verdicts(y, clean_right, a, limit) for a in rows[method]]
         out[method] = {"eps": out["eps"], **{k: [v[k] for v in verdicts] for k in verdicts[0]}}
+    if detector:
+        out["pgd_adaptive"]["shared_with_pgd"] = shared
     capsnet = hasattr(model, "digits")
     out.update(
         detector=None if limit is None else {"score": "reconstruction_distance", "threshold": limit,
@@ -172,7 +179,8 @@ def adversarial_results(model, images: Tensor, labels: Tensor, *, reference: Ten
 
 
 def trust_sections(model, images: Tensor, labels: Tensor, fashion: Tensor | None, *, sections=SECTIONS,
-                   ood_size: int = OOD_SIZE, attack_images: int = ATTACK_IMAGES, seed: int = 0,
+                   ood_size: int = OOD_SIZE, noise: int = NOISE, blank: int = BLANK, attack_images: int = ATTACK_IMAGES,
+                   seed: int = 0,
                    resamples: int = RESAMPLES, precision: str = "bf16", batch_size: int = 250,
                    progress: Progress | None = None) -> dict:
     """The ``sections`` (of :data:`SECTIONS`) of a model's results, ``{"ood": ..., "adversarial": ...}``,
@@ -180,13 +188,14 @@ def trust_sections(model, images: Tensor, labels: Tensor, fashion: Tensor | None
 
     The digits scored are ``ood_size`` test images drawn with ``seed`` (:func:`.outliers.subset`),
     which also give the detector's threshold for the attacks; ``ood_size`` Fashion-MNIST images are
-    drawn likewise, ``noise`` images seeded the same; the attacks take the first ``attack_images``."""
+    drawn likewise, ``noise`` noise images seeded the same and ``blank`` blank ones; the attacks take the
+    first ``attack_images``."""
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         raise ValueError(f"unknown sections {', '.join(unknown)}; of {', '.join(SECTIONS)}")
     digits = images[subset(images.shape[0], ood_size, seed)]
     n = min(attack_images, images.shape[0])
-    cost = {"ood": 0.4 * (2 * ood_size + NOISE + BLANK), "adversarial": 60.0 * n}  # rough forward passes
+    cost = {"ood": 0.4 * (2 * ood_size + noise + blank), "adversarial": 60.0 * n}  # rough forward passes
     total, done, out = sum(cost[s] for s in sections), 0.0, {}
     for section in SECTIONS:
         if section not in sections:
@@ -195,7 +204,7 @@ def trust_sections(model, images: Tensor, labels: Tensor, fashion: Tensor | None
         if section == "ood":
             if fashion is None:
                 raise ValueError("the ood section needs the Fashion-MNIST test images")
-            others = outlier_sets(fashion[subset(fashion.shape[0], ood_size, seed)], noise=NOISE, blank=BLANK,
+            others = outlier_sets(fashion[subset(fashion.shape[0], ood_size, seed)], noise=noise, blank=blank,
                                   seed=seed)
             out["ood"] = ood_results(model, digits, others, resamples=resamples, seed=seed, batch_size=batch_size,
                                      progress=part)
