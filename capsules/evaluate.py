@@ -13,7 +13,6 @@ Ends with a line ``accuracy: 99.71% (9971/10000)``, or for MultiMNIST
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -21,9 +20,16 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .data import DatasetError, MultiMNISTBatch, load_mnist, load_multimnist_test, to_float
+from .data import (
+    DatasetError,
+    MultiMNISTBatch,
+    load_mnist,
+    load_multimnist_test,
+    to_float,
+)
 from .device import DEVICE_HELP, autocast, describe, pick_device
 from .nn import CapsNet, TwoDigitLoss
+from .stats import binomial_interval
 
 
 @dataclass
@@ -76,19 +82,6 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor, *, batch_size: i
         loss_sum += float(model.loss(out, x, y, **(loss_options or {}))) * x.shape[0]
     model.train(was_training)
     return EvalResult(correct=correct, total=n, loss=loss_sum / max(n, 1), seconds=time.perf_counter() - start)
-
-
-def binomial_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a proportion of ``k`` in ``n``, as fractions in [0, 1]: the one
-    interval of the project (:func:`capsules.experiments.wilson_interval` gives it in percent)."""
-    if n <= 0:
-        return 0.0, 1.0
-    z = {0.9: 1.6448536269514722, 0.95: 1.959963984540054, 0.99: 2.5758293035489004}[confidence]
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    # the interval always contains p; min/max only absorb rounding at p = 0 and p = 1
-    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def two_digit_correct(lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ import torch
 from capsules import CapsNet, CapsNetConfig, load_model
 from capsules.data import (MULTI_PAD, MULTI_SHIFT, MultiMNIST, box_overlap, ink_boxes, load_mnist,
                            load_multimnist_test, pair_overlap, place_digits)
-from capsules.evaluate import binomial_interval, evaluate_multimnist, main, two_digit_correct
+from capsules.evaluate import evaluate_multimnist, main, two_digit_correct
+from capsules.stats import binomial_interval
 from capsules.nn import MarginLoss, TwoDigitLoss, decode_pair
 from capsules.train import TrainConfig, two_digit_objective, train
 

@@ -11,7 +11,7 @@ are stored. A newly shipped model appears by itself.
 :func:`table1` sets the paper's Table 1 (Sabour, Frosst & Hinton 2017: test error in percent of
 the baseline CNN and of CapsNet routed with 1 or 3 iterations, with and without the reconstruction
 loss; MNIST, and MultiMNIST for three of its rows) beside the shipped models that match each row:
-their measured error with a 95% Wilson interval (:func:`capsules.evaluate.binomial_interval`), the
+their measured error with a 95% Wilson interval (:func:`capsules.stats.binomial_interval`), the
 epochs and the hardware, and which measured rows are within the noise of each other (overlapping
 intervals, :func:`capsules.experiments.intervals_overlap`). A row no shipped model matches yet is
 marked as in training, never filled in. ``python -m capsules.zoo`` prints it as markdown (the

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..analysis import training_iterations
 from ..nn import BaselineCNN, CapsNet
 from ..checkpoint import SHIPPED, CheckpointError, read_metadata
-from ..evaluate import binomial_interval
+from ..stats import binomial_interval
 
 
 CHECKPOINT_DIR = "CAPSULES_CHECKPOINT_DIR"  # environment variable: the folder of shipped models
