@@ -1,7 +1,7 @@
 """Drive the dashboard in a real browser: start ``streamlit run``, open it in chromium with
 Playwright, draw on the drawing pad. A harness, not a page: used by the browser tests
 (``tests/test_browser.py``, ``tests/test_load.py``), ``scripts/screenshot.py`` and
-``scripts/bench_page.py``; Playwright is imported by those, not here.
+``benchmarks/page.py``; Playwright is imported by those, not here.
 
 Nothing is downloaded: the browser is the system's chromium (``$CAPSULES_CHROMIUM``, else
 ``/usr/bin/chromium``, else ``chromium`` / ``chromium-browser`` / ``google-chrome`` on PATH).

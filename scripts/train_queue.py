@@ -10,7 +10,7 @@ that every session starts it first and the same command goes on after any stop:
    one epoch at a time (55,000 fresh pairs), until the validation error is at most
    ``GOAL_ERROR``; its log and state in ``<runs>/multimnist``. ``--precision`` sets the precision
    it starts in (it resumes in it): fp32 by default; bf16 on a CPU where it is faster
-   (``python scripts/bench_steps.py``: 1.7-3x on an AMD Zen 4, 0.8x on an Intel Xeon without AMX).
+   (``python -m benchmarks.steps``: 1.7-3x on an AMD Zen 4, 0.8x on an Intel Xeon without AMX).
 3. The baseline CNN on the paper's recipe (the zoo's: Adam 1e-3 decayed x0.9 an epoch, 2-pixel
    shifts, dropout), scored on the 5,000 validation digits, one epoch at a time until its
    validation accuracy has not improved for ``CNN_PATIENCE`` epochs (or ``CNN_EPOCHS``); in

@@ -10,7 +10,7 @@ import pytest
 @pytest.mark.slow
 def test_bench_runs_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "capsules.bench", "--device", "cpu", "--batch-size", "4",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--device", "cpu", "--batch-size", "4",
                            "--inference-batch", "4", "--repeats", "1", "--warmup", "0",
                            "--pairs", "2", "--pair-batch", "4", "--json", str(out)],
                           capture_output=True, text=True, timeout=600)
@@ -35,7 +35,7 @@ def test_bench_runs_and_writes_json(tmp_path):
         p = r["paired"]
         assert p["pairs"] == 2 and p["ratio_min"] <= p["ratio"] <= p["ratio_max"]
     # the table of docs/speed.md is made from the same JSON, every figure read from it
-    from capsules.bench import markdown
+    from benchmarks.speed import markdown
 
     table = markdown(r)
     assert f"{r['train_default']['images_per_second']:.1f} img/s" in table

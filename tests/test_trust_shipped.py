@@ -80,7 +80,7 @@ def test_the_shipped_sections(shipped):
 
 def test_the_doc_table_is_the_shipped_numbers(shipped):
     table = T.markdown(shipped["capsnet"], shipped["cnn"])
-    assert table in DOC.read_text(), "docs/experiments.md is stale: run python scripts/fooled_table.py --update-docs"
+    assert table in DOC.read_text(), "docs/experiments.md is stale: run python -m capsules.zoo --update-docs"
     ood = shipped["capsnet"]["ood"]["fashion-mnist"]["max_length"]
     assert f"{ood['auroc']:.3f} [{ood['interval'][0]:.3f}, {ood['interval'][1]:.3f}]" in table
 

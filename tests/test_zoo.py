@@ -205,14 +205,16 @@ def test_the_docs_show_table_1_of_the_shipped_models(capsys):
     assert docs.main(["--checkpoints", str(SHIPPED.parent)]) == 0
     printed = capsys.readouterr().out
     blocks = docs.texts(str(SHIPPED.parent))
-    assert len(blocks) == 3  # the main model ships its experiments (test_experiments)
-    table, routing, robust = blocks
+    assert len(blocks) == 4  # the main model and the CNN ship their experiments, outliers and attacks too
+    table, routing, robust, fooled = blocks
     assert printed == "\n".join(blocks) and table.startswith(Z.table1().markdown())
     assert routing.startswith(Z.routing_at_inference().markdown())
     assert robust.startswith(Z.robustness_against_cnn().markdown())
     results_md = (ROOT / "docs" / "results.md").read_text()
-    for text in blocks:
+    for text in (table, routing, robust):
         assert text.strip() in results_md, "docs/results.md is stale: run python -m capsules.zoo --update-docs"
+    assert fooled.strip() in (ROOT / "docs" / "experiments.md").read_text(), \
+        "docs/experiments.md is stale: run python -m capsules.zoo --update-docs"
     readme = (ROOT / "README.md").read_text()
     assert table.strip() in readme, "README's Table 1 is stale: run python -m capsules.zoo --update-docs"
 
@@ -221,7 +223,7 @@ def test_table1_script_writes_the_tables_into_the_docs(tmp_path, capsys):
     """``python -m capsules.zoo --update-docs ROOT`` replaces the old tables (header row to the sentence
     under each) in ROOT/docs/results.md, and Table 1 in ROOT/README.md, and keeps everything around
     them; a file without all of its blocks is an error that writes nothing, to either file."""
-    table, routing, robust = docs.texts(str(SHIPPED.parent))
+    table, routing, robust, _ = docs.texts(str(SHIPPED.parent))
     (tmp_path / "docs").mkdir()
     results = tmp_path / "docs" / "results.md"
     results.write_text("# intro\n\n| Table 1 row | stale |\n|---|---|\n| old | row |\n\nWithin the noise? old.\n\n"
@@ -232,8 +234,11 @@ def test_table1_script_writes_the_tables_into_the_docs(tmp_path, capsys):
     expected = ("# intro\n\n" + table + "\nBetween.\n\n" + routing + "\nThen.\n\n"
                 + robust + "\nAfter.\n")
     expected_readme = "# front\n\n" + table + "\nLinks.\n"
+    experiments = tmp_path / "docs" / "experiments.md"
+    experiments.write_text(f"# fooled\n\n{docs.FOOLED_BEGIN}\nstale\n{docs.FOOLED_END}\n\nAfter.\n")
     assert docs.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(tmp_path)]) == 0
     assert results.read_text() == expected and "stale" not in expected
+    assert experiments.read_text() == f"# fooled\n\n{docs.generated(str(SHIPPED.parent))['fooled']}\nAfter.\n"
     assert readme.read_text() == expected_readme and "stale" not in expected_readme
     assert docs.main(["--checkpoints", str(SHIPPED.parent), "--update-docs", str(tmp_path)]) == 0  # idempotent
     assert results.read_text() == expected and readme.read_text() == expected_readme

@@ -14,7 +14,10 @@ line). Then, in docs/results.md only, the same for the table of routing at infer
 shipped MNIST CapsNets (:func:`capsules.zoo.routing_at_inference`, from their experiments results;
 from its header row to its "Across the zoo:" line), and for the table of robustness to affine transforms, the main CapsNet's beside the
 baseline CNN's (:func:`capsules.zoo.robustness_against_cnn`; from its header row to its "Against the
-CNN:" line). Each file is written atomically, and only when every block was found in both.
+CNN:" line); and in docs/experiments.md the tables of "Can it be fooled?"
+(:func:`capsules.analysis.trust.markdown` of the main CapsNet's and the CNN's ``ood`` and
+``adversarial`` results; between its ``<!-- fooled:begin -->`` and ``<!-- fooled:end -->`` lines).
+Each file is written atomically, and only when every block was found in every file.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..analysis.trust import markdown as trust_markdown
 from ..checkpoint import atomic_write_bytes
+from ..experiments import load_results
 from .comparisons import main_model, robustness_against_cnn, routing_at_inference
 from .shipped import list_shipped
 from .table1 import table1
@@ -38,6 +43,8 @@ ROUTING_HEADER = "| model | trained with |"
 ROUTING_SUMMARY = "Across the zoo: "
 ROBUSTNESS_HEADER = "| transform | range |"
 ROBUSTNESS_SUMMARY = "Against the CNN: "
+EXPERIMENTS = Path("docs") / "experiments.md"  # the tables of "Can it be fooled?"
+FOOLED_BEGIN, FOOLED_END = "<!-- fooled:begin -->", "<!-- fooled:end -->"
 
 
 def replace_table(text: str, new: str, header: str = HEADER, last: str = NOISE, what: str = "Table 1",
@@ -55,7 +62,9 @@ def replace_table(text: str, new: str, header: str = HEADER, last: str = NOISE, 
 
 BLOCKS = {"table1": (HEADER, NOISE, "Table 1"),
           "routing": (ROUTING_HEADER, ROUTING_SUMMARY, "table of routing at inference"),
-          "robustness": (ROBUSTNESS_HEADER, ROBUSTNESS_SUMMARY, "table of robustness")}
+          "robustness": (ROBUSTNESS_HEADER, ROBUSTNESS_SUMMARY, "table of robustness"),
+          "fooled": (FOOLED_BEGIN, FOOLED_END, "tables of Can it be fooled?")}
+FILES = {RESULTS: ("table1", "routing", "robustness"), README: FRONT, EXPERIMENTS: ("fooled",)}  # blocks by file
 
 
 def generated(folder: str | None = None) -> dict[str, str]:
@@ -66,9 +75,13 @@ def generated(folder: str | None = None) -> dict[str, str]:
     table, routing = table1(models), routing_at_inference(models)
     found = {"table1": f"{table.markdown()}\n\n{NOISE}{table.noise}\n",
              "routing": f"{routing.markdown()}\n\n{ROUTING_SUMMARY}{routing.summary}\n"}
-    robust = robustness_against_cnn(models, main_model(models))  # the main model's results read once
+    main = main_model(models)  # the main model's results read once
+    robust = robustness_against_cnn(models, main)
     if robust is not None:
         found["robustness"] = f"{robust.markdown()}\n\n{ROBUSTNESS_SUMMARY}{robust.summary}\n"
+    cnn = next((load_results(m.path) for m in models if m.kind == "cnn" and m.dataset == "mnist"), None)
+    if main is not None and cnn is not None and all("ood" in r and "adversarial" in r for r in (main[1], cnn)):
+        found["fooled"] = f"{FOOLED_BEGIN}\n{trust_markdown(main[1], cnn)}{FOOLED_END}\n"
     return found
 
 
@@ -78,10 +91,13 @@ def texts(folder: str | None = None) -> tuple[str, ...]:
 
 
 def updated(root: Path, blocks: dict[str, str]) -> dict[Path, tuple[str, str]]:
-    """For docs/results.md (every block) and README.md (those of :data:`FRONT`) under ``root``: the
-    file's text now and with the blocks replaced; a missing file or block is an error."""
+    """For each file of :data:`FILES` under ``root`` that has blocks in ``blocks``: the file's text
+    now and with those blocks replaced; a missing file or block is an error."""
     found = {}
-    for name, names in ((RESULTS, tuple(blocks)), (README, FRONT)):
+    for name, names in FILES.items():
+        names = [b for b in names if b in blocks]
+        if not names:
+            continue
         path = root / name
         new = old = path.read_text()
         for block in names:

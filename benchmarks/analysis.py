@@ -1,6 +1,6 @@
 """Time what the dashboard's explorer page computes for one input (CPU by default).
 
-    python scripts/bench_analysis.py [--checkpoint PATH] [--device cpu] [--threads N] [--repeats 30]
+    python -m benchmarks.analysis [--checkpoint PATH] [--device cpu] [--threads N] [--repeats 30]
 
 Prints the median time of each piece of model work the page does, as the page does it: the
 traced forward pass (``analyse``: convolutions once, routing traced over 10 iterations, 10
@@ -19,7 +19,7 @@ import torch
 
 from capsules import CapsNet, load_model
 from capsules import analysis
-from capsules.bench import median_seconds
+from benchmarks.speed import median_seconds
 from capsules.checkpoint import SHIPPED
 from capsules.device import describe, pick_device
 

@@ -1,6 +1,6 @@
 """Time the dashboard as a person meets it: a real server, a real browser, medians over repeats.
 
-    python scripts/bench_page.py [--repeats 5] [--cold 3] [--json docs/bench-page.json] [--note TEXT]
+    python -m benchmarks.page [--repeats 5] [--cold 3] [--json docs/bench-page.json] [--note TEXT]
 
 Starts ``streamlit run dashboard/app.py`` on a free localhost port and drives the system's
 chromium through the browser harness (:mod:`dashboard.browser`; nothing is downloaded).
@@ -310,7 +310,7 @@ def run(args) -> dict:
     }
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python scripts/bench_page.py " + shlex.join(sys.argv[1:]),
+        "command": "python -m benchmarks.page " + shlex.join(sys.argv[1:]),
         "hardware": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
                      "load_average_before": [round(x, 2) for x in load_before],
                      "load_average_after": [round(x, 2) for x in load_after], "note": args.note},

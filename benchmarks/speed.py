@@ -1,6 +1,6 @@
 """Benchmark: this implementation against the seed's (labml-nn), side by side on one device.
 
-    python -m capsules.bench [--device auto] [--batch-size 128] [--repeats 5] [--json out.json]
+    python -m benchmarks.speed [--device auto] [--batch-size 128] [--repeats 5] [--json out.json]
 
 Measures, with medians over repeats:
   (a) training-step throughput (forward + backward + Adam, images/s) of ``capsules.train.train_step``
@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .device import DEVICE_HELP, bf16_supported, describe, pick_device, resolve_precision
-from .nn import CapsNet
-from .train import make_optimizer, train_step
+from capsules.device import DEVICE_HELP, bf16_supported, describe, pick_device, resolve_precision
+from capsules.nn import CapsNet
+from capsules.train import make_optimizer, train_step
 
 
 def _sync(device: torch.device) -> None:
@@ -153,7 +153,7 @@ def flops_per_image(device, precision: str, batch_size: int = 8) -> dict[str, fl
     :class:`torch.utils.flop_counter.FlopCounterMode` (a multiply-add is 2)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .device import autocast
+    from capsules.device import autocast
 
     torch.manual_seed(0)
     model = CapsNet().to(device)
@@ -173,7 +173,7 @@ def bench_peaks(device, precision: str, repeats: int, warmup: int) -> dict[str, 
     """GFLOP/s of a 2048^3 GEMM and of the PrimaryCaps convolution (batch 128, 256 -> 256
     channels, 9x9, stride 2, on 20x20 maps: the model's costliest op) in ``precision``: what
     this machine can do, the yardstick for the rows above."""
-    from .device import autocast
+    from capsules.device import autocast
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     n = 2048
@@ -220,7 +220,7 @@ def bench_paired(device, batch_size, pairs, warmup, precision):
 
 
 def bench_interaction(device, repeats, warmup):
-    from .analysis import perturbation_grid
+    from capsules.analysis import perturbation_grid
 
     torch.manual_seed(0)
     model = CapsNet().to(device).eval()
@@ -238,7 +238,7 @@ def bench_interaction(device, repeats, warmup):
 
 
 def bench_inference(device, batch_size, repeats, warmup, precision):
-    from .device import autocast
+    from capsules.device import autocast
 
     torch.manual_seed(0)
     model = CapsNet().to(device).eval()
@@ -273,7 +273,7 @@ def run(device: torch.device, batch_size: int = 128, repeats: int = 5, warmup: i
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "device": describe(device), "torch": torch.__version__, "python": platform.python_version(),
         "batch_size": batch_size, "repeats": repeats, "default_precision": default,
-        "command": "python -m capsules.bench " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.speed " + " ".join(sys.argv[1:]),
     }
     results["train_default"] = _isolated(bench_train, device, batch_size, repeats, warmup, "auto")
     results["train_fp32"] = _isolated(bench_train, device, batch_size, repeats, warmup, "fp32")
@@ -355,7 +355,7 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
-PAGE_ROWS = (  # docs/bench-page.json (scripts/bench_page.py): what a person waits for in the browser
+PAGE_ROWS = (  # docs/bench-page.json (benchmarks/page.py): what a person waits for in the browser
     ("pen_up_to_prediction", "page: pen-up to the new prediction shown"),
     ("tab_settled", "page: a tab switch to the open tab settled"),
     ("slider_to_picture", "page: a pose slider to its picture"),
@@ -365,8 +365,8 @@ PAGE_ROWS = (  # docs/bench-page.json (scripts/bench_page.py): what a person wai
 
 
 def markdown(cpu: dict, page: dict | None = None) -> str:
-    """The speed table of docs/speed.md from the JSON of ``python -m capsules.bench --json`` and, when
-    given, of ``scripts/bench_page.py --json``: every figure read from them, none typed in. The GPU
+    """The speed table of docs/speed.md from the JSON of ``python -m benchmarks.speed --json`` and, when
+    given, of ``benchmarks/page.py --json``: every figure read from them, none typed in. The GPU
     rows say that they were not measured unless ``cpu`` is a GPU run."""
     lines = [f"Measured {cpu['date'][:10]} on {cpu['device']}, torch {cpu['torch']}, training batch "
              f"{cpu['batch_size']}, medians of {cpu['repeats']} repeats (`{cpu['command'].strip()}`)"
@@ -422,7 +422,7 @@ def markdown(cpu: dict, page: dict | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m capsules.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--batch-size", type=int, default=128, help="training batch size (default: 128)")
     parser.add_argument("--inference-batch", type=int, default=500)
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--markdown", nargs="+", metavar="JSON", default=None,
                         help="measure nothing: print the speed table of docs/speed.md from a saved --json file "
-                             "(and the page benchmark's, scripts/bench_page.py --json)")
+                             "(and the page benchmark's, benchmarks/page.py --json)")
     args = parser.parse_args(argv)
     if args.markdown:
         cpu, *rest = (json.loads(open(f).read()) for f in args.markdown)
@@ -450,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
                   args.pairs, args.pair_batch)
     print(table(results))
     if args.json:
-        from .checkpoint import atomic_write_json
+        from capsules.checkpoint import atomic_write_json
 
         atomic_write_json(args.json, results)
     return 0

@@ -1,6 +1,6 @@
 """Time one live attack as the dashboard runs it: PGD-20 on one image, for the CapsNet and the CNN.
 
-    python scripts/bench_attack.py [--device cpu] [--threads N] [--repeats 5] [--eps 0.1] [--json out.json]
+    python -m benchmarks.attack [--device cpu] [--threads N] [--repeats 5] [--eps 0.1] [--json out.json]
 
 For each shipped model (the CapsNet and the baseline CNN; an untrained one of the same size when the
 file is missing) it times, as medians over ``--repeats`` after one warm-up: all 20 PGD steps on one
@@ -20,7 +20,7 @@ import torch
 
 from capsules import BaselineCNN, CapsNet, load_model
 from capsules.analysis import attacks as A
-from capsules.bench import median_seconds
+from benchmarks.speed import median_seconds
 from capsules.device import describe, pick_device
 
 ROOT = Path(__file__).resolve().parents[1]

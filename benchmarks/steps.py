@@ -7,7 +7,7 @@ speed drifts affects every configuration alike):
 - the baseline CNN (28x28, batch 128): fp32 and bf16, each in the default memory format and in
   channels_last.
 
-    python scripts/bench_steps.py [--rounds 3] [--json out.json]
+    python -m benchmarks.steps [--rounds 3] [--json out.json]
 
 Each configuration runs the training loop's own objective and step (``capsules.train``) on random
 inputs of the right shape; a round times one step of each, after one warm-up step each. Prints
