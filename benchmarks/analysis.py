@@ -17,9 +17,8 @@ import argparse
 import numpy as np
 import torch
 
-from capsules import CapsNet, load_model
-from capsules import analysis
 from benchmarks.speed import median_seconds
+from capsules import CapsNet, analysis, load_model
 from capsules.checkpoint import SHIPPED
 from capsules.device import describe, pick_device
 

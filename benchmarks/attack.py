@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.speed import median_seconds
 from capsules import BaselineCNN, CapsNet, load_model
 from capsules.analysis import attacks as A
-from benchmarks.speed import median_seconds
 from capsules.device import describe, pick_device
 
 ROOT = Path(__file__).resolve().parents[1]

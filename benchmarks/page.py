@@ -40,7 +40,6 @@ from pathlib import Path
 
 from dashboard import browser as harness
 
-
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"cold_start": 4.0, "page_load_to_prediction": 4.0, "pen_up_to_prediction": 0.3, "tab_settled": 0.6,
          "slider_to_picture": 0.2}  # seconds, medians (issue 11)

@@ -27,7 +27,13 @@ import torch
 from capsules import BaselineCNN, BaselineCNNConfig, CapsNet, CapsNetConfig
 from capsules.device import describe
 from capsules.nn import TwoDigitLoss
-from capsules.train import TrainConfig, make_optimizer, model_objective, set_frozen, two_digit_objective
+from capsules.train import (
+    TrainConfig,
+    make_optimizer,
+    model_objective,
+    set_frozen,
+    two_digit_objective,
+)
 from capsules.train.step import _train_step
 
 

@@ -35,7 +35,7 @@ def test_bench_runs_and_writes_json(tmp_path):
         p = r["paired"]
         assert p["pairs"] == 2 and p["ratio_min"] <= p["ratio"] <= p["ratio_max"]
     # the table of docs/speed.md is made from the same JSON, every figure read from it
-    from benchmarks.speed import markdown
+    from benchmarks.tables import markdown
 
     table = markdown(r)
     assert f"{r['train_default']['images_per_second']:.1f} img/s" in table
