@@ -87,7 +87,8 @@ def test_zoo_checkpoint_metadata(path):
     missing = [k for k in REQUIRED + ("weights_dtype", "half_precision_check") if k not in info]
     assert not missing, missing
     assert info["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert info["train_images"] == 60000 and info["epoch"] == info["epochs"], "the last epoch of a full run"
+    held_out = int((info.get("train_config") or {}).get("validation", 0))  # digits held out for validation
+    assert info["train_images"] == 60000 - held_out and info["epoch"] == info["epochs"], "the last epoch of a full run"
     check, dtype = info["half_precision_check"], info["weights_dtype"]
     assert check["weights_dtype"] == dtype == read_tensors(path)[1]["weights_dtype"]
     assert check["dataset"] == dataset_of(info) and check["total"] == info["test_total"]
