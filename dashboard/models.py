@@ -311,3 +311,13 @@ def model_panel(loaded: LoadedModel):
             st.caption("untrained weights (no checkpoint yet)")
         return st.empty()
 
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_classification(_model, model_key: str, image: np.ndarray) -> analysis.Classification:
+    return analysis.classify(_model, image)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def shipped_results(path: str, stamp: tuple[float, float]) -> dict | None:
+    """:func:`capsules.experiments.load_results` of a checkpoint, once per (checkpoint, results file) mtime."""
+    return experiments.load_results(path)

@@ -1,20 +1,25 @@
 """The input widgets the pages share: the drawing pad (one pen, or two for two digits), the
-upload, the sample labels, the routing-iterations slider, the digit-capsule picker and the evidence
-maps' controls. Each reads its widget and returns what it read; nothing here computes (the
+upload, the sample labels, one digit's input row (:func:`choose_input`: draw, pick or upload; the
+explorer's and the Attacks & outliers page's), the routing-iterations slider, the digit-capsule
+picker and the evidence maps' controls. Each reads its widget and returns what it read; nothing here computes (the
 arithmetic is in :mod:`capsules.analysis` and :mod:`capsules.data.drawing`)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
 
 from capsules import analysis
+from capsules.data import DatasetError
 from capsules.data.drawing import Converted, ImageError, convert
 from capsules.data.strokes import ConvertedPair, convert_pair, rasterise_strokes
 from capsules.data.uploads import convert_upload
 from dashboard import url_state
+from dashboard.app_pages import TEST_DIGIT
 from dashboard.figures.base import PAIR_COLORS
-from dashboard.models import MAX_ITERATIONS, LoadedModel
+from dashboard.models import MAX_ITERATIONS, LoadedModel, get_test_set
 from dashboard.pad import drawing_pad
 
 CANVAS_SIDE = 240  # pixels; fits the input column of a 1280-pixel window
@@ -195,3 +200,96 @@ def sample_label(samples: dict[str, np.ndarray], k: int) -> str:
     return f"{label} · #{idx}" + (f" · read as {pred} ✗" if pred != label else "")
 
 
+# ------------------------------------------------------------------------------ one digit's input row
+
+
+@dataclass
+class Input:
+    """What the model reads this run and where it came from."""
+
+    image: np.ndarray  # (28, 28) float32 in [0, 1]
+    source: str  # for the page: "your drawing", "upload `x.png`", "test digit #229 (label 7)"
+    label: int | None  # the true label of a sample digit
+    converted: Converted | None  # a drawing or upload: how large its ink was
+    drawn: bool
+
+    @property
+    def key(self) -> int:
+        return hash(self.image.tobytes())
+
+
+def sample_picked(samples: dict[str, np.ndarray]) -> None:
+    """A sample picked: the address names it as the test digit it is."""
+    st.query_params[TEST_DIGIT] = str(int(samples["indices"][st.session_state["sample"]]))
+
+
+def opened_test_digit(samples: dict[str, np.ndarray]) -> Input | None:
+    """The MNIST test digit the address names, ``?test_digit=N`` (another page opens a digit here
+    so; a sample picked is named so). When it is one of the built-in samples, the sample picker is
+    set to it (call this before the picker is drawn) and None returned: the sample is the input.
+    Otherwise it comes from the MNIST test set; when that is not available either, or N is no
+    index, a note says why, N leaves the address and None is returned (the sample stays)."""
+    raw = st.query_params.get(TEST_DIGIT)
+    if raw is None:
+        return None
+    try:
+        index = int(raw)
+    except ValueError:
+        return _not_opened(f"`{TEST_DIGIT}={raw[:20]}` is not an index of the MNIST test set: showing a sample "
+                           "instead.")
+    found = np.flatnonzero(samples["indices"] == index)
+    if found.size:
+        st.session_state["sample"] = int(found[0])
+        return None
+    try:
+        images, labels = get_test_set()
+    except DatasetError as exc:
+        return _not_opened(f"Test digit #{index} is not among the built-in samples and the MNIST test set could not "
+                           f"be read, so a sample is shown instead. {exc}")
+    if not 0 <= index < labels.shape[0]:
+        return _not_opened(f"The MNIST test set has no digit #{index} (it has {labels.shape[0]:,}): showing a "
+                           "sample instead.")
+    label = int(labels[index])
+    return Input(analysis.as_image(images[index].numpy()),
+                 f"test digit #{index} (label {label}, from the MNIST test set)",
+                 label, None, drawn=False)
+
+
+def _not_opened(note: str) -> None:
+    st.warning(note, icon="🔗")
+    st.query_params.pop(TEST_DIGIT, None)  # the sample shown takes its place
+
+
+def choose_input(samples: dict[str, np.ndarray], draw_col, pick_col) -> Input:
+    """The input row's widgets: a drawing replaces an upload, which replaces the test digit the
+    address names, which replaces the sample. The address keeps the drawing (``draw``) and the test
+    digit (``test_digit``: the sample's, when it is the input); an upload cannot go in it."""
+    with draw_col:
+        st.subheader("Draw")
+        drawn = read_drawing(param="draw")
+        st.caption("Draw one digit with the mouse or a finger: it replaces the sample as you lift "
+                   "the pen. Undo takes back the last stroke; Clear empties the canvas and returns to "
+                   "the sample. The model was trained on single MNIST digits, not on overlapping "
+                   "ones: two digits drawn over each other usually give one long capsule.")
+    with pick_col:
+        st.subheader("Or pick one")
+        opened = opened_test_digit(samples)
+        sevens = np.flatnonzero(samples["labels"] == 7)
+        st.session_state.setdefault("sample", int(sevens[0]) if sevens.size else 0)  # opens on a 7
+        k = st.selectbox("Sample MNIST test digit", range(len(samples["labels"])), key="sample",
+                         on_change=sample_picked, args=(samples,), format_func=lambda i: sample_label(samples, i),
+                         help="20 test digits per class plus digits the shipped model gets wrong "
+                              "(predictions as of when the samples were made), as "
+                              "“label · #index in the MNIST test set”.")
+        if TEST_DIGIT not in st.query_params:
+            st.query_params[TEST_DIGIT] = str(int(samples["indices"][k]))
+        uploaded, name = read_upload()
+    if drawn is not None:
+        return Input(drawn.image, "your drawing", None, drawn, drawn=True)
+    if uploaded is not None:
+        return Input(uploaded.image, f"upload `{name}`", None, uploaded, drawn=False)
+    if opened is not None:
+        return opened
+    label = int(samples["labels"][k])
+    return Input(analysis.as_image(samples["images"][k]), f"test digit #{int(samples['indices'][k])} (label {label})",
+                 label, None, drawn=False)

@@ -32,12 +32,14 @@ from capsules.report import (
     Notes, ablation_notes, confusion_note, dynamics_notes, iteration_intervals, iterations_notes, model_r,
     robustness_notes,
 )
+from dashboard.app_pages import EXPLORER_PAGE, TEST_DIGIT
 from dashboard.figures.base import digit_thumbnail
 from dashboard.figures.experiments import (
     ablation_figure, confusion_figure, dynamics_figure, iterations_figure, robustness_figure,
 )
-from dashboard.models import LoadedModel, get_baselines, get_model, get_samples, get_test_set, model_panel, shipped
-from dashboard.app_pages import EXPLORER_PAGE, TEST_DIGIT
+from dashboard.models import (
+    LoadedModel, get_baselines, get_model, get_samples, get_test_set, model_panel, shipped, shipped_results,
+)
 from dashboard.views import Clock, chart, figure, report_time
 
 ABLATION_LABELS = {"routing": "own routing", "uniform": "uniform c = 1/10", "random": "random c",
@@ -48,12 +50,6 @@ SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
 # ------------------------------------------------------------------------------ the results
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def shipped_results(path: str, stamp: tuple[float, float]) -> dict | None:
-    """:func:`capsules.experiments.load_results` of a checkpoint, once per (checkpoint, results file) mtime."""
-    return experiments.load_results(path)
 
 
 def _stamp(path: Path) -> float:

@@ -22,27 +22,21 @@ and the page says so. The routing views are in :mod:`.explorer_routing`, the pos
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import streamlit as st
 
 from capsules import analysis
-from capsules.data import DatasetError
-from capsules.data.drawing import Converted
 from dashboard import url_state
 from dashboard.app_pages import TEST_DIGIT
 from dashboard.app_pages.explorer_pose import forget_offsets_of_old_input, view_pose
 from dashboard.app_pages.explorer_routing import view_evidence, view_iterations, view_routing
-from dashboard.figures.base import (
-    image_pair_figure, length_change_figure, lengths_figure, lengths_per_iteration_figure,
-)
+from dashboard.figures.base import image_pair_figure, length_change_figure, lengths_figure, lengths_per_iteration_figure
 from dashboard.figures.pose import pose_figure, transform_figure
 from dashboard.models import (
-    LoadedModel, cached_analysis, get_baselines, get_model, get_samples, get_test_set, model_panel,
+    LoadedModel, cached_analysis, cached_classification, get_baselines, get_model, get_samples, model_panel,
 )
 from dashboard.views import Clock, chart, end_run, figure, show_views, view
-from dashboard.widgets import read_drawing, read_upload, routing_iterations, sample_label
+from dashboard.widgets import Input, choose_input, routing_iterations
 
 TRANSFORM_LABELS = {"rotate": "Rotate", "scale": "Scale", "shift_x": "Shift x", "shift_y": "Shift y",
                     "shear": "Shear"}
@@ -51,27 +45,7 @@ TRANSFORM_FORMATS = {"rotate": "%+.0f°", "scale": "%.2f×", "shift_x": "%+.1f p
                      "shear": "%+.2f"}
 
 
-@dataclass
-class Input:
-    """What the model reads this run and where it came from."""
-
-    image: np.ndarray  # (28, 28) float32 in [0, 1]
-    source: str  # for the page: "your drawing", "upload `x.png`", "test digit #229 (label 7)"
-    label: int | None  # the true label of a sample digit
-    converted: Converted | None  # a drawing or upload: how large its ink was
-    drawn: bool
-
-    @property
-    def key(self) -> int:
-        return hash(self.image.tobytes())
-
-
 # ------------------------------------------------------------------------------ cached work
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def cached_classification(_model, model_key: str, image: np.ndarray) -> analysis.Classification:
-    return analysis.classify(_model, image)
 
 
 def classified(baselines: list[LoadedModel], image: np.ndarray,
@@ -95,83 +69,6 @@ def cached_sweep(_model, model_key: str, image: np.ndarray, kind: str, base: tup
 
 
 # ------------------------------------------------------------------------------ reading widgets
-
-
-def sample_picked(samples: dict[str, np.ndarray]) -> None:
-    """A sample picked: the address names it as the test digit it is."""
-    st.query_params[TEST_DIGIT] = str(int(samples["indices"][st.session_state["sample"]]))
-
-
-def opened_test_digit(samples: dict[str, np.ndarray]) -> Input | None:
-    """The MNIST test digit the address names, ``?test_digit=N`` (another page opens a digit here
-    so; a sample picked is named so). When it is one of the built-in samples, the sample picker is
-    set to it (call this before the picker is drawn) and None returned: the sample is the input.
-    Otherwise it comes from the MNIST test set; when that is not available either, or N is no
-    index, a note says why, N leaves the address and None is returned (the sample stays)."""
-    raw = st.query_params.get(TEST_DIGIT)
-    if raw is None:
-        return None
-    try:
-        index = int(raw)
-    except ValueError:
-        return _not_opened(f"`{TEST_DIGIT}={raw[:20]}` is not an index of the MNIST test set: showing a sample "
-                           "instead.")
-    found = np.flatnonzero(samples["indices"] == index)
-    if found.size:
-        st.session_state["sample"] = int(found[0])
-        return None
-    try:
-        images, labels = get_test_set()
-    except DatasetError as exc:
-        return _not_opened(f"Test digit #{index} is not among the built-in samples and the MNIST test set could not "
-                           f"be read, so a sample is shown instead. {exc}")
-    if not 0 <= index < labels.shape[0]:
-        return _not_opened(f"The MNIST test set has no digit #{index} (it has {labels.shape[0]:,}): showing a "
-                           "sample instead.")
-    label = int(labels[index])
-    return Input(analysis.as_image(images[index].numpy()),
-                 f"test digit #{index} (label {label}, from the MNIST test set)",
-                 label, None, drawn=False)
-
-
-def _not_opened(note: str) -> None:
-    st.warning(note, icon="🔗")
-    st.query_params.pop(TEST_DIGIT, None)  # the sample shown takes its place
-
-
-def choose_input(samples: dict[str, np.ndarray], draw_col, pick_col) -> Input:
-    """The input row's widgets: a drawing replaces an upload, which replaces the test digit the
-    address names, which replaces the sample. The address keeps the drawing (``draw``) and the test
-    digit (``test_digit``: the sample's, when it is the input); an upload cannot go in it."""
-    with draw_col:
-        st.subheader("Draw")
-        drawn = read_drawing(param="draw")
-        st.caption("Draw one digit with the mouse or a finger: it replaces the sample as you lift "
-                   "the pen. Undo takes back the last stroke; Clear empties the canvas and returns to "
-                   "the sample. The model was trained on single MNIST digits, not on overlapping "
-                   "ones: two digits drawn over each other usually give one long capsule.")
-    with pick_col:
-        st.subheader("Or pick one")
-        opened = opened_test_digit(samples)
-        sevens = np.flatnonzero(samples["labels"] == 7)
-        st.session_state.setdefault("sample", int(sevens[0]) if sevens.size else 0)  # opens on a 7
-        k = st.selectbox("Sample MNIST test digit", range(len(samples["labels"])), key="sample",
-                         on_change=sample_picked, args=(samples,), format_func=lambda i: sample_label(samples, i),
-                         help="20 test digits per class plus digits the shipped model gets wrong "
-                              "(predictions as of when the samples were made), as "
-                              "“label · #index in the MNIST test set”.")
-        if TEST_DIGIT not in st.query_params:
-            st.query_params[TEST_DIGIT] = str(int(samples["indices"][k]))
-        uploaded, name = read_upload()
-    if drawn is not None:
-        return Input(drawn.image, "your drawing", None, drawn, drawn=True)
-    if uploaded is not None:
-        return Input(uploaded.image, f"upload `{name}`", None, uploaded, drawn=False)
-    if opened is not None:
-        return opened
-    label = int(samples["labels"][k])
-    return Input(analysis.as_image(samples["images"][k]), f"test digit #{int(samples['indices'][k])} (label {label})",
-                 label, None, drawn=False)
 
 
 def reset_transform() -> None:

@@ -16,9 +16,7 @@ from dashboard.figures.routing import (
     agreement_figure, coupling_figure, evidence_figure, iteration_strip_figure, routing_mass_figure,
 )
 from dashboard.views import Clock, chart, figure, view
-from dashboard.widgets import (
-    EVIDENCE_BARS, digit_picker, evidence_controls, evidence_notes, evidence_title,
-)
+from dashboard.widgets import EVIDENCE_BARS, digit_picker, evidence_controls, evidence_notes, evidence_title
 
 COUPLING_VIEWS = {"c − 1/10 (move from uniform)": "deviation",
                   "c[t] − c[t−1] (change in this step)": "step",

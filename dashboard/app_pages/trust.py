@@ -33,13 +33,15 @@ from capsules.analysis import attacks, outliers
 from capsules.analysis import trust_notes as notes
 from capsules.data import fashion
 from dashboard import url_state
-from dashboard.app_pages.experiments import shipped_results
-from dashboard.app_pages.explorer import Input, cached_classification, choose_input
 from dashboard.figures.trust import (
     accuracy_figure, attack_figure, auroc_figure, before_after_figure, detection_figure, histogram_figure,
 )
-from dashboard.models import LoadedModel, cached_analysis, get_baselines, get_model, get_samples, model_panel
+from dashboard.models import (
+    LoadedModel, cached_analysis, cached_classification, get_baselines, get_model, get_samples, model_panel,
+    shipped_results,
+)
 from dashboard.views import Clock, chart, end_run, figure, view
+from dashboard.widgets import Input, choose_input
 
 METHOD_LABELS = {"fgsm": "FGSM", "pgd": f"PGD-{attacks.STEPS}", "pgd_adaptive": f"adaptive PGD-{attacks.STEPS}"}
 EPS_MAX, EPS_STEP, EPS_DEFAULT = 0.5, 0.01, 0.1  # the eps slider, in pixel units of images in [0, 1]

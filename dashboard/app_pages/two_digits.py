@@ -30,10 +30,10 @@ import streamlit as st
 from capsules import analysis
 from capsules.data import DatasetError
 from capsules.data.strokes import PAIR_SHIFT, ConvertedPair
+from dashboard import url_state
 from dashboard.figures.base import PAIR_COLORS, digit_thumbnail, lengths_figure, lengths_per_iteration_figure
 from dashboard.figures.routing import evidence_grid_figure
 from dashboard.figures.two_digits import overlay, pair_figure
-from dashboard import url_state
 from dashboard.models import (
     MULTIMNIST_MODELS, LoadedModel, cached_analysis, checkpoint_path, get_model, get_sample_pairs, get_test_pairs,
     model_panel,

@@ -13,7 +13,17 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from dashboard.figures.base import DIGIT_COLORS, DIM_COLORS, DIVERGING, GREY, ZERO, mosaic, png_uri, rgba, styled
+from dashboard.figures.base import (
+    DIGIT_COLORS,
+    DIM_COLORS,
+    DIVERGING,
+    GREY,
+    ZERO,
+    mosaic,
+    png_uri,
+    rgba,
+    styled,
+)
 
 
 def _colour_lut(scale, n: int = 256) -> np.ndarray:

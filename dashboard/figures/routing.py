@@ -9,7 +9,16 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from capsules.analysis import MNIST, Geometry
-from dashboard.figures.base import DIGIT_COLORS, DIVERGING, SEQUENTIAL, ZERO, image_axes, mosaic, png_uri, styled
+from dashboard.figures.base import (
+    DIGIT_COLORS,
+    DIVERGING,
+    SEQUENTIAL,
+    ZERO,
+    image_axes,
+    mosaic,
+    png_uri,
+    styled,
+)
 
 TILE_COLS = 8  # coupling layout: the 32 primary types as 4 rows x 8 columns of grid tiles
 

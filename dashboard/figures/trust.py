@@ -13,7 +13,15 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.figures.base import DIVERGING, THRESHOLD_MARGIN, ZERO, image_axes, image_trace, styled, threshold_lines
+from dashboard.figures.base import (
+    DIVERGING,
+    THRESHOLD_MARGIN,
+    ZERO,
+    image_axes,
+    image_trace,
+    styled,
+    threshold_lines,
+)
 
 METHOD_COLORS = {"FGSM": "#1b9e77", "PGD": "#d95f02", "adaptive PGD": "#7570b3"}  # not the digits' colours
 MODEL_DASH = {"CapsNet": "solid", "CNN": "dash"}
