@@ -37,7 +37,13 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from dashboard.app_pages import EXPERIMENTS_PAGE, EXPLORER_PAGE, MODELS_PAGE, TRUST_PAGE, TWO_DIGITS_PAGE
+from dashboard.app_pages import (
+    EXPERIMENTS_PAGE,
+    EXPLORER_PAGE,
+    MODELS_PAGE,
+    TRUST_PAGE,
+    TWO_DIGITS_PAGE,
+)
 from dashboard.copy_link import copy_link
 from dashboard.models import MNIST_MODELS, PAGE_MODELS, TWO_DIGITS_URL, pick_model
 

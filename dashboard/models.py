@@ -24,7 +24,13 @@ import torch
 
 from capsules import CapsNet, CapsNetConfig, Model, analysis, experiments, zoo
 from capsules.checkpoint import SHIPPED, CheckpointError, load_model
-from capsules.data import MultiMNIST, MultiMNISTBatch, load_mnist, load_multimnist_test, resolve_data_dir
+from capsules.data import (
+    MultiMNIST,
+    MultiMNISTBatch,
+    load_mnist,
+    load_multimnist_test,
+    resolve_data_dir,
+)
 from capsules.device import describe, pick_device
 from dashboard import url_state
 
@@ -247,22 +253,13 @@ def cached_analysis(_model, model_key: str, image: np.ndarray, iterations: int) 
     return analysis.analyse(_model, image, iterations=iterations, sweep_iterations=MAX_ITERATIONS)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _pose_spread(path: str, stamp: tuple[float, float]) -> dict | None:
-    results = experiments.load_results(path)
-    return None if results is None else results.get(analysis.POSE_KEY)
-
-
 def pose_spread(loaded: LoadedModel) -> dict | None:
     """How each pose value spreads over the test digits of each class
     (:func:`capsules.analysis.pose_distribution`), from the experiments results shipped beside
-    the checkpoint (read again when either file changes); None when they are not there or hold
-    no such section (results computed before it)."""
-    path = loaded.model.checkpoint_path
-    if path is None:
-        return None
-    results = experiments.results_path(path)
-    return _pose_spread(str(path), (path.stat().st_mtime, results.stat().st_mtime if results.is_file() else 0.0))
+    the checkpoint (:func:`results_of`); None when they are not there or hold no such section
+    (results computed before it)."""
+    results = results_of(loaded)
+    return None if results is None else results.get(analysis.POSE_KEY)
 
 
 # ------------------------------------------------------------------------------ sidebar
@@ -318,6 +315,19 @@ def cached_classification(_model, model_key: str, image: np.ndarray) -> analysis
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def shipped_results(path: str, stamp: tuple[float, float]) -> dict | None:
-    """:func:`capsules.experiments.load_results` of a checkpoint, once per (checkpoint, results file) mtime."""
+def _results(path: str, stamp: tuple[float, float]) -> dict | None:
     return experiments.load_results(path)
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.is_file() else 0.0
+
+
+def results_of(loaded: LoadedModel) -> dict | None:
+    """The experiments results shipped beside ``loaded``'s checkpoint, of its very weights
+    (:func:`capsules.experiments.load_results` checks the sha256), else None; read once per
+    (checkpoint, results file) modification time and shared by the pages."""
+    path = loaded.model.checkpoint_path
+    if path is None:
+        return None
+    return _results(str(path), (_mtime(path), _mtime(experiments.results_path(path))))

@@ -20,8 +20,6 @@ checkpoint the page gives the one command that computes them (``python -m capsul
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -38,7 +36,7 @@ from dashboard.figures.experiments import (
     ablation_figure, confusion_figure, dynamics_figure, iterations_figure, robustness_figure,
 )
 from dashboard.models import (
-    LoadedModel, get_baselines, get_model, get_samples, get_test_set, model_panel, shipped, shipped_results,
+    LoadedModel, get_baselines, get_model, get_samples, get_test_set, model_panel, results_of, shipped,
 )
 from dashboard.views import Clock, chart, figure, report_time
 
@@ -52,10 +50,6 @@ SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 # ------------------------------------------------------------------------------ the results
 
 
-def _stamp(path: Path) -> float:
-    return path.stat().st_mtime if path.is_file() else 0.0
-
-
 def stored(loaded: LoadedModel, what: str, minutes: str) -> dict | None:
     """The results shipped beside ``loaded``'s checkpoint (those of its very weights: the sha256 is
     checked), else None, after saying how to compute them: one command, ``minutes`` on a 2-core
@@ -64,7 +58,7 @@ def stored(loaded: LoadedModel, what: str, minutes: str) -> dict | None:
     if path is None:
         st.info(f"This untrained model has no {what}: they are computed for a trained checkpoint.")
         return None
-    found = shipped_results(str(path), (_stamp(path), _stamp(experiments.results_path(path))))
+    found = results_of(loaded)
     if found is None:
         st.info(f"No {what} ship with `{path.name}`. Compute them ({minutes} on a 2-core CPU) with\n\n"
                 f"```bash\npython -m capsules.experiments --checkpoint {path}\n```\n\nwhich writes "

@@ -37,8 +37,7 @@ from dashboard.figures.trust import (
     accuracy_figure, attack_figure, auroc_figure, before_after_figure, detection_figure, histogram_figure,
 )
 from dashboard.models import (
-    LoadedModel, cached_analysis, cached_classification, get_baselines, get_model, get_samples, model_panel,
-    shipped_results,
+    LoadedModel, cached_analysis, cached_classification, get_baselines, get_model, get_samples, model_panel, results_of,
 )
 from dashboard.views import Clock, chart, end_run, figure, view
 from dashboard.widgets import Input, choose_input
@@ -66,14 +65,6 @@ def cached_scores(_model, model_key: str, image: np.ndarray) -> dict[str, float]
 
 def _stamp(path) -> float:
     return path.stat().st_mtime if path.is_file() else 0.0
-
-
-def results_of(loaded: LoadedModel) -> dict | None:
-    """The results shipped beside ``loaded``'s checkpoint (of its very weights), else None."""
-    path = loaded.model.checkpoint_path
-    if path is None:
-        return None
-    return shipped_results(str(path), (_stamp(path), _stamp(experiments.results_path(path))))
 
 
 def missing_note(loaded: LoadedModel, results: dict | None, what: str) -> None:
