@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import experiments
+from .analysis.transforms import TRANSFORMS
 from .zoo import PAPER
 
 __all__ = ["Notes", "PAPER_ERROR", "RULE_NAMES", "ablation_notes", "accuracy_text", "changed_clause", "confusion_note",
@@ -187,20 +188,16 @@ def ablation_notes(results: dict, trained: int | None) -> Notes:
         here=here)
 
 
-UNIT_SUFFIX = {"rotate": "°", "scale": "×", "shear": "°", "shift_x": " px"}
-KIND_WORDS = {"rotate": "rotations", "scale": "scales", "shear": "shears", "shift_x": "horizontal shifts"}
-
-
 def _kept(curves: dict) -> tuple[list[str], list[str]]:
     """In words, for each curve: the range kept at :data:`capsules.experiments.ROBUST_LEVEL` or
     more, its lowest point."""
     ranges, lows = [], []
     for kind, curve in curves.items():
-        found = experiments.robust_range(curve, experiments.IDENTITY[kind])
-        unit = UNIT_SUFFIX.get(kind, "")
+        found = experiments.robust_range(curve, TRANSFORMS[kind].identity)
+        unit = TRANSFORMS[kind].suffix
         if found is not None:
             lo, hi = (experiments.number_text(v) for v in found)
-            ranges.append(f"{KIND_WORDS.get(kind, kind)} {lo}…{hi}{unit}")
+            ranges.append(f"{TRANSFORMS[kind].plural} {lo}…{hi}{unit}")
         worst = min(curve, key=lambda p: p[1])
         lows.append(f"{worst[1]:.1f}% at {experiments.number_text(worst[0])}{unit}")
     return ranges, lows
@@ -210,7 +207,7 @@ def _against(d: experiments.RobustnessDiff) -> str:
     """One transform of :func:`capsules.experiments.compare_robustness` in words: both means and,
     where the per-image counts are recorded, the digits each model does better on and the paired test of
     the means."""
-    text = f"{KIND_WORDS.get(d.kind, d.kind)} {d.mean_a:.1f}% against {d.mean_b:.1f}%"
+    text = f"{TRANSFORMS[d.kind].plural} {d.mean_a:.1f}% against {d.mean_b:.1f}%"
     if d.paired is None:
         return text
     better, worse = d.paired

@@ -296,8 +296,9 @@ def test_transform_directions():
     r, c = peak(A.transform_image(dot, scale=1.5))  # away from the centre
     assert r in (13, 14, 15) and c > 21
     blob = np.zeros((28, 28), np.float32)
-    blob[20, 14] = 1.0  # below the centre: shear moves it right
-    assert peak(A.transform_image(blob, shear=0.5))[1] > 16
+    blob[20, 14] = 1.0  # below the centre: shear (degrees, x += tan(shear) * y) moves it right
+    assert peak(A.transform_image(blob, shear=30))[1] > 16 and peak(A.transform_image(blob, shear=-30))[1] < 11
+    assert A.transform_image(blob, rotate=-30, shear=10, scale=1.2)[20:26].sum() > 0  # one call, all of them
     with pytest.raises(ValueError):
         A.transform_image(dot, scale=0)
     with pytest.raises(ValueError, match="unknown transform"):
@@ -328,7 +329,7 @@ def test_transform_sweep(tiny_model, image):
                                rtol=1e-5)
     default = A.transform_sweep(tiny_model, image, "scale", base={"rotate": 10.0}, digit=2)
     assert default.digit == 2 and default.values.shape == (21,)
-    assert default.values[0] == pytest.approx(A.TRANSFORMS["scale"][0])
+    assert default.values[0] == pytest.approx(A.TRANSFORMS["scale"].explore[0])
     with pytest.raises(ValueError):
         A.transform_sweep(tiny_model, image, "bend")
 

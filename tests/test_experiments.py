@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from capsules import load_model
+from capsules.analysis.transforms import IDENTITY, ROBUSTNESS, affine
 from capsules.checkpoint import SHIPPED, atomic_write_json
 from capsules.data import to_float
 from capsules.experiments import (
-    FORMAT, IDENTITY, VERSION, accuracy_interval, affine, checkpoint_sha256, confusion_matrix, coupling_ablations,
+    FORMAT, VERSION, accuracy_interval, checkpoint_sha256, confusion_matrix, coupling_ablations,
     intervals_overlap, load_results, main, misclassified, random_logits, results_path, robustness,
     robustness_experiments, robustness_subset, route_fixed, routing_pass, run_experiments, same_subset, save_results,
     wilson_interval,
@@ -155,21 +156,6 @@ def test_random_coupling_is_seeded_and_independent_of_the_batch_size(tiny_model)
     assert z.shape == (200, 50, 10) and float(z.std()) == pytest.approx(0.25, rel=0.03)
 
 
-def test_affine_directions():
-    x = torch.zeros(1, 1, 28, 28)
-    x[..., 13:15, 6:22] = 1.0  # a horizontal bar through the centre
-    assert torch.allclose(affine(x, "rotate", 0.0), x, atol=1e-5)
-    cols = torch.arange(28.0)
-    centre_x = lambda im: float((im[0, 0].sum(0) * cols).sum() / im.sum())  # noqa: E731
-    assert centre_x(affine(x, "shift_x", 4.0)) == pytest.approx(centre_x(x) + 4.0, abs=1e-4)
-    vertical = affine(x, "rotate", 90.0)[0, 0]
-    assert vertical[:, 13:15].sum() > 0.8 * x.sum() and vertical[13:15, :6].sum() == 0
-    assert affine(x, "scale", 0.5).sum() == pytest.approx(float(x.sum()) / 4, rel=0.1)
-    assert not torch.allclose(affine(x, "shear", 30.0), x, atol=1e-3)
-    with pytest.raises(ValueError, match="unknown transform"):
-        affine(x, "flip", 1.0)
-
-
 @pytest.mark.data
 def test_zero_transform_leaves_accuracy_unchanged(shipped, mnist_test):
     images, labels = mnist_test
@@ -177,11 +163,25 @@ def test_zero_transform_leaves_accuracy_unchanged(shipped, mnist_test):
     x, y = images[idx], labels[idx]
     with torch.inference_mode():
         plain = 100 * float((shipped(to_float(x)).prediction == y).double().mean())
-    curves = robustness(shipped, x, y, values={k: [v, 60.0 if k == "rotate" else v] for k, v in IDENTITY.items()},
-                        batch_size=25)
+    curves = robustness(shipped, x, y, values={k: [IDENTITY[k], 60.0 if k == "rotate" else IDENTITY[k]]
+                                               for k in ROBUSTNESS}, batch_size=25)
     for kind, points in curves.items():
         assert points[0] == [IDENTITY[kind], pytest.approx(plain)]
     assert curves["rotate"][1][1] < plain - 5, "a 60-degree rotation does change the answers"
+
+
+@pytest.mark.data
+def test_the_shipped_curves_are_what_the_one_affine_computes(shipped, shipped_results, mnist_test):
+    """The shipped curves were measured before the one convention (torchvision's clockwise angles)
+    and relabelled: the one affine, on the same digits, gives each relabelled point exactly,
+    on both sides of the identity."""
+    shipped_curves, images, labels = shipped_results["robustness"], *mnist_test
+    idx = robustness_subset(images.shape[0], shipped_results["robustness_subset"], shipped_results["robustness_seed"])
+    values = {"rotate": [-60.0, 30.0], "shear": [-40.0, 20.0]}
+    curves = robustness(shipped, images[idx], labels[idx], values=values, batch_size=250)
+    for kind, points in curves.items():
+        assert points == [p for p in shipped_curves[kind] if p[0] in values[kind]]
+    assert curves["rotate"][0][1] != dict(shipped_curves["rotate"])[60.0], "the sign matters: the curve is not symmetric"
 
 
 def test_robustness_subset_is_seeded_and_sorted():
@@ -279,7 +279,7 @@ def test_each_shipped_mnist_model_ships_its_results(model):
     right = results["robustness_right"]  # per digit, so that two models compare image by image
     assert {k: len(v) for k, v in right.items()} == {k: results["robustness_subset"] for k in results["robustness"]}
     if model.kind == "cnn":
-        assert results["kind"] == "capsules.baseline-cnn" and set(results["robustness"]) == set(IDENTITY)
+        assert results["kind"] == "capsules.baseline-cnn" and set(results["robustness"]) == set(ROBUSTNESS)
         assert results["test_images"] == 10000
         return
     check_schema(results, 10000)
@@ -355,7 +355,7 @@ def test_per_image_counts_are_a_plain_loop_and_the_paired_test_compares_two_mode
     against a plain loop of the model); their mean is the curve's mean, and two models on the same
     digits are compared image by image: the digits each does better on, and the paired test."""
     from capsules.data import to_float
-    from capsules.experiments import (SIGNIFICANCE, affine, compare_robustness, curve_mean, paired_mean_p, predict,
+    from capsules.experiments import (SIGNIFICANCE, compare_robustness, curve_mean, paired_mean_p, predict,
                                       robustness_paired)
 
     images, labels = random_images(30, seed=5)
@@ -365,13 +365,13 @@ def test_per_image_counts_are_a_plain_loop_and_the_paired_test_compares_two_mode
     subset = robustness_subset(30, 12, 0)
     x, y = to_float(images[subset]), labels[subset]
     for kind, curve in b["robustness"].items():
-        loop = sum((predict(small_cnn, affine(x, kind, v)) == y).long() for v, _ in curve)
+        loop = sum((predict(small_cnn, affine(x, **{kind: v})) == y).long() for v, _ in curve)
         assert b["robustness_right"][kind] == loop.tolist()
         assert 100 * sum(loop.tolist()) / (12 * len(curve)) == pytest.approx(curve_mean(curve))
     ra, rb = robustness_paired(a, b, "rotate")
     assert (ra, rb) == (a["robustness_right"]["rotate"], b["robustness_right"]["rotate"])
     diffs = compare_robustness(a, b)
-    assert [d.kind for d in diffs] == list(IDENTITY)
+    assert [d.kind for d in diffs] == list(ROBUSTNESS)
     assert diffs[0].paired == (sum(p > q for p, q in zip(ra, rb)), sum(q > p for p, q in zip(ra, rb)))
     assert diffs[0].p == paired_mean_p(ra, rb) and diffs[0].beyond == (diffs[0].p < SIGNIFICANCE)
     assert compare_robustness(b, a)[0].paired == diffs[0].paired[::-1] and compare_robustness(b, a)[0].p == diffs[0].p
@@ -417,7 +417,7 @@ def test_command_line_writes_a_cnns_robustness(small_cnn, data_dir, capsys):
                  "--device", "cpu"]) == 0
     results = load_results(path)
     assert results is not None and results["kind"] == "capsules.baseline-cnn"
-    assert set(results["robustness"]) == set(IDENTITY) and results["robustness_subset"] == 4
+    assert set(results["robustness"]) == set(ROBUSTNESS) and results["robustness_subset"] == 4
     assert "robustness (mean accuracy over each curve)" in capsys.readouterr().out
 
 

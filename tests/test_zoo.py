@@ -343,6 +343,7 @@ def fake_robustness(path: Path, hits: dict[str, list[list[bool]]], *, kind: str 
     import hashlib
 
     from capsules import experiments as E
+    from capsules.analysis.transforms import TRANSFORMS
 
     values = {"rotate": [-10.0, 0.0, 10.0], "scale": [0.9, 1.0, 1.1], "shear": [-10.0, 0.0, 10.0],
               "shift_x": [-2.0, 0.0, 2.0]}
@@ -351,7 +352,7 @@ def fake_robustness(path: Path, hits: dict[str, list[list[bool]]], *, kind: str 
                "checkpoint_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                "robustness": {k: [[v, 100 * sum(d[i] for d in hits[k]) / n] for i, v in enumerate(values[k])]
                               for k in values},
-               "robustness_subset": n, "robustness_seed": seed, "robustness_units": E.UNITS}
+               "robustness_subset": n, "robustness_seed": seed, "robustness_units": {k: TRANSFORMS[k].unit for k in values}}
     if counts:
         results["robustness_right"] = {k: [sum(d) for d in hits[k]] for k in values}
     E.results_path(path).write_text(json.dumps(results))

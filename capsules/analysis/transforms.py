@@ -1,76 +1,86 @@
-"""Input transforms of the explorer: rotate, scale, shift and shear one image about its centre,
-and sweep one parameter while tracking a capsule's pose."""
+"""The affine transforms of the project, in one table and one convention: the explorer's sliders
+and sweeps, and the robustness curves of :mod:`capsules.experiments`.
+
+One convention, as seen on the screen (x right, y down), about the image centre:
+``rotate`` in degrees counter-clockwise, ``scale`` a factor, ``shift_x``/``shift_y`` in pixels
+right/down, ``shear`` in degrees, ``x += tan(shear) * y``; combined as
+``p_out = R(rotate) Sh(shear) S(scale) p_in + shift``. One implementation, :func:`affine`
+(torchvision's, bilinear, zeros outside).
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .inputs import _np, prepare
 
 
+@dataclass(frozen=True)
+class Transform:
+    """One parameter of :func:`affine`: its words, unit and ranges."""
 
-# Transform parameters of :func:`transform_image`: (minimum, maximum, identity value, unit).
-TRANSFORMS: dict[str, tuple[float, float, float, str]] = {
-    "rotate": (-45.0, 45.0, 0.0, "degrees, counter-clockwise"),
-    "scale": (0.6, 1.4, 1.0, "factor"),
-    "shift_x": (-6.0, 6.0, 0.0, "pixels, right"),
-    "shift_y": (-6.0, 6.0, 0.0, "pixels, down"),
-    "shear": (-0.6, 0.6, 0.0, "x += shear * y"),
+    title: str  # a figure's title: "Rotation"
+    plural: str  # in a sentence: "rotations"
+    unit: str  # what a value means
+    suffix: str  # after a number: "°"
+    identity: float  # the value that leaves the image as it is
+    explore: tuple[float, float, float]  # the explorer's slider: minimum, maximum, step
+    curve: tuple[float, ...] = ()  # the values of its robustness curve (none: not on the curves)
+
+    @property
+    def axis(self) -> str:
+        """An axis title: the unit's first word ("degrees")."""
+        return self.unit.split(",")[0]
+
+
+TRANSFORMS: dict[str, Transform] = {
+    "rotate": Transform("Rotation", "rotations", "degrees, counter-clockwise", "°", 0.0, (-45.0, 45.0, 1.0),
+                        tuple(float(a) for a in range(-60, 61, 10))),
+    "scale": Transform("Scale", "scales", "factor, about the centre", "×", 1.0, (0.6, 1.4, 0.02),
+                       tuple(round(0.5 + 0.1 * k, 1) for k in range(11))),
+    "shear": Transform("Shear", "shears", "degrees, x += tan(shear)·y", "°", 0.0, (-30.0, 30.0, 1.0),
+                       tuple(float(a) for a in range(-40, 41, 10))),
+    "shift_x": Transform("Horizontal shift", "horizontal shifts", "pixels, right", " px", 0.0, (-6.0, 6.0, 0.5),
+                         tuple(float(d) for d in range(-8, 9, 2))),
+    "shift_y": Transform("Vertical shift", "vertical shifts", "pixels, down", " px", 0.0, (-6.0, 6.0, 0.5)),
 }
+ROBUSTNESS = {kind: list(t.curve) for kind, t in TRANSFORMS.items() if t.curve}  # the curves' values
+IDENTITY = {kind: t.identity for kind, t in TRANSFORMS.items()}
 
 
-# --------------------------------------------------------------------------------------------
-# input transforms
-
-
-def _theta(side: int, rotate: float = 0.0, scale: float = 1.0, shift_x: float = 0.0,
-           shift_y: float = 0.0, shear: float = 0.0) -> Tensor:
-    """The (2, 3) ``affine_grid`` matrix (output -> input, normalised coordinates) of the forward
-    map ``p_out = R(rotate) Sh(shear) S(scale) p_in + shift`` about the centre of a
-    ``side x side`` image (shifts in pixels)."""
+def affine(x: Tensor, rotate: float = 0.0, scale: float = 1.0, shift_x: float = 0.0, shift_y: float = 0.0,
+           shear: float = 0.0) -> Tensor:
+    """Images ``x`` (..., H, W) under one affine transform of the module's convention, about the
+    image centre: torchvision's ``affine`` (bilinear, zeros outside), whose angles turn clockwise
+    and shear ``x -= tan(shear) * y``, hence the two minus signs."""
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
-    a = math.radians(rotate)
-    # x right, y down: a counter-clockwise rotation on screen is [[cos, sin], [-sin, cos]]
-    rot = torch.tensor([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]], dtype=torch.float64)
-    sh = torch.tensor([[1.0, shear], [0.0, 1.0]], dtype=torch.float64)
-    m = rot @ sh * scale
-    t = torch.tensor([shift_x, shift_y], dtype=torch.float64) * (2.0 / side)  # pixels -> [-1, 1]
-    inv = torch.linalg.inv(m)
-    return torch.cat([inv, (-inv @ t)[:, None]], dim=1).float()
+    # imported here: torchvision takes a second to import (it loads torch._dynamo), which every
+    # page of the dashboard would pay at a cold start for what only the transforms use
+    import torchvision.transforms.v2.functional as TF
+
+    return TF.affine(x, angle=-float(rotate), translate=[float(shift_x), float(shift_y)], scale=float(scale),
+                     shear=[-float(shear), 0.0], interpolation=TF.InterpolationMode.BILINEAR, fill=0.0)
 
 
 def transform_images(image, params: list[dict]) -> Tensor:
-    """One image (28, 28) under several transforms: (N, 28, 28) float32 tensor, bilinear, zeros
-    outside. Each dict in ``params`` holds keyword arguments of :func:`transform_image`."""
+    """One image (28, 28) under several transforms: (N, 28, 28) float32 tensor. Each dict in
+    ``params`` holds keyword arguments of :func:`affine`."""
     x = prepare(image)  # (1, 1, 28, 28)
-    side = x.shape[-1]
     unknown = {k for p in params for k in p} - set(TRANSFORMS)
     if unknown:
         raise ValueError(f"unknown transform parameters: {', '.join(sorted(unknown))}")
-    theta = torch.stack([_theta(side, **p) for p in params])  # (N, 2, 3)
-    grid = F.affine_grid(theta, [len(params), 1, side, side], align_corners=False)
-    return F.grid_sample(x.expand(len(params), -1, -1, -1), grid, mode="bilinear",
-                         padding_mode="zeros", align_corners=False)[:, 0]
+    return torch.cat([affine(x, **p) for p in params])[:, 0]
 
 
-def transform_image(image, rotate: float = 0.0, scale: float = 1.0, shift_x: float = 0.0,
-                    shift_y: float = 0.0, shear: float = 0.0):
-    """Rotate (degrees, counter-clockwise), scale (factor), shift (pixels; +x right, +y down) and
-    shear (``x += shear * y``) a (28, 28) image about its centre, with ``affine_grid`` /
-    ``grid_sample`` (bilinear, zeros outside).
-
-    Returns the type it is given: a numpy array for a numpy array (float32 in [0, 1]), a tensor
-    for a tensor.
-    """
-    out = transform_images(image, [dict(rotate=rotate, scale=scale, shift_x=shift_x,
-                                        shift_y=shift_y, shear=shear)])[0]
+def transform_image(image, **params: float):
+    """``image`` (28, 28) under :func:`affine` with ``params``, of the type it is given: a numpy
+    array for a numpy array (float32 in [0, 1]), a tensor for a tensor."""
+    out = transform_images(image, [params])[0]
     return out if isinstance(image, Tensor) else _np(out)
 
 
@@ -78,14 +88,14 @@ def transform_values(kind: str, n: int = 21) -> np.ndarray:
     """``n`` evenly spaced values of transform ``kind`` over its range in :data:`TRANSFORMS`."""
     if kind not in TRANSFORMS:
         raise ValueError(f"unknown transform {kind!r}; one of {', '.join(TRANSFORMS)}")
-    lo, hi, _, _ = TRANSFORMS[kind]
+    lo, hi, _ = TRANSFORMS[kind].explore
     return np.linspace(lo, hi, n).astype(np.float32)
 
 
 def is_identity(params: dict) -> bool:
-    """Whether the transform parameters ``params`` (keyword arguments of :func:`transform_image`)
+    """Whether the transform parameters ``params`` (keyword arguments of :func:`affine`)
     leave the image as it is."""
-    return all(float(v) == TRANSFORMS[k][2] for k, v in params.items())
+    return all(float(v) == TRANSFORMS[k].identity for k, v in params.items())
 
 
 @dataclass

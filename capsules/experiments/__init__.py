@@ -60,7 +60,7 @@ from .results import (
     parse_sections, read_results, results_path, robustness_experiments, run_experiments, save_results,
 )
 from .robustness import (
-    IDENTITY, ROBUSTNESS, ROBUST_LEVEL, RobustnessDiff, UNITS, affine, compare_robustness, curve_mean, number_text,
+    ROBUST_LEVEL, RobustnessDiff, compare_robustness, curve_mean, number_text,
     predict, robust_range, robustness, robustness_paired, robustness_pass, robustness_results, robustness_subset,
     same_subset, untransformed,
 )
@@ -70,8 +70,8 @@ from .routing import (
 
 __all__ = [
     "keep_freed_memory", "main",
-    "Ablation", "FORMAT", "IDENTITY", "Progress", "ROBUSTNESS", "ROBUST_LEVEL", "RobustnessDiff", "RoutingPass",
-    "SECTIONS", "SIGNIFICANCE", "UNITS", "VERSION", "accuracy_interval", "affine", "changed_from_k1",
+    "Ablation", "FORMAT", "Progress", "ROBUST_LEVEL", "RobustnessDiff", "RoutingPass",
+    "SECTIONS", "SIGNIFICANCE", "VERSION", "accuracy_interval", "changed_from_k1",
     "checkpoint_sha256", "compare_robustness", "confusion_matrix", "coupling_ablations", "curve_mean",
     "intervals_overlap", "load_results", "mcnemar_p", "mcnemar_verdict", "merge_results", "misclassified",
     "number_text", "paired_mean_p", "parse_sections", "predict", "random_logits", "read_results", "results_path",

@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..analysis.transforms import ROBUSTNESS, TRANSFORMS
 from ..device import describe
 from ..nn import CapsNet
 from .common import Progress, _percent, _report, _span
-from .robustness import ROBUSTNESS, robustness_results
+from .robustness import robustness_results
 from .routing import coupling_ablations, routing_pass
 
 FORMAT = "capsules.experiments"
@@ -167,15 +168,7 @@ def load_results(checkpoint_path: str | Path | None = None) -> dict | None:
     from ..checkpoint import SHIPPED
 
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else SHIPPED
-    path = results_path(checkpoint_path)
-    try:
-        results = json.loads(path.read_text())
-        sha = checkpoint_sha256(checkpoint_path)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(results, dict) or results.get("format") != FORMAT or results.get("version") != VERSION:
-        return None
-    return results if results.get("checkpoint_sha256") == sha else None
+    return read_results(results_path(checkpoint_path), checkpoint_path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,7 +198,19 @@ def read_results(path: str | Path, checkpoint_path: str | Path | None) -> dict |
         return None
     if not isinstance(results, dict) or results.get("format") != FORMAT or results.get("version") != VERSION:
         return None
-    return results if results.get("checkpoint_sha256") == sha else None
+    return one_convention(results) if results.get("checkpoint_sha256") == sha else None
+
+
+def one_convention(results: dict) -> dict:
+    """``results`` in the convention of :mod:`capsules.analysis.transforms`. Files written before it
+    (their shear unit names torchvision) labelled rotation and shear with torchvision's signs,
+    clockwise and ``x -= tan(shear) * y``: the same measurements, their values negated here."""
+    if "torchvision" in (results.get("robustness_units") or {}).get("shear", ""):
+        for kind in ("rotate", "shear"):
+            if kind in results["robustness"]:
+                results["robustness"][kind] = [[0.0 - v, a] for v, a in reversed(results["robustness"][kind])]
+        results["robustness_units"] = {k: TRANSFORMS[k].unit for k in results["robustness"]}
+    return results
 
 
 def merge_results(path: str | Path, checkpoint_path: str | Path | None, new: dict) -> dict:

@@ -1,5 +1,5 @@
 """Affine robustness: accuracy of any model with class predictions on a seeded subset of the test
-set under rotation, scaling, shear and horizontal shift (torchvision's ``affine``), per image how
+set under rotation, scaling, shear and horizontal shift (:func:`capsules.analysis.transforms.affine`), per image how
 many of a curve's points it gets right, and two models compared image by image."""
 
 from __future__ import annotations
@@ -9,28 +9,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..analysis.transforms import IDENTITY, ROBUSTNESS, TRANSFORMS, affine
 from ..data import to_float
 from ..stats import SIGNIFICANCE, paired_mean_p
 from .common import Progress, _percent, _report
-
-# Transform values of the robustness curves and their units (torchvision's ``affine`` arguments).
-ROBUSTNESS: dict[str, list[float]] = {
-    "rotate": [float(a) for a in range(-60, 61, 10)],
-    "scale": [round(0.5 + 0.1 * k, 1) for k in range(11)],
-    "shear": [float(a) for a in range(-40, 41, 10)],
-    "shift_x": [float(d) for d in range(-8, 9, 2)],
-}
-UNITS = {
-    "rotate": "degrees, counter-clockwise",
-    "scale": "factor about the centre",
-    "shear": "degrees, x-shear (torchvision affine)",
-    "shift_x": "pixels, right",
-}
-IDENTITY = {"rotate": 0.0, "scale": 1.0, "shear": 0.0, "shift_x": 0.0}
-
-
-# --------------------------------------------------------------------------------------------
-# robustness to affine transforms
 
 
 def predict(model, x: Tensor) -> Tensor:
@@ -38,24 +20,6 @@ def predict(model, x: Tensor) -> Tensor:
     longest capsule, ``out.lengths.argmax(-1)``."""
     out = model(x)
     return out.prediction if hasattr(out, "prediction") else out.lengths.argmax(dim=-1)
-
-
-def affine(x: Tensor, kind: str, value: float) -> Tensor:
-    """Batched images ``x`` (B, C, H, W) in [0, 1] under one transform, with torchvision's
-    ``affine`` (bilinear, zeros outside, about the image centre): ``kind`` is ``rotate``
-    (degrees, counter-clockwise), ``scale`` (factor), ``shear`` (degrees, along x) or ``shift_x``
-    (pixels, right)."""
-    if kind not in IDENTITY:
-        raise ValueError(f"unknown transform {kind!r}; one of {', '.join(IDENTITY)}")
-    if kind == "scale" and value <= 0:
-        raise ValueError(f"scale must be positive, got {value}")
-    p = {**IDENTITY, kind: float(value)}
-    # imported here: torchvision takes a second to import (it loads torch._dynamo), which every
-    # page of the dashboard would pay at a cold start for what only the robustness curves use
-    import torchvision.transforms.v2.functional as TF
-
-    return TF.affine(x, angle=p["rotate"], translate=[p["shift_x"], 0.0], scale=p["scale"],
-                     shear=[p["shear"], 0.0], interpolation=TF.InterpolationMode.BILINEAR, fill=0.0)
 
 
 def robustness_subset(n: int, size: int, seed: int = 0) -> Tensor:
@@ -83,7 +47,7 @@ def robustness_pass(model, images: Tensor, labels: Tensor, *, values: dict[str, 
             correct = 0
             for lo in range(0, n, batch_size):
                 x = to_float(images[lo:lo + batch_size].to(device))
-                hit = predict(model, affine(x, kind, value)).cpu() == labels[lo:lo + batch_size]
+                hit = predict(model, affine(x, **{kind: value})).cpu() == labels[lo:lo + batch_size]
                 counts[lo:lo + batch_size] += hit
                 correct += int(hit.sum())
                 done += x.shape[0]
@@ -108,7 +72,7 @@ def robustness_results(model, images: Tensor, labels: Tensor, *, size: int = 500
     curves, right = robustness_pass(model, images[subset], labels[subset].cpu(), batch_size=batch_size,
                                     progress=progress)
     return {"robustness": curves, "robustness_right": right, "robustness_subset": len(subset),
-            "robustness_seed": seed, "robustness_units": UNITS}
+            "robustness_seed": seed, "robustness_units": {k: TRANSFORMS[k].unit for k in curves}}
 
 
 def same_subset(a: dict, b: dict) -> bool:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..checkpoint import SHIPPED
-from ..experiments import (IDENTITY, ROBUST_LEVEL, SIGNIFICANCE, changed_from_k1, compare_robustness,
+from ..analysis.transforms import TRANSFORMS
+from ..experiments import (ROBUST_LEVEL, SIGNIFICANCE, changed_from_k1, compare_robustness,
                            intervals_overlap, load_results, mcnemar_verdict, number_text, robust_range, same_subset,
                            untransformed, wilson_interval)
 from .shipped import Shipped, list_shipped
@@ -120,9 +121,6 @@ def routing_at_inference(models: list[Shipped] | None = None) -> RoutingAtInfere
 
 # ------------------------------------------------------------------- robustness against the CNN
 
-TRANSFORM_NAMES = {"rotate": "rotation", "scale": "scale", "shear": "shear", "shift_x": "horizontal shift"}
-TRANSFORM_UNITS = {"rotate": "degrees, counter-clockwise", "scale": "about the centre", "shear": "degrees, along x",
-                   "shift_x": "pixels"}
 
 
 @dataclass(frozen=True)
@@ -134,7 +132,7 @@ class RobustnessAgainstCNN:
     cnn: tuple[Shipped, dict] | None
 
     def _kept(self, curve: list, kind: str) -> str:
-        found = robust_range(curve, IDENTITY[kind])
+        found = robust_range(curve, TRANSFORMS[kind].identity)
         return "none" if found is None else f"{number_text(found[0])} \u2026 {number_text(found[1])}"
 
     @staticmethod
@@ -155,8 +153,7 @@ class RobustnessAgainstCNN:
         diffs = {d.kind: d for d in compare_robustness(res, self.cnn[1])} if self.cnn else {}
         lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         for kind, curve in res["robustness"].items():
-            unit = TRANSFORM_UNITS.get(kind)
-            cells = [TRANSFORM_NAMES.get(kind, kind) + (f" ({unit})" if unit else ""),
+            cells = [f"{TRANSFORMS[kind].title.lower()} ({TRANSFORMS[kind].unit})",
                      f"{number_text(curve[0][0])} \u2026 {number_text(curve[-1][0])}"]
             cells += [self._kept(r["robustness"][kind], kind) for _, r in runs]
             cells += [self._ends(r["robustness"][kind]) for _, r in runs]
@@ -189,7 +186,7 @@ class RobustnessAgainstCNN:
         within = [d for d in diffs if not d.beyond]
 
         def names(ds):
-            return ", ".join(f"{TRANSFORM_NAMES.get(d.kind, d.kind)} ({d.mean_a:.1f}% against {d.mean_b:.1f}%, "
+            return ", ".join(f"{TRANSFORMS[d.kind].title.lower()} ({d.mean_a:.1f}% against {d.mean_b:.1f}%, "
                              f"p = {d.p:.2g})" for d in ds)
 
         parts = []

@@ -38,11 +38,6 @@ from dashboard.models import (
 from dashboard.views import Clock, chart, end_run, figure, show_views, view
 from dashboard.widgets import Input, choose_input, routing_iterations
 
-TRANSFORM_LABELS = {"rotate": "Rotate", "scale": "Scale", "shift_x": "Shift x", "shift_y": "Shift y",
-                    "shear": "Shear"}
-TRANSFORM_STEPS = {"rotate": 1.0, "scale": 0.02, "shift_x": 0.5, "shift_y": 0.5, "shear": 0.05}
-TRANSFORM_FORMATS = {"rotate": "%+.0f°", "scale": "%.2f×", "shift_x": "%+.1f px", "shift_y": "%+.1f px",
-                     "shear": "%+.2f"}
 
 
 # ------------------------------------------------------------------------------ cached work
@@ -71,9 +66,15 @@ def cached_sweep(_model, model_key: str, image: np.ndarray, kind: str, base: tup
 # ------------------------------------------------------------------------------ reading widgets
 
 
+def slider_format(t: analysis.transforms.Transform) -> str:
+    """A slider's number format: the step's decimals, a sign about a zero identity, the unit's suffix."""
+    decimals = len(f"{t.explore[2]:g}".partition(".")[2])
+    return f"%{'+' if t.identity == 0 else ''}.{decimals}f{t.suffix}"
+
+
 def reset_transform() -> None:
-    for kind, (_, _, identity, _) in analysis.TRANSFORMS.items():
-        st.session_state[f"tf_{kind}"] = float(identity)
+    for kind, t in analysis.TRANSFORMS.items():
+        st.session_state[f"tf_{kind}"] = t.identity
 
 
 # ------------------------------------------------------------------------------ top row
@@ -155,21 +156,20 @@ def set_transform(values: dict[str, float]) -> None:
 def transform_params() -> tuple[dict[str, float], str]:
     """The five transform sliders and the swept transform, kept in the address (``tf``: the sliders
     off the identity, ``rotate:15,scale:1.1``; ``sweep``)."""
-    sliders = {kind: (float(lo), float(hi), TRANSFORM_STEPS[kind])
-               for kind, (lo, hi, _, _) in analysis.TRANSFORMS.items()}
+    sliders = {kind: t.explore for kind, t in analysis.TRANSFORMS.items()}
     url_state.restore("tf", set_transform, lambda t: url_state.decode_values(t, sliders, "transform"), "transform")
     cols = st.columns(len(analysis.TRANSFORMS) + 1)
     params = {}
-    for col, (kind, (lo, hi, identity, unit)) in zip(cols, analysis.TRANSFORMS.items()):
+    for col, (kind, t) in zip(cols, analysis.TRANSFORMS.items()):
         with col:
-            params[kind] = st.slider(TRANSFORM_LABELS[kind], float(lo), float(hi), float(identity),
-                                     TRANSFORM_STEPS[kind], key=f"tf_{kind}", help=unit,
-                                     format=TRANSFORM_FORMATS[kind])
-    url_state.remember("tf", url_state.encode_values(params, {k: v[2] for k, v in analysis.TRANSFORMS.items()}))
+            lo, hi, step = t.explore
+            params[kind] = st.slider(t.title, lo, hi, t.identity, step, key=f"tf_{kind}", help=t.unit,
+                                     format=slider_format(t))
+    url_state.remember("tf", url_state.encode_values(params, {k: t.identity for k, t in analysis.TRANSFORMS.items()}))
     with cols[-1]:
         kind = url_state.kept("sweep", "tf_sweep", {k: k for k in analysis.TRANSFORMS}, "swept transform",
                               lambda: st.selectbox("Sweep", list(analysis.TRANSFORMS), key="tf_sweep",
-                                                   format_func=TRANSFORM_LABELS.get))
+                                                   format_func=lambda k: analysis.TRANSFORMS[k].title))
         st.button("Reset", key="tf_reset", on_click=reset_transform)
     return params, kind
 
@@ -205,9 +205,9 @@ def view_transform(loaded: LoadedModel, inp: Input, res: analysis.Analysis, base
     sweep = clock("transform sweep (21 images)", cached_sweep, model, loaded.key, inp.image, kind, base, pred,
                   res.iterations)
     chart(figure(transform_figure, sweep.values, sweep.poses, sweep.lengths, kind, pred, current=params[kind],
-                 unit=analysis.TRANSFORMS[kind][3]), "fig_tf_sweep")
+                 unit=analysis.TRANSFORMS[kind].unit), "fig_tf_sweep")
     st.caption(f"Each line is one of the 16 dimensions of capsule {pred} (the prediction for the "
-               f"untransformed input) as {TRANSFORM_LABELS[kind].lower()} sweeps its range, "
+               f"untransformed input) as the {analysis.TRANSFORMS[kind].title.lower()} sweeps its range, "
                "the other transforms held at their slider values; below, all ten lengths.")
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from capsules.analysis.transforms import TRANSFORMS
 from dashboard.figures.base import ZERO, styled
 
 # --------------------------------------------------------------------------------------------
@@ -16,8 +17,6 @@ from dashboard.figures.base import ZERO, styled
 
 
 MODEL_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")  # one per model compared
-TRANSFORM_TITLES = {"rotate": "Rotation", "scale": "Scale", "shear": "Shear", "shift_x": "Horizontal shift"}
-TRANSFORM_AXES = {"rotate": "degrees", "scale": "factor", "shear": "degrees", "shift_x": "pixels"}
 
 
 def _error_bars(values: np.ndarray, intervals: np.ndarray) -> dict:
@@ -143,12 +142,11 @@ def robustness_figure(curves: dict[str, dict[str, list]], intervals: dict[str, d
     model: ``curves[model][kind] = [[value, accuracy], ...]`` (the results file's ``robustness``),
     ``intervals[model][kind] = [[lo, hi], ...]`` their 95% intervals (error bars). Each model keeps
     its colour in every panel; the legend names the models. A dotted line marks the identity."""
-    kinds = [k for k in TRANSFORM_TITLES if any(k in c for c in curves.values())]
+    kinds = [k for k in TRANSFORMS if any(k in c for c in curves.values())]
     units = units or {}
     rows = -(-len(kinds) // 2)
     fig = make_subplots(rows=rows, cols=2, vertical_spacing=0.2, horizontal_spacing=0.1,
-                        subplot_titles=[TRANSFORM_TITLES[k] for k in kinds])
-    identity = {"rotate": 0.0, "scale": 1.0, "shear": 0.0, "shift_x": 0.0}
+                        subplot_titles=[TRANSFORMS[k].title for k in kinds])
     for m, (model, model_curves) in enumerate(curves.items()):
         color = MODEL_COLORS[m % len(MODEL_COLORS)]
         for p, kind in enumerate(kinds):
@@ -162,12 +160,12 @@ def robustness_figure(curves: dict[str, dict[str, list]], intervals: dict[str, d
             fig.add_trace(go.Scatter(
                 x=points[:, 0], y=points[:, 1], mode="lines+markers", name=model, legendgroup=model,
                 showlegend=p == 0, line=dict(color=color, width=2), marker=dict(size=5), error_y=bars,
-                hovertemplate=f"{TRANSFORM_TITLES[kind].lower()} %{{x:g}}: %{{y:.1f}}%<extra>{model}</extra>"),
+                hovertemplate=f"{TRANSFORMS[kind].title.lower()} %{{x:g}}: %{{y:.1f}}%<extra>{model}</extra>"),
                 row=row, col=col)
     for p, kind in enumerate(kinds):
         row, col = p // 2 + 1, p % 2 + 1
-        fig.add_vline(x=identity[kind], line=dict(color=ZERO, dash="dot", width=1), row=row, col=col)
-        fig.update_xaxes(title_text=units.get(kind, TRANSFORM_AXES[kind]), title_standoff=4, row=row, col=col)
+        fig.add_vline(x=TRANSFORMS[kind].identity, line=dict(color=ZERO, dash="dot", width=1), row=row, col=col)
+        fig.update_xaxes(title_text=units.get(kind, TRANSFORMS[kind].axis), title_standoff=4, row=row, col=col)
         fig.update_yaxes(title_text="accuracy (%)" if col == 1 else None, range=[0, 102], row=row, col=col)
     fig.update_annotations(font_size=12)
     on = f" ({subset:,} test images)" if subset else ""
