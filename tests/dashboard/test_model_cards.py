@@ -109,7 +109,7 @@ def test_the_models_page_draws_a_kept_learning_curve(tmp_path, monkeypatch):
     pytest.importorskip("streamlit")
     from streamlit.testing.v1 import AppTest
 
-    from test_app import APP, charts
+    from tests.dashboard.helpers import APP, charts
 
     folder = tmp_path / "checkpoints"
     folder.mkdir()

@@ -86,7 +86,7 @@ def test_the_pose_view_draws_a_strip_under_each_slider(monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     from capsules.experiments import load_results
-    from test_app import APP
+    from tests.dashboard.helpers import APP
 
     monkeypatch.setenv("CAPSULES_DEVICE", "cpu")
     monkeypatch.delenv("CAPSULES_CHECKPOINT", raising=False)

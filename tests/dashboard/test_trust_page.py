@@ -19,8 +19,8 @@ from capsules.analysis import trust_notes as N
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from test_app import APP, SAMPLES, array, charts, metric, texts  # noqa: E402
-from test_trust_figures import CAPSNET_ADV, CAPSNET_AUROCS, CAPSNET_OOD, CNN_ADV, CNN_OOD, ood  # noqa: E402
+from tests.dashboard.helpers import APP, SAMPLES, array, charts, metric, texts  # noqa: E402
+from tests.dashboard.test_trust_figures import CAPSNET_ADV, CAPSNET_AUROCS, CAPSNET_OOD, CNN_ADV, CNN_OOD, ood  # noqa: E402
 
 
 TRUST = "app_pages/trust.py"

@@ -12,16 +12,10 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from test_app import APP, SAMPLES, metric, texts  # noqa: E402
+from tests.dashboard.helpers import APP, metric, texts  # noqa: E402
 
 MODELS = "app_pages/model_cards.py"
 TWO_DIGITS = "app_pages/two_digits.py"
-
-
-@pytest.fixture(scope="module")
-def samples():
-    with np.load(SAMPLES, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
 
 
 @pytest.fixture()

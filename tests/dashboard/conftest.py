@@ -1,0 +1,63 @@
+"""Fixtures of the dashboard's tests: the model and the samples the app loads, an opened app."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from tests.dashboard.helpers import APP, SAMPLES  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def app_model():
+    """The model the app loads: the shipped checkpoint, else the seeded untrained CapsNet."""
+    import torch
+
+    from capsules import CapsNet, load_model
+    from capsules.checkpoint import SHIPPED
+
+    if SHIPPED.is_file():
+        return load_model(SHIPPED, "cpu")
+    torch.manual_seed(0)
+    return CapsNet().eval()
+
+
+@pytest.fixture(scope="module")
+def samples():
+    with np.load(SAMPLES, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture()
+def at(monkeypatch):
+    import torch
+
+    monkeypatch.setenv("CAPSULES_DEVICE", "cpu")
+    monkeypatch.setenv("CAPSULES_THREADS", str(torch.get_num_threads()))  # keep the tests' own
+    monkeypatch.delenv("CAPSULES_CHECKPOINT", raising=False)
+    app = AppTest.from_file(str(APP), default_timeout=60)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+@pytest.fixture(scope="module")
+def pair_checkpoint(tmp_path_factory):
+    """A tiny CapsNet for MultiMNIST's 36x36 input (4 types on the 10x10 grid), saved as training
+    saves one; and the model."""
+    import torch
+
+    from capsules import CapsNet, CapsNetConfig
+    from capsules.checkpoint import save_model
+
+    torch.manual_seed(0)
+    model = CapsNet(CapsNetConfig(image_size=36, conv1_channels=16, primary_types=4, decoder_hidden=(16, 16))).eval()
+    path = tmp_path_factory.mktemp("multimnist") / "capsnet-tiny.safetensors"
+    save_model(model, path, {"dataset": "multimnist", "test_error": 42.5, "test_errors": 4250, "test_total": 10000,
+                             "test_accuracy": 57.5, "test_correct": 5750, "epoch": 1,
+                             "epochs": 1, "train_config": {"dataset": "multimnist", "iterations": 3,
+                                                           "reconstruction_weight": 0.0005}})
+    return path, model
