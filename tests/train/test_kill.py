@@ -16,7 +16,7 @@ import pytest
 from capsules import load_model
 from capsules.checkpoint import read_tensors
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Runs training with file writes slowed down (chunked, with pauses), so that a kill can land in
 # the middle of one: the test waits until a temporary file exists, then kills.

@@ -1,5 +1,6 @@
 """Warm start across image sizes (capsules.train.warm_start), frozen convolutions, the validation split,
-the learning-rate warm-up and the learning curve a checkpoint carries."""
+the learning-rate warm-up, the learning curve a checkpoint carries, and --init-from (a run that starts
+from a checkpoint's weights, and records it)."""
 
 import json
 
@@ -12,6 +13,7 @@ from capsules.checkpoint import load_model, save_model
 from capsules.data import load_mnist, to_float
 from capsules.train import TrainConfig, TrainingError, learning_rate, set_frozen, train
 from capsules.train.warm_start import grid_map, transfer
+from tests.train.helpers import tiny_run
 
 
 def test_grid_map_centres_the_source_grid_and_clamps_the_rim():
@@ -143,3 +145,37 @@ def test_the_validation_digits_are_the_last_training_digits_and_never_trained_on
     assert torch.equal(x, train_x[:25_600])
     with pytest.raises(TrainingError, match="--validation 60000"):
         _mnist_split(TrainConfig(data_dir=str(data_dir), validation=60_000), 10_000)
+
+
+@pytest.mark.slow
+def test_init_from_starts_from_the_checkpoint_and_records_it(tmp_path, data_dir):
+    torch.manual_seed(1)  # not the run's seed: other weights than its own initialisation
+    source = CapsNet()
+    src = tmp_path / "source.safetensors"
+    older = {"path": "first.safetensors", "sha256": "ab" * 32, "epoch": 3, "train_seconds": 10.0}
+    info = save_model(source, src, {"epoch": 7, "test_accuracy": 12.5, "train_seconds": 60.0, "hardware": "CPU: X",
+                                    "init_from": older, "half_precision_check": {"rule": "not a source key"}})
+    # lr 0: Adam leaves the weights where they start, and the moving average with them
+    summary = tiny_run(tmp_path, data_dir, "run", init_from=str(src), lr=0.0, ema_decay=0.5)
+    # the whole history of the starting weights, the start of theirs nested: not the rest of their JSON
+    assert summary["init_from"] == {"path": str(src), "sha256": info["sha256"], "epoch": 7, "test_accuracy": 12.5,
+                                    "train_seconds": 60.0, "hardware": "CPU: X", "init_from": older}
+    for name in ("last", "last-ema"):
+        trained = load_model(tmp_path / "run" / f"{name}.safetensors", "cpu")
+        for (k, a), b in zip(trained.state_dict().items(), source.state_dict().values()):
+            assert torch.equal(a, b), (name, k)
+    assert json.loads((tmp_path / "run" / "last.json").read_text())["train_config"]["init_from"] == str(src)
+
+
+@pytest.mark.slow
+def test_init_from_refuses_a_checkpoint_of_another_model(tmp_path, data_dir):
+    save_model(CapsNet(CapsNetConfig(routing_iterations=1)), tmp_path / "r1.safetensors")
+    with pytest.raises(TrainingError, match=r"routing_iterations 1 \(this run: 3\)"):
+        tiny_run(tmp_path, data_dir, "a", init_from=str(tmp_path / "r1.safetensors"))
+    save_model(CapsNet(CapsNetConfig(image_size=36)), tmp_path / "multi.safetensors")
+    with pytest.raises(TrainingError, match=r"a warm start goes from 36x36 to a larger image .* not to 28x28"):
+        tiny_run(tmp_path, data_dir, "b", init_from=str(tmp_path / "multi.safetensors"))
+    assert not (tmp_path / "a" / "last.safetensors").exists() and not (tmp_path / "b" / "last.safetensors").exists()
+    with pytest.raises(TrainingError, match="--init-from starts a new run"):
+        train(TrainConfig(out=str(tmp_path / "a"), init_from=str(tmp_path / "r1.safetensors"), resume=True),
+              given={"out", "init_from", "resume"})

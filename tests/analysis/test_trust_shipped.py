@@ -17,7 +17,7 @@ from capsules.data import DatasetError
 from capsules.data.fashion import SAMPLE, load_fashion, load_fashion_sample
 from capsules.experiments import load_results, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CAPSNET = ROOT / "checkpoints" / "capsnet-mnist.safetensors"
 CNN = ROOT / "checkpoints" / "cnn-mnist.safetensors"
 DOC = ROOT / "docs" / "experiments.md"

@@ -1,0 +1,13 @@
+""""""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.data.helpers import seven_mask
+
+
+@pytest.fixture(scope="module")
+def mask() -> np.ndarray:
+    return seven_mask()
