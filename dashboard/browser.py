@@ -1,6 +1,6 @@
 """Drive the dashboard in a real browser: start ``streamlit run``, open it in chromium with
 Playwright, draw on the drawing pad. A harness, not a page: used by the browser tests
-(``tests/test_browser.py``, ``tests/test_load.py``), ``scripts/screenshot.py`` and
+(``tests/dashboard/test_browser.py``, ``tests/dashboard/test_load.py``), ``scripts/screenshot.py`` and
 ``benchmarks/page.py``; Playwright is imported by those, not here.
 
 Nothing is downloaded: the browser is the system's chromium (``$CAPSULES_CHROMIUM``, else

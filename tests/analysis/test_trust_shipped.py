@@ -1,6 +1,6 @@
 """Can it be fooled? The shipped results: the ood and adversarial sections of the main CapsNet's
 and the CNN's results files, the Fashion-MNIST sample, the tables of docs/experiments.md, and a rerun
-of the command line that must agree with them (tests/test_trust.py tests the code itself)."""
+of the command line that must agree with them (tests/analysis/test_attacks.py, test_outliers.py and test_trust.py test the code itself)."""
 
 import json
 import os

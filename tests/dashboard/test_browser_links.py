@@ -1,5 +1,5 @@
 """A link in a real browser (streamlit run + Debian's chromium through Playwright, as
-tests/test_browser.py, whose browser and server it shares): a view is drawn, a tab opened and a
+tests/dashboard/test_browser.py, whose browser and server it shares): a view is drawn, a tab opened and a
 pose slider moved in one tab; "Copy link" puts its address on the clipboard; a fresh browser
 context (no cookies, no session) opened on it shows the same drawing, prediction, tab and slider.
 Skipped without chromium or Playwright, a failure instead under ``CAPSULES_REQUIRE_BROWSER=1``."""

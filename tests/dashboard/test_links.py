@@ -1,8 +1,8 @@
 """Links under Streamlit's AppTest: each page's state goes into its address as the widgets change,
 a link opened in a new session restores the view (model, r, input, tab, the views' own choices),
 and a bad or stale parameter falls back to the default with a short notice, never an exception.
-The codecs themselves are tested in tests/test_url_state.py; a link copied in a real browser and
-opened in a fresh one in tests/test_browser.py."""
+The codecs themselves are tested in tests/dashboard/test_url_state.py; a link copied in a real browser and
+opened in a fresh one in tests/dashboard/test_browser.py."""
 
 from __future__ import annotations
 

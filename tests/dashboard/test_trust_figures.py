@@ -1,7 +1,7 @@
 """What the Attacks & outliers page draws and says, without Streamlit: the curves and sentences of
 capsules.analysis.trust_notes and the figures of dashboard.figures.trust, on ood and adversarial
 sections built here (so that every number is known) and on sections the library computes. The page
-itself is tested in tests/test_trust_page.py, which builds its results from the sections here."""
+itself is tested in tests/dashboard/test_trust_page.py, which builds its results from the sections here."""
 
 from __future__ import annotations
 

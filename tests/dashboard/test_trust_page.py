@@ -1,7 +1,7 @@
 """The Attacks & outliers page (dashboard/app_pages/trust.py, /trust) under AppTest, on a folder of
-copied checkpoints whose results hold the sections of tests/test_trust_figures.py (so that every
+copied checkpoints whose results hold the sections of tests/dashboard/test_trust_figures.py (so that every
 number on the page is known), and in chromium: a drawn digit attacked at eps 0.3. Its curves,
-sentences and figures are tested without Streamlit in tests/test_trust_figures.py."""
+sentences and figures are tested without Streamlit in tests/dashboard/test_trust_figures.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """dashboard/url_state.py's plain functions: what goes in a link and back, and text that is no
 state (a malformed drawing, an offset off the sliders, an index out of range) refused with a
-ValueError, never another exception. The Streamlit side is tested in tests/test_links.py."""
+ValueError, never another exception. The Streamlit side is tested in tests/dashboard/test_links.py."""
 
 from __future__ import annotations
 

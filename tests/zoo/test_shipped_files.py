@@ -4,7 +4,6 @@ import hashlib
 import json
 
 import pytest
-
 import torch
 
 from capsules import CapsNet, load_model
