@@ -5,11 +5,7 @@ import math
 
 import pytest
 
-from capsules.experiments import (
-    accuracy_interval,
-    intervals_overlap,
-    wilson_interval,
-)
+from capsules.experiments import accuracy_interval, intervals_overlap, wilson_interval
 
 
 def test_wilson_interval_closed_forms():

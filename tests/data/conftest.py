@@ -1,4 +1,4 @@
-""""""
+"""Fixtures of the drawing tests: the hand-drawn 7."""
 
 from __future__ import annotations
 

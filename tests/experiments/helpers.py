@@ -1,4 +1,4 @@
-""""""
+"""What the experiments tests share: random uint8 images and labels."""
 
 import torch
 

@@ -9,16 +9,8 @@ from torch import nn
 from capsules.analysis.transforms import ROBUSTNESS
 from capsules.checkpoint import SHIPPED, atomic_write_json
 from capsules.experiments import (
-    FORMAT,
-    VERSION,
-    checkpoint_sha256,
-    confusion_matrix,
-    load_results,
-    main,
-    misclassified,
-    results_path,
-    routing_pass,
-    run_experiments,
+    FORMAT, VERSION, checkpoint_sha256, confusion_matrix, load_results, main, misclassified, results_path,
+    routing_pass, run_experiments,
 )
 from tests.experiments.helpers import random_images
 

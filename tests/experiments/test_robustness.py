@@ -10,18 +10,8 @@ from capsules import load_model
 from capsules.analysis.transforms import IDENTITY, ROBUSTNESS, affine
 from capsules.data import to_float
 from capsules.experiments import (
-    FORMAT,
-    VERSION,
-    checkpoint_sha256,
-    load_results,
-    main,
-    results_path,
-    robustness,
-    robustness_experiments,
-    robustness_subset,
-    run_experiments,
-    same_subset,
-    save_results,
+    FORMAT, VERSION, checkpoint_sha256, load_results, main, results_path, robustness, robustness_experiments,
+    robustness_subset, run_experiments, same_subset, save_results,
 )
 from tests.experiments.helpers import random_images
 

@@ -7,12 +7,7 @@ import pytest
 import torch
 
 from capsules.data import to_float
-from capsules.experiments import (
-    coupling_ablations,
-    random_logits,
-    route_fixed,
-    routing_pass,
-)
+from capsules.experiments import coupling_ablations, random_logits, route_fixed, routing_pass
 from tests.experiments.helpers import random_images
 
 

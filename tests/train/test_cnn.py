@@ -8,11 +8,7 @@ import torch
 from capsules import BaselineCNN, BaselineCNNConfig, CapsNet, load_model
 from capsules.checkpoint import save_model
 from capsules.data import to_float
-from capsules.train import (
-    TrainConfig,
-    TrainingError,
-    train,
-)
+from capsules.train import TrainConfig, TrainingError, train
 from tests.train.helpers import SMALL_CNN, tiny_run
 
 

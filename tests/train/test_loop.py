@@ -13,14 +13,7 @@ import capsules.train.loop as train_module
 from capsules import CapsNet, load_model
 from capsules.checkpoint import read_tensors
 from capsules.train import (
-    TrainConfig,
-    TrainingError,
-    WeightAverage,
-    epoch_batches,
-    eval_size,
-    learning_rate,
-    train,
-    train_step,
+    TrainConfig, TrainingError, WeightAverage, epoch_batches, eval_size, learning_rate, train, train_step,
 )
 from capsules.train.datasets import _shard
 
