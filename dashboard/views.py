@@ -36,10 +36,6 @@ class Clock:
         """Milliseconds since the run began."""
         return (time.perf_counter() - self.start) * 1e3
 
-    @property
-    def model_work(self) -> float:
-        return sum(self.steps.values())
-
 
 # ------------------------------------------------------------------------------ widgets
 

@@ -106,11 +106,3 @@ def convert_upload(data: bytes, name: str = "the file") -> tuple[Converted | Non
     if converted is None:
         return None, f"`{name}` shows no digit (no ink found)."
     return converted, ""
-
-
-def upload_to_mnist(data: bytes, name: str = "the file") -> tuple[np.ndarray | None, str]:
-    """:func:`convert_upload` with the 28x28 image only: ``(image, "")`` or ``(None, message)``."""
-    converted, message = convert_upload(data, name)
-    return (None if converted is None else converted.image), message
-
-

@@ -9,7 +9,7 @@ from PIL import Image
 from capsules import load_model
 from capsules.analysis import analyse
 from capsules.data.drawing import to_mnist
-from capsules.data.uploads import upload_to_mnist
+from capsules.data.uploads import convert_upload
 
 
 def png(array, mode=None) -> bytes:
@@ -49,7 +49,8 @@ CASES = {
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_images_give_a_prediction(name, model):
-    image, message = upload_to_mnist(CASES[name], name)
+    converted, message = convert_upload(CASES[name], name)
+    image = converted.image
     assert message == "" and image.shape == (28, 28)
     res = analyse(model, image)
     assert 0 <= res.prediction <= 9
@@ -64,8 +65,8 @@ def test_images_give_a_prediction(name, model):
     (png(np.full((50, 50), 255, np.uint8)), "no digit"),  # all ink: nothing tells ink from paper
 ])
 def test_non_images_and_blank_images_give_one_sentence(data, expected):
-    image, message = upload_to_mnist(data, "upload.bin")
-    assert image is None and expected in message and "\n" not in message
+    converted, message = convert_upload(data, "upload.bin")
+    assert converted is None and expected in message and "\n" not in message
     assert " at 0x" not in message and "BytesIO" not in message  # no Python object reprs
 
 
@@ -74,11 +75,11 @@ def test_a_10000_by_10000_image_gives_a_clear_message_or_a_prediction(model):
     big.paste(255, (4500, 1500, 5500, 8500))  # a fat vertical bar: a "1"
     buf = io.BytesIO()
     big.save(buf, format="PNG", optimize=False)
-    image, message = upload_to_mnist(buf.getvalue(), "huge.png")
-    if image is None:
+    converted, message = convert_upload(buf.getvalue(), "huge.png")
+    if converted is None:
         assert "too large" in message
     else:
-        assert analyse(model, image).prediction == 1
+        assert analyse(model, converted.image).prediction == 1
     # as a canvas array (no file decoding involved) it is always read
     arr = np.asarray(big)
     assert analyse(model, to_mnist(arr)).prediction == 1
