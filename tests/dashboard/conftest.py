@@ -1,6 +1,9 @@
-"""Fixtures of the dashboard's tests: the model and the samples the app loads, an opened app."""
+"""Fixtures of the dashboard's tests: the model and the samples the app loads, an opened app; for the
+browser tests one chromium and one server."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from dashboard.browser import CHROMIUM_ARGS, find_chromium, streamlit_server  # noqa: E402
 from tests.dashboard.helpers import APP, SAMPLES  # noqa: E402
 
 
@@ -61,3 +65,42 @@ def pair_checkpoint(tmp_path_factory):
                              "epochs": 1, "train_config": {"dataset": "multimnist", "iterations": 3,
                                                            "reconstruction_weight": 0.0005}})
     return path, model
+
+
+# ------------------------------------------------------------------------------ the browser
+
+
+def _required() -> bool:
+    return os.environ.get("CAPSULES_REQUIRE_BROWSER", "") not in ("", "0", "false", "no")
+
+
+def _missing(reason: str):
+    if _required():
+        pytest.fail(f"the browser test is required here (CAPSULES_REQUIRE_BROWSER=1) but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One chromium for every browser test (skipped without it, a failure under CAPSULES_REQUIRE_BROWSER=1)."""
+    chromium = find_chromium()
+    if chromium is None:
+        _missing("no chromium executable found (/usr/bin/chromium or $CAPSULES_CHROMIUM)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("the playwright Python package is not installed")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """One `streamlit run` of the dashboard for the browser tests that need no other set-up."""
+    env = {"CAPSULES_DEVICE": os.environ.get("CAPSULES_DEVICE", "cpu")}
+    with streamlit_server(env=env, timeout=120) as url:  # terminated on exit, also on failure
+        yield url

@@ -1,64 +1,28 @@
-"""The dashboard in a real browser: streamlit run + Debian's chromium through Playwright.
+"""The explorer in a real browser: streamlit run + Debian's chromium through Playwright.
 
 Draws a vertical stroke on the drawing pad and checks that the page reads it as a "1" (the pad
 sends one small message, at pen-up), takes a second stroke back with Undo, then empties the pad
 and checks that the page is back on the sample; uploads a scan and a broken file;
 opens every view at 1280 and 1920 pixels and checks what a person sees there (no cut-off text,
 no overlapping titles and legends, every digit labelled, no arrows on numbers that are not
-changes) and that the page asks nothing of any other host; opens the Test-set experiments page at
-both widths, checks the same there, and clicks a misclassified digit through to the explorer,
-which shows it with its prediction. Skipped when chromium or Playwright is missing, a failure
-instead under ``CAPSULES_REQUIRE_BROWSER=1``.
+changes) and that the page asks nothing of any other host. Skipped when chromium or Playwright is
+missing, a failure instead under ``CAPSULES_REQUIRE_BROWSER=1``.
+
 The "reads as 1" check needs the trained, shipped checkpoint; with an untrained model only the
 page mechanics are checked (the stroke replaces the sample and the page reruns cleanly).
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from dashboard.browser import (
-    CHROMIUM_ARGS, STROKE_ONE, chart_boxes, clear_canvas, cut_off_texts, draw, find_canvas, find_chromium,
-    metric_value, open_tab, overlap, streamlit_server, wait_for_metric, wait_idle,
+    STROKE_ONE, chart_boxes, clear_canvas, cut_off_texts, draw, find_canvas, metric_value, open_tab, overlap,
+    wait_for_metric, wait_idle,
 )
+from tests.dashboard.browser_helpers import open_page, other_hosts
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def _required() -> bool:
-    return os.environ.get("CAPSULES_REQUIRE_BROWSER", "") not in ("", "0", "false", "no")
-
-
-def _missing(reason: str):
-    if _required():
-        pytest.fail(f"the browser test is required here (CAPSULES_REQUIRE_BROWSER=1) but {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium = find_chromium()
-    if chromium is None:
-        _missing("no chromium executable found (/usr/bin/chromium or $CAPSULES_CHROMIUM)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("the playwright Python package is not installed")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    env = {"CAPSULES_DEVICE": os.environ.get("CAPSULES_DEVICE", "cpu")}
-    with streamlit_server(env=env, timeout=120) as url:  # terminated on exit, also on failure
-        yield url
 
 
 def test_draw_a_one(browser, app_url):
@@ -132,12 +96,13 @@ def test_upload_a_photo_and_a_broken_file(browser, app_url):
     shows an info message, never an exception box."""
     import numpy as np
 
-    from capsules import analysis as A, load_model
+    from capsules import analysis as A
+    from capsules import load_model
     from capsules.checkpoint import SHIPPED
     from capsules.data.drawing import to_mnist
     from capsules.data.uploads import load_image
 
-    with np.load(SHIPPED.parents[1] / "dashboard" / "samples.npz", allow_pickle=False) as z:
+    with np.load(SHIPPED.parents[2] / "dashboard" / "samples.npz", allow_pickle=False) as z:
         k = int(np.flatnonzero(z["labels"] == 3)[0])
         digit = z["images"][k]
     scan = 255 - np.kron(digit, np.ones((8, 8), np.uint8))  # 224x224, dark ink on white
@@ -178,36 +143,9 @@ VIEWS = ["Capsule lengths", "Routing step by step", "Evidence map", "Routing ite
          "Pose perturbation", "Transform explorer"]
 
 
-def other_hosts(requests: list[str], app_url: str) -> list[str]:
-    """The addresses among ``requests`` that are neither the app nor inline data."""
-    return sorted({u for u in requests if not u.startswith((app_url, "data:", "blob:", "about:"))})
-
-
-def _base_path_probe(message) -> bool:
-    """Streamlit's frontend, opened on a page's own address (``/experiments``), first asks whether
-    the server lives under that path (``/experiments/_stcore/health``, ``.../host-config``), gets a
-    404 and goes on from the root: its own probe, not an error of the app."""
-    where = (message.location or {}).get("url", "")
-    return message.text.startswith("Failed to load resource") and where.endswith(("/_stcore/health",
-                                                                                 "/_stcore/host-config"))
-
-
-def _open(browser, url, width: int, ready: str = '[data-testid="stMetric"]'):
-    """A new page of ``width`` pixels on ``url`` (the app by default), settled once ``ready``
-    shows; the list its requests go to, and the browser console's errors from the first byte on."""
-    page = browser.new_page(viewport={"width": width, "height": 1000})
-    requests, errors = [], []
-    page.on("request", lambda r: requests.append(r.url))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and not _base_path_probe(m) else None)
-    page.goto(url, wait_until="domcontentloaded")
-    page.wait_for_selector(ready, timeout=120_000)
-    wait_idle(page)
-    return page, requests, errors
-
-
 @pytest.mark.parametrize("width", [1280, 1920])
 def test_every_view_fits_and_nothing_comes_from_another_host(browser, app_url, width):
-    page, requests, errors = _open(browser, app_url, width)
+    page, requests, errors = open_page(browser, app_url, width)
     try:
         # the input row: the canvas fits its column, the sample picker's text is not cut off
         canvas = find_canvas(page).bounding_box()
@@ -251,7 +189,7 @@ def test_every_view_fits_and_nothing_comes_from_another_host(browser, app_url, w
 def test_routing_metrics_show_no_arrows(browser, app_url):
     """None of the routing metrics is a change over time: no up or down arrow, at any iteration;
     the closed expander's chart comes when it is opened."""
-    page, _, _ = _open(browser, app_url, 1400)
+    page, _, _ = open_page(browser, app_url, 1400)
     try:
         open_tab(page, "Routing step by step")
         main = page.locator('[data-testid="stMain"]')
@@ -278,7 +216,7 @@ def test_routing_metrics_show_no_arrows(browser, app_url):
 def test_a_control_in_a_view_reruns_only_that_view(browser, app_url):
     """A pose slider reruns the Pose view (a fragment): its picture changes and the view reports a
     new time, while the page's own rerun time in the sidebar stays as it was."""
-    page, _, _ = _open(browser, app_url + "/?debug=1", 1400)
+    page, _, _ = open_page(browser, app_url + "/?debug=1", 1400)
     try:
         open_tab(page, "Pose perturbation")
         page_time = metric_value(page, "Compute, this rerun")
@@ -292,141 +230,5 @@ def test_a_control_in_a_view_reruns_only_that_view(browser, app_url):
         assert metric_value(page, "Compute, this rerun") == page_time  # the page did not rerun
         assert sidebar.inner_text() != before  # the view did, and said so
         assert page.locator('[data-testid="stException"]').count() == 0
-    finally:
-        page.close()
-
-
-EXPERIMENT_CHARTS = ["Routing with k = 1", "Routing dynamics per iteration", "Coupling rules at inference",
-                     "Accuracy under affine transforms", "Confusion matrix"]
-
-
-def _open_experiments(browser, app_url, width: int):
-    page, requests, errors = _open(browser, f"{app_url}/experiments", width, ready='[data-testid="stPlotlyChart"]')
-    for chart in page.query_selector_all('[data-testid="stPlotlyChart"]'):  # drawn when visible
-        chart.evaluate("e => e.scrollIntoView({block: 'center'})")
-        page.wait_for_timeout(200)
-    page.wait_for_timeout(300)
-    return page, requests, errors
-
-
-@pytest.mark.parametrize("width", [1280, 1920])
-def test_experiments_page_fits_and_nothing_comes_from_another_host(browser, app_url, width):
-    page, requests, errors = _open_experiments(browser, app_url, width)
-    try:
-        assert page.locator('[data-testid="stException"]').count() == 0
-        assert page.locator(".js-plotly-plot").count() == len(EXPERIMENT_CHARTS)
-        assert cut_off_texts(page) == []
-        for marker in EXPERIMENT_CHARTS:
-            boxes = chart_boxes(page, marker)
-            assert boxes is not None, marker
-            parts = [boxes["title"], *boxes["legends"], *boxes["annotations"].values()]
-            for i, a in enumerate(parts):  # title, legends, panel titles and labels: none over another
-                assert not any(overlap(a, b) for b in parts[i + 1:]), (marker, boxes)
-        main = page.locator('[data-testid="stMain"]')
-        for head, count in (("The paper.", 4), ("Later work.", 4), ("This model.", 5)):  # the errors: this model only
-            assert main.get_by_text(head).count() == count, head
-        # the gallery's buttons are not wrapped: each index on one line
-        heights = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stButton"] button')]
-            .filter(b => b.innerText.startsWith('#') && b.offsetParent !== null)
-            .map(b => b.getBoundingClientRect().height)""")
-        assert heights and max(heights) <= min(heights) + 1, heights
-        assert other_hosts(requests, app_url) == []  # nothing asked of another host
-        assert errors == [], errors
-    finally:
-        page.close()
-
-
-def test_a_misclassified_digit_opens_in_the_explorer(browser, app_url):
-    """Click a misclassified digit of the experiments page: the explorer shows that test digit
-    with the model's (wrong) prediction, and its address names it."""
-    import numpy as np
-
-    from capsules import analysis as A, load_model
-    from capsules.checkpoint import SHIPPED
-    from capsules.experiments import load_results
-
-    results = load_results(SHIPPED)
-    assert results is not None, "the shipped checkpoint's experiments JSON is missing or stale"
-    error = results["errors"][0]
-    idx = error["index"]
-    with np.load(SHIPPED.parents[1] / "dashboard" / "samples.npz", allow_pickle=False) as z:
-        image = z["images"][int(np.flatnonzero(z["indices"] == idx)[0])]
-    res = A.analyse(load_model(SHIPPED, "cpu"), image)
-    expected = f"{res.prediction} ({res.confidence:.2f})"
-    assert res.prediction == error["prediction"] != error["label"]
-
-    page, _, _ = _open_experiments(browser, app_url, 1400)
-    try:
-        button = page.get_by_role("button", name=f"#{idx}", exact=True)
-        button.scroll_into_view_if_needed()
-        button.click()
-        page.wait_for_function(f"() => document.body.innerText.includes('Input now: test digit #{idx}')",
-                               timeout=60_000)
-        wait_idle(page)
-        assert page.locator('[data-testid="stException"]').count() == 0
-        assert metric_value(page, "Prediction") == expected
-        assert f"True label: {error['label']}" in page.inner_text('[data-testid="stMain"]')
-        assert f"/?test_digit={idx}&" in page.url  # the explorer is the default page: "/?test_digit=N&model=…"
-        page.reload(wait_until="domcontentloaded")  # the address alone opens the digit
-        page.wait_for_function(f"() => document.body.innerText.includes('Input now: test digit #{idx}')",
-                               timeout=60_000)
-        wait_idle(page)
-        assert metric_value(page, "Prediction") == expected
-    finally:
-        page.close()
-
-
-# Two digits drawn over each other, as fractions of the pad: a "1" with pen A, a "7" with pen B.
-PEN_A_ONE = [(0.42, 0.15), (0.42, 0.85)]
-PEN_B_SEVEN = [(0.25, 0.25), (0.7, 0.25), (0.5, 0.85)]
-
-
-def test_draw_two_digits_with_two_pens(browser, app_url):
-    """On the two-digit page: a "1" with pen A (red on the pad), then a "7" over it with pen B
-    (green); the page reads the drawing, one grey image, as two digits: the two longest capsules,
-    different digits, with both pens' ink in the routing view's shares; nothing cut off at 1280
-    pixels; Clear returns to the test pair. (With the untrained 36x36 CapsNet when no MultiMNIST
-    model ships, which digits they are is noise: the page mechanics are checked.)"""
-    page, requests, errors = _open(browser, f"{app_url}/two-digits", 1280)
-    try:
-        assert "Input now: test pair #0" in page.inner_text("body")
-        canvas = find_canvas(page)
-        draw(page, canvas, PEN_A_ONE)
-        page.wait_for_function("() => document.body.innerText.includes('Input now: your drawing')", timeout=60_000)
-        wait_idle(page)
-        assert "Only pen A has ink" in page.inner_text("body")
-        page.get_by_test_id("stRadioGroup").get_by_text("pen B (green)").click()
-        wait_idle(page)
-        canvas = find_canvas(page)
-        draw(page, canvas, PEN_B_SEVEN)
-        page.wait_for_function("() => !document.body.innerText.includes('Only pen A has ink')", timeout=60_000)
-        wait_idle(page)
-        main = page.inner_text('[data-testid="stMain"]')
-        assert "Input now: your drawing" in main and "redraws pen A (red)" in main and "redraws pen B (green)" in main
-        first, second = metric_value(page, "Longest capsule"), metric_value(page, "Second longest")
-        assert first and second and first[0].isdigit() and second[0].isdigit(), (first, second)
-        assert first[0] != second[0], (first, second)  # two digits
-        # two colours on the pad: pen A's stroke red, pen B's green, the background black
-        pixels = canvas.evaluate("""(c) => { const ctx = c.getContext('2d');
-            const at = (x, y) => Array.from(ctx.getImageData(x * c.width, y * c.height, 1, 1).data.slice(0, 3));
-            return [at(0.42, 0.6), at(0.6, 0.25), at(0.9, 0.9)]; }""")
-        assert pixels[0][0] > 200 and pixels[0][1] < 100, pixels  # red
-        assert pixels[1][1] > 150 and pixels[1][0] < 100, pixels  # green
-        assert max(pixels[2]) < 30, pixels
-        assert page.locator('[data-testid="stException"]').count() == 0
-        assert cut_off_texts(page) == [], cut_off_texts(page)
-        fig5 = chart_boxes(page, "Fig. 5")
-        titles = sorted(fig5["annotations"].values(), key=lambda b: b["x0"])
-        assert len(titles) == 5 and not any(overlap(a, b) for a, b in zip(titles, titles[1:])), fig5["annotations"]
-        open_tab(page, "Routing for the pair")
-        table = page.inner_text('[data-testid="stMain"] table')
-        assert "pen A" in table and "pen B" in table
-        assert page.locator('[data-testid="stException"]').count() == 0
-        clear_canvas(page)
-        page.wait_for_function("() => document.body.innerText.includes('Input now: test pair #0')", timeout=60_000)
-        wait_idle(page)
-        assert metric_value(page, "Longest capsule")
-        assert other_hosts(requests, app_url) == []  # nothing asked of another host
-        assert errors == [], errors
     finally:
         page.close()

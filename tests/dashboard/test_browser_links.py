@@ -11,7 +11,6 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from dashboard.browser import STROKE_SEVEN, draw, find_canvas, metric_value, open_tab, wait_idle
-from tests.dashboard.test_browser import app_url, browser  # noqa: F401  (the fixtures: one chromium, one server)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

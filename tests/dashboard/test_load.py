@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.browser import (CHROMIUM_ARGS, STROKE_ONE, STROKE_SEVEN, draw, find_canvas, find_chromium, free_port,
-                     metric_value, streamlit_server, wait_idle)
+from dashboard.browser import (
+    CHROMIUM_ARGS, STROKE_ONE, STROKE_SEVEN, draw, find_canvas, find_chromium, free_port, metric_value,
+    streamlit_server, wait_idle,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SESSIONS = 10
