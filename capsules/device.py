@@ -77,17 +77,31 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
+def cpu_prefers_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this is a CPU on which this project's training step was measured faster in bf16:
+    an AMD CPU with AVX512-BF16 (Zen 4: 1.7-2.1x fp32). An Intel Xeon with AVX512-BF16 but no AMX
+    measured 0.8x, and a CPU without native bf16 has none to use (docs/speed.md). ``cpuinfo``: the
+    text of ``/proc/cpuinfo`` (read when None; False where there is none, off Linux)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return "AuthenticAMD" in cpuinfo and "avx512_bf16" in flags
+
+
 def resolve_precision(precision: str, device: torch.device, *, saved: bool = False) -> str:
-    """``auto``: bf16 autocast on a GPU that supports it, else fp32. On a CPU bf16 is faster on
-    some and slower on others (this project's step: 1.7x fp32 on an AMD Zen 4, 0.8x on an Intel
-    Xeon with AVX512-BF16 but no AMX; docs/speed.md), so ``auto`` keeps fp32 there and ``bf16``
-    asks for it. ``saved=True``: an ``auto`` read from a run's state written before runs recorded
+    """``auto``: bf16 autocast on a GPU that supports it and on a CPU where :func:`cpu_prefers_bf16`
+    (a rule from measurements, not a measurement at start-up), else fp32; ``bf16`` asks for it
+    anywhere. ``saved=True``: an ``auto`` read from a run's state written before runs recorded
     what ``auto`` gave them, which then meant bf16 wherever native."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
         native = bf16_supported(device)
-        return "bf16" if native and (device.type == "cuda" or saved) else "fp32"
+        return "bf16" if native and (device.type == "cuda" or saved or cpu_prefers_bf16()) else "fp32"
     if precision == "bf16" and device.type not in ("cpu", "cuda"):
         raise ValueError(f"bf16 autocast is not supported on {device.type}")
     return precision

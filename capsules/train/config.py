@@ -73,9 +73,9 @@ class TrainConfig:
                                 "decisions are made on these; 0 = none, the test set is scored each epoch")
     seed: int = option(0, "seeds init, shuffling and augmentation")
     device: str = option("auto", DEVICE_HELP)
-    precision: str = option("auto", "auto: bf16 autocast (routing in fp32) on a GPU that supports it, else "
-                                    "fp32; the run records what it chose and resumes in it. Or fp32, or bf16 "
-                                    "(faster on some CPUs, slower on others: docs/speed.md)",
+    precision: str = option("auto", "auto: bf16 autocast (routing in fp32) on a GPU that supports it and on an "
+                                    "AMD CPU with AVX512-BF16 (measured faster there), else fp32; the run records "
+                                    "what it chose and resumes in it. Or fp32, or bf16 (docs/speed.md)",
                             choices=PRECISIONS)
     train_subset: int = option(0, "train on the first N images only, every one of them each epoch "
                                   "(0 = all 60,000, in full batches: the last partial batch is dropped)")

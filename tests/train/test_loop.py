@@ -236,14 +236,23 @@ def test_moving_average_follows_its_formula_in_float32():
         WeightAverage(model, 1.0)
 
 
-def test_auto_is_bf16_on_a_gpu_that_has_it_and_fp32_on_a_cpu(monkeypatch):
-    """Whatever this machine's CPU: its native bf16 is mocked both ways."""
+AMD_ZEN4 = "vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n"
+INTEL_NO_AMX = "vendor_id\t: GenuineIntel\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n"
+AMD_NO_AVX512 = "vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 fma\n"
+
+
+def test_auto_is_bf16_on_a_gpu_that_has_it_and_on_a_cpu_measured_faster_in_it(monkeypatch):
+    """Whatever this machine's CPU: its native bf16 and its /proc/cpuinfo are mocked."""
     from capsules import device as D
 
-    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
-    for native in (True, False):
+    assert D.cpu_prefers_bf16(AMD_ZEN4) and not D.cpu_prefers_bf16(INTEL_NO_AMX)
+    assert not D.cpu_prefers_bf16(AMD_NO_AVX512) and not D.cpu_prefers_bf16("")
+    assert not D.cpu_prefers_bf16(AMD_ZEN4.replace("avx512_bf16", "avx512_bf16x"))  # a whole flag, not a prefix
+    cpu, gpu, rule = torch.device("cpu"), torch.device("cuda", 0), D.cpu_prefers_bf16
+    for native, info in ((True, AMD_ZEN4), (True, INTEL_NO_AMX), (False, AMD_ZEN4), (False, AMD_NO_AVX512)):
         monkeypatch.setattr(D, "bf16_supported", lambda device, native=native: native)
-        assert D.resolve_precision("auto", cpu) == "fp32"
+        monkeypatch.setattr(D, "cpu_prefers_bf16", lambda info=info: rule(info))
+        assert D.resolve_precision("auto", cpu) == ("bf16" if native and info is AMD_ZEN4 else "fp32")
         assert D.resolve_precision("auto", gpu) == ("bf16" if native else "fp32")
         assert D.resolve_precision("auto", cpu, saved=True) == ("bf16" if native else "fp32")  # the old rule
         assert D.resolve_precision("bf16", cpu) == "bf16" and D.resolve_precision("fp32", gpu) == "fp32"
@@ -253,12 +262,13 @@ def test_auto_is_bf16_on_a_gpu_that_has_it_and_fp32_on_a_cpu(monkeypatch):
 
 @pytest.mark.slow
 def test_a_run_keeps_the_precision_auto_gave_it_when_it_resumes(data_dir, tmp_path, monkeypatch):
-    """A run started with auto records what auto chose (fp32 on a CPU) and resumes in it; a run
-    saved with "auto" itself (before runs recorded the choice) resumes by the rule it trained
-    under, bf16 wherever native."""
+    """A run started with auto records what auto chose (fp32 on a CPU not measured faster in bf16)
+    and resumes in it; a run saved with "auto" itself (before runs recorded the choice) resumes by
+    the rule it trained under, bf16 wherever native."""
     from capsules import device as D
 
     monkeypatch.setattr(D, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(D, "cpu_prefers_bf16", lambda: False)
     common = dict(data_dir=str(data_dir), train_subset=64, test_subset=16, batch_size=32, eval_batch_size=16)
     first = train(TrainConfig(out=str(tmp_path / "run"), epochs=1, **common))
     assert first["precision"] == "fp32" and first["train_config"]["precision"] == "fp32"
