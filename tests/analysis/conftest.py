@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from capsules import analysis as A
+from capsules import analysis
 from tests.analysis.trust_helpers import small_capsnet, small_cnn
 
 
@@ -21,7 +21,7 @@ def image():
 
 @pytest.fixture()
 def result(tiny_model, image):
-    return A.analyse(tiny_model, image, iterations=3, sweep_iterations=10)
+    return analysis.analyse(tiny_model, image, iterations=3, sweep_iterations=10)
 
 
 @pytest.fixture(params=["capsnet", "cnn"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from capsules import analysis as A
+from capsules import analysis
 
 
 def test_analyse_shapes(result):
@@ -22,7 +22,7 @@ def test_analyse_shapes(result):
     assert r.lengths_per_iteration.shape == (3, 10) and r.length_change.shape == (3, 10)
     assert r.mass.shape == (3, 10) and r.vote_mass.shape == (3, 10)
     assert r.entropy.shape == (3,)
-    assert r.geometry == A.MNIST
+    assert r.geometry == analysis.MNIST
     assert r.sweep.lengths.shape == (10, 10) and r.sweep.predictions.shape == (10,)
     assert r.sweep.reconstructions.shape == (10, 28, 28)
     assert r.prediction == int(np.argmax(r.lengths))
@@ -55,7 +55,7 @@ def test_routing_recursion(result):
 
 def test_analysis_matches_forward_pass(tiny_model, image, result):
     with torch.inference_mode():
-        out = tiny_model(A.prepare(image), iterations=3)
+        out = tiny_model(analysis.prepare(image), iterations=3)
     np.testing.assert_allclose(result.lengths, out.lengths[0].numpy(), atol=1e-6)
     np.testing.assert_allclose(result.reconstruction, out.reconstruction[0, 0].numpy(), atol=1e-5)
     np.testing.assert_allclose(result.lengths_per_iteration[-1], result.lengths, atol=1e-6)
@@ -64,7 +64,7 @@ def test_analysis_matches_forward_pass(tiny_model, image, result):
 @pytest.mark.parametrize("k", [1, 2, 7])
 def test_iteration_sweep_is_routing_with_k_iterations(tiny_model, image, result, k):
     with torch.inference_mode():
-        out = tiny_model(A.prepare(image), iterations=k)
+        out = tiny_model(analysis.prepare(image), iterations=k)
     np.testing.assert_allclose(result.sweep.lengths[k - 1], out.lengths[0].numpy(), atol=1e-6)
     assert result.sweep.predictions[k - 1] == int(out.prediction[0])
     np.testing.assert_allclose(result.sweep.reconstructions[k - 1], out.reconstruction[0, 0].numpy(),
@@ -98,19 +98,19 @@ def test_coupling_views(result):
 
 
 def test_reading_of_the_lengths():
-    confident = A.reading([0.01, 0.95, 0.02, 0, 0, 0, 0, 0.3, 0, 0])
+    confident = analysis.reading([0.01, 0.95, 0.02, 0, 0, 0, 0, 0.3, 0, 0])
     assert (confident.prediction, confident.long, confident.confident) == (1, [1], True)
     assert not confident.nothing and not confident.several
-    hesitant = A.reading([0.1, 0.7, 0, 0, 0, 0, 0, 0, 0, 0])
+    hesitant = analysis.reading([0.1, 0.7, 0, 0, 0, 0, 0, 0, 0, 0])
     assert hesitant.long == [1] and not hesitant.confident
-    nothing = A.reading([0.47, 0.2, 0, 0, 0, 0, 0, 0, 0, 0.3])  # a smiley: 0 at 0.47
+    nothing = analysis.reading([0.47, 0.2, 0, 0, 0, 0, 0, 0, 0, 0.3])  # a smiley: 0 at 0.47
     assert nothing.nothing and nothing.prediction == 0 and nothing.length == pytest.approx(0.47)
-    two = A.reading([0, 0, 0, 0, 0.88, 0, 0, 0.67, 0, 0])  # "#": 4 at 0.88, 7 at 0.67
+    two = analysis.reading([0, 0, 0, 0, 0.88, 0, 0, 0.67, 0, 0])  # "#": 4 at 0.88, 7 at 0.67
     assert two.several and two.long == [4, 7] and not two.confident
 
 
 def test_sweep_changes_and_long_capsules():
-    sweep = A.IterationSweep(lengths=np.array([[0.2, 0.95, 0.1], [0.3, 0.96, 0.92], [0.95, 0.97, 0.5]]),
+    sweep = analysis.IterationSweep(lengths=np.array([[0.2, 0.95, 0.1], [0.3, 0.96, 0.92], [0.95, 0.97, 0.5]]),
                              predictions=np.array([1, 1, 0]), reconstructions=np.zeros((3, 28, 28)))
     assert sweep.changes == [3]
     assert sweep.long(1) == [1] and sweep.long(2) == [1, 2] and sweep.long(3) == [1, 0]
@@ -118,10 +118,10 @@ def test_sweep_changes_and_long_capsules():
 
 
 def test_training_iterations_from_the_sidecar():
-    assert A.training_iterations({"train_config": {"iterations": 2}}) == 2
-    assert A.training_iterations({"train_config": {"lr": 1e-3}}) is None  # the CNN: no routing
-    assert A.training_iterations({}) is None
-    assert A.training_iterations({"train_config": "not a dict ("}) is None
+    assert analysis.training_iterations({"train_config": {"iterations": 2}}) == 2
+    assert analysis.training_iterations({"train_config": {"lr": 1e-3}}) is None  # the CNN: no routing
+    assert analysis.training_iterations({}) is None
+    assert analysis.training_iterations({"train_config": "not a dict ("}) is None
 
 
 def test_shipped_checkpoint_records_its_routing_iterations():
@@ -129,13 +129,13 @@ def test_shipped_checkpoint_records_its_routing_iterations():
 
     if not SHIPPED.is_file():
         pytest.skip("no shipped checkpoint")
-    assert A.training_iterations(read_metadata(SHIPPED)) == 3
+    assert analysis.training_iterations(read_metadata(SHIPPED)) == 3
 
 
 def test_longest_orders_by_length_ties_to_the_lower_digit():
     lengths = np.array([0.1, 0.8, 0.3, 0.8, 0.05, 0.0, 0.3, 0.2, 0.9, 0.0])
-    assert A.longest(lengths, 3) == [8, 1, 3]
-    assert A.longest(lengths) == [8, 1, 3, 2, 6, 7, 0, 4, 5, 9]
-    res = A.Analysis.__new__(A.Analysis)
+    assert analysis.longest(lengths, 3) == [8, 1, 3]
+    assert analysis.longest(lengths) == [8, 1, 3, 2, 6, 7, 0, 4, 5, 9]
+    res = analysis.Analysis.__new__(analysis.Analysis)
     res.lengths = lengths
     assert res.runner_up == 1

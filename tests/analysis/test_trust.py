@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from capsules import CapsNet
-from capsules.analysis import attacks as A
-from capsules.analysis import trust as T
+from capsules.analysis import attacks
+from capsules.analysis import trust
 from capsules.data import DatasetError
 from capsules.data.fashion import CLASSES, INSTALL, load_fashion
 from capsules.experiments import main, merge_results, parse_sections, read_results, save_results
@@ -25,7 +25,7 @@ def test_sections_of_a_capsnet_and_a_cnn():
     fashion = torch.randint(0, 256, (20, 28, 28), generator=g, dtype=torch.uint8)
     for model, names in ((small_capsnet(), {"max_length", "reconstruction_distance"}), (small_cnn(), {"max_softmax"})):
         seen = []
-        r = T.trust_sections(model, mnist, labels, fashion, ood_size=12, noise=9, blank=3, attack_images=5,
+        r = trust.trust_sections(model, mnist, labels, fashion, ood_size=12, noise=9, blank=3, attack_images=5,
                              resamples=50, precision="fp32", progress=lambda f, m: seen.append(f))
         r = json.loads(json.dumps(r))  # JSON-ready
         assert [f for f in seen] == sorted(seen) and seen[-1] == pytest.approx(1.0)
@@ -36,7 +36,7 @@ def test_sections_of_a_capsnet_and_a_cnn():
                 assert v["interval"][0] <= v["auroc"] <= v["interval"][1]
         assert ood["sets"] == {"mnist-test": 12, "fashion-mnist": 12, "noise": 9, "blank": 3}
         assert set(ood["histograms"]) == names and set(ood["thresholds"]) == names
-        assert adv["images"] == 5 and adv["eps"] == list(A.EPSILONS) and adv["steps"] == A.STEPS
+        assert adv["images"] == 5 and adv["eps"] == list(attacks.EPSILONS) and adv["steps"] == attacks.STEPS
         for method in ("fgsm", "pgd"):
             assert len(adv[method]["accuracy"]) == 4 and all(len(s) == 5 for s in adv[method]["right"])
             assert adv[method]["accuracy"] == pytest.approx([100 * s.count("1") / 5 for s in adv[method]["right"]])
@@ -44,7 +44,7 @@ def test_sections_of_a_capsnet_and_a_cnn():
         assert ("pgd_adaptive" in adv) == capsnet and ("detected" in adv["pgd"]) == capsnet
         assert (adv["detector"] is not None) == capsnet
     with pytest.raises(ValueError, match="unknown sections"):
-        T.trust_sections(small_cnn(), mnist, labels, fashion, sections=["routing"])
+        trust.trust_sections(small_cnn(), mnist, labels, fashion, sections=["routing"])
 
 
 def test_parse_sections_and_merge(tmp_path):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from capsules.analysis import attacks as A
-from capsules.analysis import trust as T
+from capsules.analysis import attacks
+from capsules.analysis import trust
 from capsules.data import DatasetError
 from capsules.data.fashion import SAMPLE, load_fashion, load_fashion_sample
 from capsules.experiments import load_results, main
@@ -60,11 +60,11 @@ def test_the_shipped_sections(shipped):
             assert tuple(ood[key]) == names
             for v in ood[key].values():
                 assert 0.5 < v["auroc"] <= 1.0 and v["interval"][0] <= v["auroc"] <= v["interval"][1]
-        assert ood["sets"]["mnist-test"] == T.OOD_SIZE and ood["sets"]["fashion-mnist"] == T.OOD_SIZE
+        assert ood["sets"]["mnist-test"] == trust.OOD_SIZE and ood["sets"]["fashion-mnist"] == trust.OOD_SIZE
         assert adv["images"] == 1000 and adv["eps"] == [0.05, 0.1, 0.2, 0.3] and adv["steps"] >= 20
         assert adv["clean"]["accuracy"] > 98.5 and adv["library"]["torch"]
         methods = ("fgsm", "pgd", "pgd_adaptive") if name == "capsnet" else ("fgsm", "pgd")
-        assert tuple(m for m in A.METHODS if m in adv) == methods
+        assert tuple(m for m in attacks.METHODS if m in adv) == methods
         for method in methods:
             acc = adv[method]["accuracy"]
             assert acc == pytest.approx([100 * s.count("1") / 1000 for s in adv[method]["right"]])
@@ -79,7 +79,7 @@ def test_the_shipped_sections(shipped):
 
 
 def test_the_doc_table_is_the_shipped_numbers(shipped):
-    table = T.markdown(shipped["capsnet"], shipped["cnn"])
+    table = trust.markdown(shipped["capsnet"], shipped["cnn"])
     assert table in DOC.read_text(), "docs/experiments.md is stale: run python -m capsules.zoo --update-docs"
     ood = shipped["capsnet"]["ood"]["fashion-mnist"]["max_length"]
     assert f"{ood['auroc']:.3f} [{ood['interval'][0]:.3f}, {ood['interval'][1]:.3f}]" in table

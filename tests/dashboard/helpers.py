@@ -52,9 +52,9 @@ def array(value) -> np.ndarray:
 
 
 def expected_prediction(model, image_u8) -> str:
-    from capsules import analysis as A
+    from capsules import analysis
 
-    res = A.analyse(model, image_u8.astype(np.float32) / 255.0)
+    res = analysis.analyse(model, image_u8.astype(np.float32) / 255.0)
     return f"{res.prediction} ({res.confidence:.2f})"
 
 

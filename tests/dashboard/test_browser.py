@@ -96,7 +96,7 @@ def test_upload_a_photo_and_a_broken_file(browser, app_url):
     shows an info message, never an exception box."""
     import numpy as np
 
-    from capsules import analysis as A
+    from capsules import analysis
     from capsules import load_model
     from capsules.checkpoint import SHIPPED
     from capsules.data.drawing import to_mnist
@@ -108,7 +108,7 @@ def test_upload_a_photo_and_a_broken_file(browser, app_url):
     scan = 255 - np.kron(digit, np.ones((8, 8), np.uint8))  # 224x224, dark ink on white
     data = _png(np.stack([scan] * 3, axis=-1))
     model = load_model(SHIPPED, "cpu")
-    res = A.analyse(model, to_mnist(load_image(data)))
+    res = analysis.analyse(model, to_mnist(load_image(data)))
     expected = f"{res.prediction} ({res.confidence:.2f})"
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -58,7 +58,7 @@ def test_a_misclassified_digit_opens_in_the_explorer(browser, app_url):
     with the model's (wrong) prediction, and its address names it."""
     import numpy as np
 
-    from capsules import analysis as A
+    from capsules import analysis
     from capsules import load_model
     from capsules.checkpoint import SHIPPED
     from capsules.experiments import load_results
@@ -69,7 +69,7 @@ def test_a_misclassified_digit_opens_in_the_explorer(browser, app_url):
     idx = error["index"]
     with np.load(SHIPPED.parents[2] / "dashboard" / "samples.npz", allow_pickle=False) as z:
         image = z["images"][int(np.flatnonzero(z["indices"] == idx)[0])]
-    res = A.analyse(load_model(SHIPPED, "cpu"), image)
+    res = analysis.analyse(load_model(SHIPPED, "cpu"), image)
     expected = f"{res.prediction} ({res.confidence:.2f})"
     assert res.prediction == error["prediction"] != error["label"]
 

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from capsules import zoo as Z  # noqa: E402
+from capsules import zoo  # noqa: E402
 from tests.dashboard.helpers import (  # noqa: E402
     APP,
     EXPERIMENT_CHARTS,
@@ -46,9 +46,9 @@ def test_experiments_page_shows_the_shipped_results(at, shipped_results):
     assert f"{len(shipped_results['errors'])} of 10,000 test digits are wrong" in text
     assert f"in {shipped_results['seconds']:.0f} s" in text
     # routing at inference across the shipped zoo, under Table 1: its table and its sentence
-    zoo = Z.routing_at_inference()
-    assert len(zoo.models) >= 1 and all(line in text for line in zoo.findings)
-    assert any(list(d.value.columns) == list(Z.ROUTING_COLUMNS) and d.value.to_dict("records") == zoo.records()
+    routing = zoo.routing_at_inference()
+    assert len(routing.models) >= 1 and all(line in text for line in routing.findings)
+    assert any(list(d.value.columns) == list(zoo.ROUTING_COLUMNS) and d.value.to_dict("records") == routing.records()
                for d in at.dataframe)
     # every misclassified digit of the shipped model has its button (one page of the gallery)
     keys = {b.key for b in at.button}
@@ -105,7 +105,7 @@ def experiments_app(monkeypatch, checkpoint, data: Path):
 def test_a_checkpoint_without_results_gets_the_command_that_computes_them(monkeypatch, tmp_path, other_checkpoint):
     """Nothing is computed on the page (no MNIST needed): it gives the command, and reads the file
     the command writes on its next run."""
-    from capsules import experiments as E
+    from capsules import experiments
 
     checkpoint = other_checkpoint("bf16")
     app = experiments_app(monkeypatch, checkpoint, tmp_path / "empty")
@@ -113,7 +113,9 @@ def test_a_checkpoint_without_results_gets_the_command_that_computes_them(monkey
     assert "No experiment results ship with `capsnet-bf16.safetensors`" in info
     assert f"python -m capsules.experiments --checkpoint {checkpoint}" in info
     assert not app.button and not app.get("plotly_chart") and not app.exception
-    shipped = E.load_results()  # the same weights in bf16 storage: another sha256, so the file is rewritten for it
-    E.save_results({**shipped, "checkpoint_sha256": E.checkpoint_sha256(checkpoint)}, E.results_path(checkpoint))
+    # the same weights in bf16 storage: another sha256, so the file is rewritten for it
+    shipped = experiments.load_results()
+    experiments.save_results({**shipped, "checkpoint_sha256": experiments.checkpoint_sha256(checkpoint)},
+                             experiments.results_path(checkpoint))
     app.run()
     assert not app.exception and set(EXPERIMENT_CHARTS) <= set(charts(app))

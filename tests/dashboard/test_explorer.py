@@ -132,7 +132,7 @@ def test_routing_metrics_have_no_arrows_and_iteration_1_is_a_tie(at):
 
 
 def test_raw_coupling_is_labelled_c(at, app_model, samples):
-    from capsules import analysis as A
+    from capsules import analysis
     from dashboard.figures.routing import coupling_tiles
 
     open_view(at, "Routing step by step")
@@ -141,7 +141,7 @@ def test_raw_coupling_is_labelled_c(at, app_model, samples):
     at.radio(key="routing_view").set_value(raw).run()
     heat = charts(at)["fig_coupling"]["data"][0]
     assert heat["colorbar"]["title"]["text"] == "c" and heat["zmid"] == pytest.approx(0.1)
-    res = A.analyse(app_model, samples["images"][at.selectbox(key="sample").value])
+    res = analysis.analyse(app_model, samples["images"][at.selectbox(key="sample").value])
     expected = coupling_tiles(res.c[-1, :, res.prediction])  # c itself, not c - 1/10
     np.testing.assert_allclose(array(heat["z"]), expected, rtol=1e-5, atol=1e-7)
 
@@ -159,13 +159,13 @@ def test_pose_offsets_reset_when_the_input_changes(at, samples):
 
 
 def test_iterations_view_shows_saturation_and_the_training_r(at, app_model):
-    from capsules import analysis as A
+    from capsules import analysis
 
     open_view(at, "Routing iterations")
     at.slider(key="iterations").set_value(10).run()
     assert not at.exception
     text = " ".join(c.value for c in at.caption)
-    trained = A.training_iterations(app_model.metadata)
+    trained = analysis.training_iterations(app_model.metadata)
     if trained is not None:
         assert f"training used r = {trained}" in text
     assert "at k = 10," in text and "approach length 1" in text
@@ -174,7 +174,7 @@ def test_iterations_view_shows_saturation_and_the_training_r(at, app_model):
 
 
 def test_reading_notes():
-    from capsules import analysis as A
+    from capsules import analysis
     from capsules.data.drawing import Converted
     from dashboard.app_pages.explorer import Input, reading_notes
 
@@ -183,7 +183,7 @@ def test_reading_notes():
 
         def __init__(self, lengths):
             self.lengths = np.asarray(lengths)
-            self.reading = A.reading(self.lengths)
+            self.reading = analysis.reading(self.lengths)
 
     blank = np.zeros((28, 28), np.float32)
     sample = Input(blank, "test digit", 7, None, drawn=False)
@@ -202,14 +202,14 @@ def test_reading_notes():
 def test_long_capsules_at_r_10_are_put_down_to_r(app_model, samples):
     """At r = 10 several capsules of an ordinary digit are long; the note says it is routing
     longer than training did, and which capsules are long at training's r."""
-    from capsules import analysis as A
+    from capsules import analysis
     from dashboard.app_pages.explorer import Input, reading_notes
 
     k = int(np.flatnonzero(samples["labels"] == 7)[0])
     image = samples["images"][k]
-    res = A.analyse(app_model, image, iterations=10)
+    res = analysis.analyse(app_model, image, iterations=10)
     assert res.reading.several  # the shipped model: 7 (1.00), 3 (0.95), 9 (0.89), ...
-    notes = reading_notes(res, Input(A.as_image(image), "test digit", 7, None, drawn=False), 3)
+    notes = reading_notes(res, Input(analysis.as_image(image), "test digit", 7, None, drawn=False), 3)
     assert len(notes) == 1 and "more iterations than training's r = 3" in notes[0]
     assert f"with r = 3 the long ones are {res.prediction} (" in notes[0]
     assert "overlapping" not in notes[0]
@@ -243,7 +243,7 @@ def test_the_pad_sends_its_strokes_to_the_page(at, app_model):
     """Strokes in the pad's state (where the browser puts them on pen-up) replace the sample: the
     page predicts their drawing, snapped to the grid a link keeps (dashboard.url_state), and sends
     them back to the pad; emptied, it returns to the sample."""
-    from capsules import analysis as A
+    from capsules import analysis
     from capsules.data.drawing import convert
     from capsules.data.strokes import rasterise_strokes
     from dashboard.url_state import snap_strokes
@@ -257,7 +257,7 @@ def test_the_pad_sends_its_strokes_to_the_page(at, app_model):
     assert any("**Input now:** your drawing" in c.value for c in at.caption)
     snapped = snap_strokes(stroke, CANVAS_SIDE)
     assert snapped != stroke
-    res = A.analyse(app_model, convert(rasterise_strokes(snapped, CANVAS_SIDE, STROKE_WIDTH)[0]).image)
+    res = analysis.analyse(app_model, convert(rasterise_strokes(snapped, CANVAS_SIDE, STROKE_WIDTH)[0]).image)
     assert metric(at, "Prediction") == f"{res.prediction} ({res.confidence:.2f})"
     (pad,) = [c for c in at.get("bidi_component") if "strokes" in json.loads(c.proto.json or "{}")]
     assert json.loads(pad.proto.json)["strokes"] == stroke  # back to the pad

@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from capsules import analysis as A
+from capsules import analysis
 from dashboard.figures.base import (
     DIGIT_COLORS, DIM_COLORS, DIVERGING, PAIR_COLORS, REJECTED_COLOR, SEQUENTIAL, digit_thumbnail, image_figure,
     image_pair_figure, length_change_figure, lengths_figure, lengths_per_iteration_figure, mosaic,
@@ -35,9 +35,9 @@ def result():
     model = CapsNet().eval()
     img = np.zeros((28, 28), np.float32)
     img[5:23, 11:16] = 1.0
-    res = A.analyse(model, img, iterations=3)
-    res.grid = A.perturbation_grid(model, res.v[res.prediction], res.prediction)
-    res.tsweep = A.transform_sweep(model, img, "rotate", values=np.linspace(-30, 30, 7))
+    res = analysis.analyse(model, img, iterations=3)
+    res.grid = analysis.perturbation_grid(model, res.v[res.prediction], res.prediction)
+    res.tsweep = analysis.transform_sweep(model, img, "rotate", values=np.linspace(-30, 30, 7))
     return res
 
 
@@ -120,7 +120,7 @@ def test_coupling_layout(result):
     # another geometry: 4 types on a 2x2 grid
     from capsules import CapsNetConfig
 
-    small = A.Geometry.of(CapsNetConfig(image_size=20, primary_types=4))
+    small = analysis.Geometry.of(CapsNetConfig(image_size=20, primary_types=4))
     assert coupling_tiles(np.arange(16), small).shape == (2, 8 * 2 + 7)
 
 
@@ -163,7 +163,7 @@ def test_evidence_frames(result):
 
 
 def test_fig4_grid_is_16_by_11(result):
-    fig = perturbation_figure(result.grid, A.perturbation_deltas(), result.prediction)
+    fig = perturbation_figure(result.grid, analysis.perturbation_deltas(), result.prediction)
     assert isinstance(fig, go.Figure)
     assert len(fig.layout.yaxis.tickvals) == 16 and len(fig.layout.xaxis.tickvals) == 11
     assert fig.layout.meta == {"rows": 16, "cols": 11}

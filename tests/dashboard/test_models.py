@@ -71,7 +71,7 @@ def zoo_dir(tmp_path, monkeypatch):
     import torch
 
     from capsules import BaselineCNN, BaselineCNNConfig, save_model
-    from capsules import experiments as E
+    from capsules import experiments
     from capsules.checkpoint import SHIPPED
 
     folder = tmp_path / "checkpoints"
@@ -84,15 +84,17 @@ def zoo_dir(tmp_path, monkeypatch):
     path = folder / "cnn-mnist.safetensors"
     save_model(cnn, path, {"test_accuracy": 99.0, "test_correct": 9900, "test_total": 10000, "epoch": 10, "epochs": 10,
                            "train_config": {"model": "cnn", "epochs": 10}, "hardware": "CPU: test, 2 threads"})
-    capsnet = E.load_results()
-    E.save_results({"format": E.FORMAT, "version": E.VERSION, "kind": cnn.FORMAT, "checkpoint": path.name,
-                    "checkpoint_sha256": E.checkpoint_sha256(path), "test_images": capsnet["test_images"],
-                    "robustness": {kind: [[v, 50.0] for v, _ in curve] for kind, curve in capsnet["robustness"].items()},
-                    # every point 50%: the even digits right at every point, the odd ones at none
-                    "robustness_right": {kind: [len(curve) * (1 - i % 2) for i in range(capsnet["robustness_subset"])]
-                                         for kind, curve in capsnet["robustness"].items()},
-                    "robustness_subset": capsnet["robustness_subset"], "robustness_seed": capsnet["robustness_seed"],
-                    "robustness_units": capsnet["robustness_units"]}, E.results_path(path))
+    capsnet = experiments.load_results()
+    results = {"format": experiments.FORMAT, "version": experiments.VERSION, "kind": cnn.FORMAT,
+               "checkpoint": path.name,
+               "checkpoint_sha256": experiments.checkpoint_sha256(path), "test_images": capsnet["test_images"],
+               "robustness": {kind: [[v, 50.0] for v, _ in curve] for kind, curve in capsnet["robustness"].items()},
+               # every point 50%: the even digits right at every point, the odd ones at none
+               "robustness_right": {kind: [len(curve) * (1 - i % 2) for i in range(capsnet["robustness_subset"])]
+                                    for kind, curve in capsnet["robustness"].items()},
+               "robustness_subset": capsnet["robustness_subset"], "robustness_seed": capsnet["robustness_seed"],
+               "robustness_units": capsnet["robustness_units"]}
+    experiments.save_results(results, experiments.results_path(path))
     monkeypatch.setenv("CAPSULES_CHECKPOINT_DIR", str(folder))
     monkeypatch.setenv("CAPSULES_DEVICE", "cpu")
     monkeypatch.delenv("CAPSULES_CHECKPOINT", raising=False)
@@ -100,15 +102,15 @@ def zoo_dir(tmp_path, monkeypatch):
 
 
 def test_a_shipped_cnn_answers_beside_the_capsnet_and_joins_the_comparisons(zoo_dir, monkeypatch, tmp_path, samples):
-    from capsules import analysis as A
-    from capsules import experiments as E
+    from capsules import analysis
+    from capsules import experiments
 
     folder, cnn = zoo_dir
     app = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not app.exception, [e.value for e in app.exception]
     assert not [o for o in app.selectbox(key="model").options if "cnn" in o]  # no CapsNet: not offered
     k = app.selectbox(key="sample").value
-    answer = A.classify(cnn, samples["images"][k])
+    answer = analysis.classify(cnn, samples["images"][k])
     said = f"{answer.prediction} ({answer.probability:.2f})"
     assert metric(app, "Baseline CNN (cnn-mnist)") == said and metric(app, "Prediction")
     open_view(app, "Transform explorer")  # untransformed: the same answer
@@ -122,8 +124,8 @@ def test_a_shipped_cnn_answers_beside_the_capsnet_and_joins_the_comparisons(zoo_
     assert {t["name"] for t in robust} == {"CapsNet (capsnet-mnist)", "baseline CNN (cnn-mnist)"}
     np.testing.assert_allclose(array(next(t for t in robust if t["name"] == "baseline CNN (cnn-mnist)")["y"]), 50.0)
     assert "The baseline CNN `cnn-mnist` on the same digits" in texts(app)
-    capsnet, theirs = E.load_results(), E.load_results(folder / "cnn-mnist.safetensors")
-    rotate = E.compare_robustness(capsnet, theirs)[0]
+    capsnet, theirs = experiments.load_results(), experiments.load_results(folder / "cnn-mnist.safetensors")
+    rotate = experiments.compare_robustness(capsnet, theirs)[0]
     better, worse = rotate.paired
     assert better + worse > 0 and rotate.p < 0.05  # the shipped CapsNet against a CNN at 50%
     assert (f"rotations {rotate.mean_a:.1f}% against 50.0% (the CapsNet right at more of the curve's points for "
@@ -132,13 +134,13 @@ def test_a_shipped_cnn_answers_beside_the_capsnet_and_joins_the_comparisons(zoo_
     untransformed = dict(capsnet["robustness"]["rotate"])[0.0]
     assert (f"Untransformed, these digits score {untransformed:.1f}% for this CapsNet and 50.0% for the CNN: part of "
             "any gap under the transforms is the gap the two models start from.") in texts(app)
-    E.save_results({k: v for k, v in theirs.items() if k != "robustness_right"},
-                   E.results_path(folder / "cnn-mnist.safetensors"))  # results from before the counts
+    experiments.save_results({k: v for k, v in theirs.items() if k != "robustness_right"},
+                   experiments.results_path(folder / "cnn-mnist.safetensors"))  # results from before the counts
     app.run()
     assert "predates the per-image counts, so the difference is not tested" in texts(app)
     assert f"rotations {rotate.mean_a:.1f}% against 50.0%;" in texts(app)
 
-    E.results_path(folder / "cnn-mnist.safetensors").unlink()  # no curves, no MNIST: the page says so
+    experiments.results_path(folder / "cnn-mnist.safetensors").unlink()  # no curves, no MNIST: the page says so
     monkeypatch.setenv("CAPSULES_DATA", str(tmp_path / "empty"))
     app.run()
     assert not app.exception, [e.value for e in app.exception]

@@ -14,8 +14,8 @@ import torch
 
 from capsules import experiments
 from capsules.analysis import attacks, outliers
-from capsules.analysis import trust_notes as N
-from dashboard.figures import trust as F
+from capsules.analysis import trust_notes as notes
+from dashboard.figures import trust as figures
 
 EPS = [0.05, 0.1, 0.2, 0.3]
 
@@ -94,7 +94,7 @@ CNN_OOD = ood({"max_softmax": {"fashion-mnist": (0.99, 0.985, 0.995), "noise": (
 
 
 def test_accuracy_curves_carry_wilson_intervals():
-    curve = N.accuracy_curve(CAPSNET_ADV, "pgd")
+    curve = notes.accuracy_curve(CAPSNET_ADV, "pgd")
     assert curve["eps"] == [0.0, *EPS] and curve["value"] == [99.0, 90.0, 50.0, 10.0, 1.0]
     for v, lo, hi in zip(curve["value"], curve["lo"], curve["hi"]):
         assert (lo, hi) == pytest.approx(wilson(round(v * 10), 1000))
@@ -105,30 +105,30 @@ def test_detection_counts_the_successes_from_the_per_image_strings():
            "clean": {"accuracy": 75.0, "right": "1101", "undetected_errors": 0.0},
            "pgd": {"eps": [0.1, 0.3], "right": ["1100", "0000"], "detected": [None, 50.0],
                    "undetected_errors": [25.0, 50.0]}}
-    assert N.fooled_counts(adv, "pgd") == [1, 3]  # image 4 at eps 0.1; images 1, 2, 4 at 0.3 (image 3 was wrong)
-    curve = N.detection_curve(adv, "pgd")  # eps 0.1 has a success but no share recorded: left out
+    assert notes.fooled_counts(adv, "pgd") == [1, 3]  # image 4 at eps 0.1; images 1, 2, 4 at 0.3 (image 3 was wrong)
+    curve = notes.detection_curve(adv, "pgd")  # eps 0.1 has a success but no share recorded: left out
     assert curve["eps"] == [0.3] and curve["n"] == [3] and curve["value"] == [50.0]
     assert (curve["lo"][0], curve["hi"][0]) == pytest.approx(wilson(2, 3))  # 50% of 3 rounds to 2 images
-    both = N.fooled_both_curve(adv, "pgd")
+    both = notes.fooled_both_curve(adv, "pgd")
     assert both["eps"] == [0.0, 0.1, 0.3] and both["value"] == [0.0, 25.0, 50.0]
-    assert N.detection_curve({**adv, "detector": None}, "pgd")["eps"] == []
+    assert notes.detection_curve({**adv, "detector": None}, "pgd")["eps"] == []
 
 
 def test_the_accuracy_sentence_says_who_is_ahead_and_what_is_within_the_noise():
-    assert N.accuracy_sentence(CAPSNET_ADV, CNN_ADV) == (
+    assert notes.accuracy_sentence(CAPSNET_ADV, CNN_ADV) == (
         "Under PGD-20 the CapsNet keeps 90.0% [88.0, 91.7] of the first 1,000 test images right at eps 0.05 and "
         "1.0% [0.5, 1.8] at eps 0.3, the CNN 95.0% [93.5, 96.2] and 0.5% [0.2, 1.2]: the CNN is ahead at eps 0.05, "
         "the CapsNet is ahead at eps 0.1 and at eps 0.2 and 0.3 the two are within the noise (their 95% intervals "
         "overlap).")
-    assert N.accuracy_sentence(CAPSNET_ADV, None, "fgsm").endswith("at eps 0.3; no baseline CNN's results to compare "
-                                                                  "with.")
+    assert notes.accuracy_sentence(CAPSNET_ADV, None, "fgsm").endswith(
+        "at eps 0.3; no baseline CNN's results to compare with.")
     other = {**CNN_ADV, "images": 500}
-    assert "not compared" in N.accuracy_sentence(CAPSNET_ADV, other)
+    assert "not compared" in notes.accuracy_sentence(CAPSNET_ADV, other)
 
 
 def test_the_detection_sentence():
-    said = N.detection_sentence(CAPSNET_ADV)
-    pgd, adaptive = N.detection_curve(CAPSNET_ADV, "pgd"), N.detection_curve(CAPSNET_ADV, "pgd_adaptive")
+    said = notes.detection_sentence(CAPSNET_ADV)
+    pgd, adaptive = notes.detection_curve(CAPSNET_ADV, "pgd"), notes.detection_curve(CAPSNET_ADV, "pgd_adaptive")
     assert pgd["n"][-1] == 990 - 10 and adaptive["n"][-1] == 990 - 20
     assert said == (
         "The detector flags an image whose reconstruction distance exceeds 6.00, as 5% of clean test digits do; at "
@@ -137,34 +137,35 @@ def test_the_detection_sentence():
         "(within the noise of its false alarms); the adaptive attack knows the detector, and 92.0% [90.2, 93.5] of "
         "all 1,000 images fool both classifier and detector.")
     assert adaptive["lo"][-1] < 5 < adaptive["hi"][-1] and not pgd["lo"][-1] < 5 < pgd["hi"][-1]
-    assert "no trained decoder" in N.detection_sentence(CNN_ADV)
+    assert "no trained decoder" in notes.detection_sentence(CNN_ADV)
 
 
 def test_the_auroc_sentence_names_the_cnn_when_it_is_ahead():
-    assert N.auroc_sentence(CAPSNET_OOD, CNN_OOD) == (
+    assert notes.auroc_sentence(CAPSNET_OOD, CNN_OOD) == (
         "Telling MNIST test digits apart from Fashion-MNIST, the CNN is ahead with its max softmax (AUROC 0.990 "
         "[0.985, 0.995]), beyond the noise of the others; from uniform noise, the CapsNet's reconstruction distance "
         "is best (AUROC 1.000 [1.000, 1.000]), within the noise of the CapsNet's max length; from blank images, the "
         "CapsNet's max length is best (AUROC 0.970 [0.960, 0.980]), beyond the noise of the others.")
-    assert N.auroc_sentence(CAPSNET_OOD, None).startswith("Telling MNIST test digits apart from Fashion-MNIST, the "
+    assert notes.auroc_sentence(CAPSNET_OOD, None).startswith("Telling MNIST test digits apart from Fashion-MNIST, the "
                                                           "CapsNet's reconstruction distance is best (AUROC 0.970")
 
 
 def test_where_one_score_falls():
-    assert N.score_sentence("max_length", 0.3, CAPSNET_OOD) == (
+    assert notes.score_sentence("max_length", 0.3, CAPSNET_OOD) == (
         "This input: max length 0.300, on the outlier side of the threshold 0.600: flagged. The threshold flags 5% "
         "of MNIST test digits and 71% of Fashion-MNIST images.")
-    assert "0.950, on the digit side of the threshold 0.600: not flagged" in N.score_sentence("max_length", 0.95,
+    assert "0.950, on the digit side of the threshold 0.600: not flagged" in notes.score_sentence("max_length", 0.95,
                                                                                             CAPSNET_OOD)
-    assert "on the digit side" in N.score_sentence("reconstruction_distance", 3.0, CAPSNET_OOD)  # lower: a digit
-    assert "on the outlier side" in N.score_sentence("reconstruction_distance", 12.0, CAPSNET_OOD)
+    assert "on the digit side" in notes.score_sentence("reconstruction_distance", 3.0, CAPSNET_OOD)  # lower: a digit
+    assert "on the outlier side" in notes.score_sentence("reconstruction_distance", 12.0, CAPSNET_OOD)
 
 
 def test_the_command_computes_what_is_missing():
-    assert N.missing_sections({"ood": {}}) == ["adversarial"] and N.missing_sections(None) == ["ood", "adversarial"]
-    assert N.command("c.safetensors", {"iterations": {}}) == ("python -m capsules.experiments --checkpoint "
+    assert notes.missing_sections({"ood": {}}) == ["adversarial"]
+    assert notes.missing_sections(None) == ["ood", "adversarial"]
+    assert notes.command("c.safetensors", {"iterations": {}}) == ("python -m capsules.experiments --checkpoint "
                                                               "c.safetensors --sections ood,adversarial")
-    assert N.command("c.safetensors", None).endswith("--sections all")  # a merge needs results of these weights
+    assert notes.command("c.safetensors", None).endswith("--sections all")  # a merge needs results of these weights
     assert experiments.parse_sections("ood,adversarial") == ["ood", "adversarial"]  # the command takes them
 
 
@@ -187,14 +188,17 @@ def test_the_functions_take_what_the_library_writes():
     for adv in (mine["adversarial"], theirs["adversarial"]):
         for m in attacks.METHODS:
             if m in adv:
-                assert len(N.accuracy_curve(adv, m)["eps"]) == len(adv["eps"]) + 1
-                N.detection_curve(adv, m), N.fooled_both_curve(adv, m)
-    assert N.accuracy_sentence(mine["adversarial"], theirs["adversarial"]).startswith("Under PGD-20 the CapsNet keeps")
-    assert N.detection_sentence(mine["adversarial"]).startswith("The detector flags an image")
-    assert N.auroc_sentence(mine["ood"], theirs["ood"]).startswith("Telling MNIST test digits apart from Fashion-MNIST")
-    assert set(N.auroc_bars(mine["ood"])) == {"max_length", "reconstruction_distance"}
+                assert len(notes.accuracy_curve(adv, m)["eps"]) == len(adv["eps"]) + 1
+                notes.detection_curve(adv, m), notes.fooled_both_curve(adv, m)
+    sentence = notes.accuracy_sentence(mine["adversarial"], theirs["adversarial"])
+    assert sentence.startswith("Under PGD-20 the CapsNet keeps")
+    assert notes.detection_sentence(mine["adversarial"]).startswith("The detector flags an image")
+    assert notes.auroc_sentence(mine["ood"], theirs["ood"]).startswith(
+        "Telling MNIST test digits apart from Fashion-MNIST")
+    assert set(notes.auroc_bars(mine["ood"])) == {"max_length", "reconstruction_distance"}
     h = mine["ood"]["histograms"]["max_length"]
-    F.histogram_figure(h["edges"], h["counts"], mine["ood"]["thresholds"]["max_length"]["value"], {"x": 0.5}, "t", "a")
+    figures.histogram_figure(h["edges"], h["counts"], mine["ood"]["thresholds"]["max_length"]["value"], {"x": 0.5},
+                             "t", "a")
 
 
 # ------------------------------------------------------------------------------ figures
@@ -204,27 +208,28 @@ def test_the_attack_figure():
     clean = np.zeros((28, 28), np.float32)
     adv = clean.copy()
     adv[3, 4], adv[5, 6] = 0.3, 0.1
-    fig = F.attack_figure(clean, adv, 0.3, np.full((28, 28), 0.5, np.float32), 7)
+    fig = figures.attack_figure(clean, adv, 0.3, np.full((28, 28), 0.5, np.float32), 7)
     assert [a.text for a in fig.layout.annotations] == ["Input", "Change (±0.3)", "Attacked", "Reconstruction (7)"]
     change = fig.data[1]
     np.testing.assert_allclose(np.asarray(change.z), adv - clean)
     assert (change.zmin, change.zmax) == (-0.3, 0.3)
     np.testing.assert_allclose(np.asarray(fig.data[2].z), adv)
-    assert len(F.attack_figure(clean, adv, 0.3).data) == 3  # no decoder: no reconstruction
+    assert len(figures.attack_figure(clean, adv, 0.3).data) == 3  # no decoder: no reconstruction
 
 
 def test_before_and_after_bars():
     before, after = np.linspace(0, 0.9, 10), np.linspace(0.9, 0, 10)
-    fig = F.before_after_figure(before, after, "Capsule lengths", "length")
+    fig = figures.before_after_figure(before, after, "Capsule lengths", "length")
     assert [t.name for t in fig.data] == ["input", "attacked"]
     np.testing.assert_allclose(fig.data[1].y, after)
     assert {s.y0 for s in fig.layout.shapes} == {0.9, 0.1}  # m+ and m-
-    assert not F.before_after_figure(before, after, "Softmax", "p", lengths=False).layout.shapes
+    assert not figures.before_after_figure(before, after, "Softmax", "p", lengths=False).layout.shapes
 
 
 def test_the_histogram_shows_each_set_the_threshold_and_the_input():
     h = CAPSNET_OOD["histograms"]["reconstruction_distance"]
-    fig = F.histogram_figure(h["edges"], {"MNIST test": h["counts"]["mnist-test"]}, 9.0, {"this input": 25.0}, "t", "d")
+    fig = figures.histogram_figure(h["edges"], {"MNIST test": h["counts"]["mnist-test"]}, 9.0, {"this input": 25.0},
+                                   "t", "d")
     assert sum(fig.data[0].y) == pytest.approx(100.0)  # a share of the set
     assert fig.data[0].y[0] == pytest.approx(75.0)  # 1,500 of 2,000 digits in the first bin
     assert sorted(s.x0 for s in fig.layout.shapes) == [9.0, 25.0]
@@ -233,16 +238,16 @@ def test_the_histogram_shows_each_set_the_threshold_and_the_input():
 
 
 def test_the_curves_figures_draw_the_intervals():
-    curve = N.accuracy_curve(CAPSNET_ADV, "pgd")
-    fig = F.accuracy_figure({"CapsNet · PGD-20": curve, "CNN · PGD-20": N.accuracy_curve(CNN_ADV, "pgd")})
+    curve = notes.accuracy_curve(CAPSNET_ADV, "pgd")
+    fig = figures.accuracy_figure({"CapsNet · PGD-20": curve, "CNN · PGD-20": notes.accuracy_curve(CNN_ADV, "pgd")})
     caps, cnn = fig.data
     assert caps.line.dash == "solid" and cnn.line.dash == "dash" and caps.line.color == cnn.line.color
     np.testing.assert_allclose(np.asarray(caps.y) + np.asarray(caps.error_y.array), curve["hi"])
     np.testing.assert_allclose(np.asarray(caps.y) - np.asarray(caps.error_y.arrayminus), curve["lo"])
-    det = F.detection_figure({"PGD-20": N.detection_curve(CAPSNET_ADV, "pgd")},
-                             {"PGD-20": N.fooled_both_curve(CAPSNET_ADV, "pgd")}, 5.0)
+    det = figures.detection_figure({"PGD-20": notes.detection_curve(CAPSNET_ADV, "pgd")},
+                             {"PGD-20": notes.fooled_both_curve(CAPSNET_ADV, "pgd")}, 5.0)
     assert len(det.data) == 2 and [s.y0 for s in det.layout.shapes] == [5.0]
-    bars = N.auroc_bars(CNN_OOD)
-    fig = F.auroc_figure({"CNN · max softmax": bars["max_softmax"]})
+    bars = notes.auroc_bars(CNN_OOD)
+    fig = figures.auroc_figure({"CNN · max softmax": bars["max_softmax"]})
     assert list(fig.data[0].x) == ["fashion-mnist", "noise", "blank"]
     np.testing.assert_allclose(np.asarray(fig.data[0].y) + np.asarray(fig.data[0].error_y.array), [0.995, 0.65, 0.82])

@@ -14,7 +14,7 @@ import torch
 
 from capsules import experiments
 from capsules.analysis import attacks, outliers
-from capsules.analysis import trust_notes as N
+from capsules.analysis import trust_notes as notes
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -112,15 +112,15 @@ def test_the_page_opens_with_its_charts_and_sentences(env):
     assert not app.warning and not app.info, (notices(app), [i.value for i in app.info])
     assert LIVE_CHARTS | RESULT_CHARTS <= set(charts(app))
     said = texts(app)
-    for sentence in (N.accuracy_sentence(CAPSNET_ADV, CNN_ADV), N.detection_sentence(CAPSNET_ADV),
-                     N.auroc_sentence(CAPSNET_OOD, CNN_OOD)):
+    for sentence in (notes.accuracy_sentence(CAPSNET_ADV, CNN_ADV), notes.detection_sentence(CAPSNET_ADV),
+                     notes.auroc_sentence(CAPSNET_OOD, CNN_OOD)):
         assert sentence in said
     assert "the CNN is ahead at eps 0.05" in said and "the CNN is ahead with its max softmax" in said
     model = load_model(env / "capsnet-mnist.safetensors", "cpu")
     a, shown = answer(model, the_input(app), "pgd", 0.1)  # the defaults: PGD-20 at eps 0.1
     assert metric(app, "CapsNet attacked") == shown and metric(app, "Distance") == f"{a.distance_after:.2f}"
     scores = outliers.image_scores(model, the_input(app))
-    assert N.score_sentence("max_length", scores["max_length"], CAPSNET_OOD) in said
+    assert notes.score_sentence("max_length", scores["max_length"], CAPSNET_OOD) in said
 
 
 def test_the_detector_uses_the_shipped_threshold(env):

@@ -22,10 +22,11 @@ def sample_pairs(samples):
 
 def expected_pair(model, merged_u8, iterations: int = 3) -> tuple[str, str]:
     """The two longest capsules of ``model`` for a pair, as the page's metrics show them."""
-    from capsules import analysis as A
+    from capsules import analysis
 
-    res = A.analyse(model, merged_u8.numpy() if hasattr(merged_u8, "numpy") else merged_u8, iterations=iterations)
-    a, b = A.longest(res.lengths, 2)
+    merged = merged_u8.numpy() if hasattr(merged_u8, "numpy") else merged_u8
+    res = analysis.analyse(model, merged, iterations=iterations)
+    a, b = analysis.longest(res.lengths, 2)
     return f"{a} ({res.lengths[a]:.2f})", f"{b} ({res.lengths[b]:.2f})"
 
 
@@ -67,10 +68,10 @@ def test_the_two_digit_page_reads_a_pair_with_its_checkpoint(monkeypatch, tmp_pa
     app.slider(key="iterations").set_value(3).run()
     app.session_state["pair_view"] = "Reconstructions (Fig. 5)"
     app.run()
-    from capsules import analysis as A
+    from capsules import analysis
 
-    res = A.analyse(model, pairs.merged[0].numpy())
-    last = A.longest(res.lengths)[-1]
+    res = analysis.analyse(model, pairs.merged[0].numpy())
+    last = analysis.longest(res.lengths)[-1]
     app.selectbox(key="absent_digit").set_value(last).run()
     assert not app.exception
     titles = [a_["text"] for a_ in charts(app)["fig_pair"]["layout"]["annotations"]]

@@ -36,19 +36,19 @@ def test_missing_dataset_names_the_fetch_command(tmp_path):
 
 
 def test_one_data_folder_lookup_explicit_then_environment_then_beside_the_clone_then_cache(tmp_path, monkeypatch):
-    import capsules.data.mnist as D
+    from capsules.data import mnist
 
     shared, cache = tmp_path / "shared" / "data", tmp_path / "cache"
-    monkeypatch.setattr(D, "BESIDE_CHECKOUT", shared)
+    monkeypatch.setattr(mnist, "BESIDE_CHECKOUT", shared)
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.delenv("CAPSULES_DATA", raising=False)
-    assert D.resolve_data_dir(beside_checkout=True) == cache / "capsules" / "data"  # no shared/data
+    assert mnist.resolve_data_dir(beside_checkout=True) == cache / "capsules" / "data"  # no shared/data
     shared.mkdir(parents=True)
-    assert D.resolve_data_dir(beside_checkout=True) == shared
-    assert D.resolve_data_dir() == cache / "capsules" / "data", "the library's own default is the cache"
+    assert mnist.resolve_data_dir(beside_checkout=True) == shared
+    assert mnist.resolve_data_dir() == cache / "capsules" / "data", "the library's own default is the cache"
     monkeypatch.setenv("CAPSULES_DATA", str(tmp_path / "env"))
-    assert D.resolve_data_dir(beside_checkout=True) == tmp_path / "env"
-    assert D.resolve_data_dir(tmp_path / "given", beside_checkout=True) == tmp_path / "given"
+    assert mnist.resolve_data_dir(beside_checkout=True) == tmp_path / "env"
+    assert mnist.resolve_data_dir(tmp_path / "given", beside_checkout=True) == tmp_path / "given"
 
 
 def test_corrupt_dataset_file_is_named_with_md5(tmp_path, data_dir):

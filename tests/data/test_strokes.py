@@ -107,9 +107,9 @@ def test_malformed_strokes_raise_saying_what_was_expected(strokes, kwargs, messa
 
 
 def test_too_many_points_are_refused(monkeypatch):
-    import capsules.data.strokes as P
+    import capsules.data.strokes
 
-    monkeypatch.setattr(P, "MAX_POINTS", 10)
+    monkeypatch.setattr(capsules.data.strokes, "MAX_POINTS", 10)
     rasterise_strokes([{"pen": 0, "xy": list(range(20))}], PAD, WIDTH)  # 10 points: fine
     with pytest.raises(ImageError, match="more than 10 points"):
         rasterise_strokes([{"pen": 0, "xy": list(range(12))}] * 2, PAD, WIDTH)

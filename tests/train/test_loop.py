@@ -148,15 +148,15 @@ def test_unwritable_output_is_reported_before_training(tmp_path, data_dir):
 
 
 def test_nan_loss_stops_training_and_keeps_checkpoints(tmp_path, data_dir, monkeypatch):
-    import capsules.train.loop as T
+    from capsules.train import loop
 
-    real = T._train_step
+    real = loop._train_step
 
     def poisoned(*args, **kwargs):
         loss, correct = real(*args, **kwargs)
         return loss * float("nan"), correct
 
-    monkeypatch.setattr(T, "_train_step", poisoned)
+    monkeypatch.setattr(loop, "_train_step", poisoned)
     with pytest.raises(TrainingError, match="nan"):
         train(TrainConfig(out=str(tmp_path / "run"), data_dir=str(data_dir), train_subset=64,
                           test_subset=10, batch_size=32, epochs=1))
@@ -186,10 +186,10 @@ def test_train_cli_documents_every_option():
 def test_full_disk_is_reported_before_training(tmp_path, data_dir, monkeypatch):
     import collections
 
-    import capsules.train.state as T
+    from capsules.train import state
 
     usage = collections.namedtuple("usage", "total used free")
-    monkeypatch.setattr(T.shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 5 * 2**20, 5 * 2**20))
+    monkeypatch.setattr(state.shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 5 * 2**20, 5 * 2**20))
     with pytest.raises(TrainingError, match="only 5 MiB free"):
         train(TrainConfig(out=str(tmp_path / "run"), data_dir=str(data_dir)))
     assert not (tmp_path / "run" / "state.safetensors").exists()
@@ -243,21 +243,23 @@ AMD_NO_AVX512 = "vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 fma\n"
 
 def test_auto_is_bf16_on_a_gpu_that_has_it_and_on_a_cpu_measured_faster_in_it(monkeypatch):
     """Whatever this machine's CPU: its native bf16 and its /proc/cpuinfo are mocked."""
-    from capsules import device as D
+    from capsules import device as precision_rules
 
-    assert D.cpu_prefers_bf16(AMD_ZEN4) and not D.cpu_prefers_bf16(INTEL_NO_AMX)
-    assert not D.cpu_prefers_bf16(AMD_NO_AVX512) and not D.cpu_prefers_bf16("")
-    assert not D.cpu_prefers_bf16(AMD_ZEN4.replace("avx512_bf16", "avx512_bf16x"))  # a whole flag, not a prefix
-    cpu, gpu, rule = torch.device("cpu"), torch.device("cuda", 0), D.cpu_prefers_bf16
+    assert precision_rules.cpu_prefers_bf16(AMD_ZEN4) and not precision_rules.cpu_prefers_bf16(INTEL_NO_AMX)
+    assert not precision_rules.cpu_prefers_bf16(AMD_NO_AVX512) and not precision_rules.cpu_prefers_bf16("")
+    assert not precision_rules.cpu_prefers_bf16(AMD_ZEN4.replace("avx512_bf16", "avx512_bf16x"))  # a whole flag
+    cpu, gpu, rule = torch.device("cpu"), torch.device("cuda", 0), precision_rules.cpu_prefers_bf16
     for native, info in ((True, AMD_ZEN4), (True, INTEL_NO_AMX), (False, AMD_ZEN4), (False, AMD_NO_AVX512)):
-        monkeypatch.setattr(D, "bf16_supported", lambda device, native=native: native)
-        monkeypatch.setattr(D, "cpu_prefers_bf16", lambda info=info: rule(info))
-        assert D.resolve_precision("auto", cpu) == ("bf16" if native and info is AMD_ZEN4 else "fp32")
-        assert D.resolve_precision("auto", gpu) == ("bf16" if native else "fp32")
-        assert D.resolve_precision("auto", cpu, saved=True) == ("bf16" if native else "fp32")  # the old rule
-        assert D.resolve_precision("bf16", cpu) == "bf16" and D.resolve_precision("fp32", gpu) == "fp32"
+        monkeypatch.setattr(precision_rules, "bf16_supported", lambda device, native=native: native)
+        monkeypatch.setattr(precision_rules, "cpu_prefers_bf16", lambda info=info: rule(info))
+        assert precision_rules.resolve_precision("auto", cpu) == ("bf16" if native and info is AMD_ZEN4 else "fp32")
+        assert precision_rules.resolve_precision("auto", gpu) == ("bf16" if native else "fp32")
+        # the old rule
+        assert precision_rules.resolve_precision("auto", cpu, saved=True) == ("bf16" if native else "fp32")
+        assert precision_rules.resolve_precision("bf16", cpu) == "bf16"
+        assert precision_rules.resolve_precision("fp32", gpu) == "fp32"
     with pytest.raises(ValueError, match="precision must be one of"):
-        D.resolve_precision("fp8", cpu)
+        precision_rules.resolve_precision("fp8", cpu)
 
 
 @pytest.mark.slow
@@ -265,10 +267,10 @@ def test_a_run_keeps_the_precision_auto_gave_it_when_it_resumes(data_dir, tmp_pa
     """A run started with auto records what auto chose (fp32 on a CPU not measured faster in bf16)
     and resumes in it; a run saved with "auto" itself (before runs recorded the choice) resumes by
     the rule it trained under, bf16 wherever native."""
-    from capsules import device as D
+    from capsules import device as precision_rules
 
-    monkeypatch.setattr(D, "bf16_supported", lambda device: True)
-    monkeypatch.setattr(D, "cpu_prefers_bf16", lambda: False)
+    monkeypatch.setattr(precision_rules, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(precision_rules, "cpu_prefers_bf16", lambda: False)
     common = dict(data_dir=str(data_dir), train_subset=64, test_subset=16, batch_size=32, eval_batch_size=16)
     first = train(TrainConfig(out=str(tmp_path / "run"), epochs=1, **common))
     assert first["precision"] == "fp32" and first["train_config"]["precision"] == "fp32"

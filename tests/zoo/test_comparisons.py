@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from capsules import zoo as Z
+from capsules import zoo
 from tests.zoo.helpers import fake
 
 
@@ -15,16 +15,17 @@ def fake_results(path: Path, correct: dict[int, int], *, random: float = 99.5, c
     """Test-set experiments beside a fake shipped model, as capsules.experiments writes them."""
     import hashlib
 
-    from capsules import experiments as E
+    from capsules import experiments
 
-    results = {"format": E.FORMAT, "version": E.VERSION, "kind": "capsules.capsnet", "test_images": 10000,
+    results = {"format": experiments.FORMAT, "version": experiments.VERSION, "kind": "capsules.capsnet",
+               "test_images": 10000,
                "checkpoint_sha256": sha or hashlib.sha256(path.read_bytes()).hexdigest(),
                "iterations_correct": {str(k): correct.get(k, 9900) for k in range(1, 11)},
                "ablations": {"random": {"accuracy": random}, "class_mean": {"accuracy": class_mean}}}
     if paired is not None:  # right answers turned wrong, wrong ones right, against k = 1
         results["dynamics"] = {"right_to_wrong_from_k1": [paired.get(k, (0, 0))[0] for k in range(1, 11)],
                                "wrong_to_right_from_k1": [paired.get(k, (0, 0))[1] for k in range(1, 11)]}
-    E.results_path(path).write_text(json.dumps(results))
+    experiments.results_path(path).write_text(json.dumps(results))
 
 
 def test_routing_at_inference_across_the_zoo(tmp_path):
@@ -36,7 +37,7 @@ def test_routing_at_inference_across_the_zoo(tmp_path):
     fake_results(fake(tmp_path, "capsnet-mnist-r3-norecon", recon=0.0), {1: 9943}, sha="0" * 64)  # other weights
     fake(tmp_path, "cnn-mnist", kind="cnn")
     fake_results(fake(tmp_path, "capsnet-multimnist", dataset="multimnist"), {1: 6000})
-    table = Z.routing_at_inference(Z.list_shipped(tmp_path))
+    table = zoo.routing_at_inference(zoo.list_shipped(tmp_path))
     assert [m.name for m, _ in table.models] == ["capsnet-mnist-r1", "capsnet-mnist-r3", "capsnet-mnist"]
     rows = table.records()
     assert rows[0] == {"model": "capsnet-mnist-r1", "trained with": "r = 1, with reconstruction", "epochs": "10",
@@ -44,7 +45,7 @@ def test_routing_at_inference_across_the_zoo(tmp_path):
                        "random c": "99.46%", "class-mean c": "99.46%"}
     assert rows[2]["k = 3"] == "99.56% (own)" and rows[2]["k = 1 (uniform c)"] == "99.60%" and rows[2]["epochs"] == "29"
     md = table.markdown().splitlines()
-    assert md[0] == "| " + " | ".join(Z.ROUTING_COLUMNS) + " |" and len(md) == 5
+    assert md[0] == "| " + " | ".join(zoo.ROUTING_COLUMNS) + " |" and len(md) == 5
     summary = table.summary
     assert ("Trained with r = 1 (capsnet-mnist-r1): k = 3 at inference, more than trained with, against their own "
             "k = 1: \u22120.04 points (routing ahead in 0 of 1); the difference is within the noise") in summary
@@ -56,7 +57,7 @@ def test_routing_at_inference_across_the_zoo(tmp_path):
             ) in summary
     assert ("k = 10 against k = 1: \u22120.50, \u22120.10 points (routing ahead in 0 of 2); beyond the noise (95% "
             "intervals apart) for capsnet-mnist-r3, within it for capsnet-mnist.") in summary
-    assert Z.routing_at_inference([]).summary == "No shipped MNIST CapsNet has its test-set experiments yet."
+    assert zoo.routing_at_inference([]).summary == "No shipped MNIST CapsNet has its test-set experiments yet."
 
 
 def test_routing_at_inference_judges_the_noise_on_the_changed_predictions(tmp_path):
@@ -66,7 +67,7 @@ def test_routing_at_inference_judges_the_noise_on_the_changed_predictions(tmp_pa
     fake_results(fake(tmp_path, "capsnet-mnist", epoch=29), {1: 9960, 3: 9956, 10: 9950},
                  paired={3: (4, 0), 10: (10, 0)})
     fake_results(fake(tmp_path, "capsnet-mnist-r3"), {1: 9950, 3: 9946, 10: 9946}, paired={3: (6, 2), 10: (5, 1)})
-    summary = Z.routing_at_inference(Z.list_shipped(tmp_path)).summary
+    summary = zoo.routing_at_inference(zoo.list_shipped(tmp_path)).summary
     assert ("own routing (k = 3) against uniform coupling (k = 1): \u22120.04, \u22120.04 points (routing ahead in 0 "
             "of 2); changed predictions, right \u2192 wrong / wrong \u2192 right: 6/2, 4/0 (exact McNemar p = 0.29, "
             "0.12); every difference is within the noise (p \u2265 0.05).") in summary
@@ -75,7 +76,7 @@ def test_routing_at_inference_judges_the_noise_on_the_changed_predictions(tmp_pa
             "(p < 0.05) for capsnet-mnist, within it for capsnet-mnist-r3.") in summary
     # one model without the changed predictions (results computed before they were recorded): intervals for all
     fake_results(fake(tmp_path, "capsnet-mnist-r3-norecon", recon=0.0), {1: 9943, 3: 9939})
-    assert "(95% intervals overlap)" in Z.routing_at_inference(Z.list_shipped(tmp_path)).summary
+    assert "(95% intervals overlap)" in zoo.routing_at_inference(zoo.list_shipped(tmp_path)).summary
 
 
 def fake_robustness(path: Path, hits: dict[str, list[list[bool]]], *, kind: str = "capsules.capsnet",
@@ -84,20 +85,20 @@ def fake_robustness(path: Path, hits: dict[str, list[list[bool]]], *, kind: str 
     curve is each point's share of digits right, the per-image counts each digit's points right."""
     import hashlib
 
-    from capsules import experiments as E
+    from capsules import experiments
     from capsules.analysis.transforms import TRANSFORMS
 
     values = {"rotate": [-10.0, 0.0, 10.0], "scale": [0.9, 1.0, 1.1], "shear": [-10.0, 0.0, 10.0],
               "shift_x": [-2.0, 0.0, 2.0]}
     n = len(next(iter(hits.values())))
-    results = {"format": E.FORMAT, "version": E.VERSION, "kind": kind, "test_images": 10000,
+    results = {"format": experiments.FORMAT, "version": experiments.VERSION, "kind": kind, "test_images": 10000,
                "checkpoint_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                "robustness": {k: [[v, 100 * sum(d[i] for d in hits[k]) / n] for i, v in enumerate(values[k])]
                               for k in values},
                "robustness_subset": n, "robustness_seed": seed, "robustness_units": {k: TRANSFORMS[k].unit for k in values}}
     if counts:
         results["robustness_right"] = {k: [sum(d) for d in hits[k]] for k in values}
-    E.results_path(path).write_text(json.dumps(results))
+    experiments.results_path(path).write_text(json.dumps(results))
 
 
 def test_robustness_against_the_cnn_tests_each_transform_on_the_same_digits(tmp_path):
@@ -114,11 +115,11 @@ def test_robustness_against_the_cnn_tests_each_transform_on_the_same_digits(tmp_
            "shift_x": [every] * n}
     main, other = fake(tmp_path, "capsnet-mnist", epoch=29), fake(tmp_path, "cnn-mnist", kind="cnn")
     fake_robustness(main, capsnet)
-    assert Z.robustness_against_cnn(Z.list_shipped(tmp_path)).cnn is None  # the CNN has no results yet
-    assert "no baseline CNN is shipped with robustness curves" in Z.robustness_against_cnn(
-        Z.list_shipped(tmp_path)).summary
+    assert zoo.robustness_against_cnn(zoo.list_shipped(tmp_path)).cnn is None  # the CNN has no results yet
+    assert "no baseline CNN is shipped with robustness curves" in zoo.robustness_against_cnn(
+        zoo.list_shipped(tmp_path)).summary
     fake_robustness(other, cnn, kind="capsules.baseline-cnn")
-    found = Z.robustness_against_cnn(Z.list_shipped(tmp_path))
+    found = zoo.robustness_against_cnn(zoo.list_shipped(tmp_path))
     assert found.capsnet[0].name == "capsnet-mnist" and found.cnn[0].name == "cnn-mnist"
     md = found.markdown().splitlines()
     assert md[0] == ("| transform | range | capsnet-mnist: \u2265 95% for | cnn-mnist: \u2265 95% for | capsnet-mnist: "
@@ -141,9 +142,9 @@ def test_robustness_against_the_cnn_tests_each_transform_on_the_same_digits(tmp_
             "shift (100.0% against 100.0%, p = 1).") in summary
 
     fake_robustness(other, cnn, kind="capsules.baseline-cnn", counts=False)  # computed before the counts
-    old = Z.robustness_against_cnn(Z.list_shipped(tmp_path))
+    old = zoo.robustness_against_cnn(zoo.list_shipped(tmp_path))
     assert "not recorded" in old.markdown() and "the difference is not tested" in old.summary
     fake_robustness(other, cnn, kind="capsules.baseline-cnn", seed=1)  # other digits: not compared
-    assert Z.robustness_against_cnn(Z.list_shipped(tmp_path)).cnn is None
+    assert zoo.robustness_against_cnn(zoo.list_shipped(tmp_path)).cnn is None
     main.with_suffix(".experiments.json").unlink()
-    assert Z.robustness_against_cnn(Z.list_shipped(tmp_path)) is None  # no results for the main model
+    assert zoo.robustness_against_cnn(zoo.list_shipped(tmp_path)) is None  # no results for the main model

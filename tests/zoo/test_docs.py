@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from capsules import zoo as Z
+from capsules import zoo
 from capsules.checkpoint import SHIPPED
 from capsules.zoo import docs
 
@@ -21,9 +21,9 @@ def test_the_docs_show_table_1_of_the_shipped_models(capsys):
     blocks = docs.texts(str(SHIPPED.parent))
     assert len(blocks) == 4  # the main model and the CNN ship their experiments, outliers and attacks too
     table, routing, robust, fooled = blocks
-    assert printed == "\n".join(blocks) and table.startswith(Z.table1().markdown())
-    assert routing.startswith(Z.routing_at_inference().markdown())
-    assert robust.startswith(Z.robustness_against_cnn().markdown())
+    assert printed == "\n".join(blocks) and table.startswith(zoo.table1().markdown())
+    assert routing.startswith(zoo.routing_at_inference().markdown())
+    assert robust.startswith(zoo.robustness_against_cnn().markdown())
     results_md = (ROOT / "docs" / "results.md").read_text()
     for text in (table, routing, robust):
         assert text.strip() in results_md, "docs/results.md is stale: run python -m capsules.zoo --update-docs"
