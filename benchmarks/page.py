@@ -3,7 +3,7 @@
     python -m benchmarks.page [--repeats 5] [--cold 3] [--json docs/bench-page.json] [--note TEXT]
 
 Starts ``streamlit run dashboard/app.py`` on a free localhost port and drives the system's
-chromium through the browser harness (:mod:`dashboard.browser`; nothing is downloaded).
+chromium through the browser harness (:mod:`benchmarks.browser`; nothing is downloaded).
 Measures, each from the browser's own event to what it shows (the page's clock,
 ``performance.now()``, so no round trip to this script is counted):
 
@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from dashboard import browser as harness
+from benchmarks import browser as harness
 
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"cold_start": 4.0, "page_load_to_prediction": 4.0, "pen_up_to_prediction": 0.3, "tab_settled": 0.6,

@@ -18,7 +18,7 @@ import io
 import sys
 from pathlib import Path
 
-from dashboard import browser as harness
+from benchmarks import browser as harness
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dashboard.browser import wait_idle
+from benchmarks.browser import wait_idle
 
 
 def other_hosts(requests: list[str], app_url: str) -> list[str]:

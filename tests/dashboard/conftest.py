@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dashboard.browser import CHROMIUM_ARGS, find_chromium, streamlit_server  # noqa: E402
+from benchmarks.browser import CHROMIUM_ARGS, find_chromium, streamlit_server  # noqa: E402
 from tests.dashboard.helpers import APP, SAMPLES  # noqa: E402
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.browser import (
+from benchmarks.browser import (
     STROKE_ONE, chart_boxes, clear_canvas, cut_off_texts, draw, find_canvas, metric_value, open_tab, overlap,
     wait_for_metric, wait_idle,
 )

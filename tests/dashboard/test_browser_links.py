@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from dashboard.browser import STROKE_SEVEN, draw, find_canvas, metric_value, open_tab, wait_idle
+from benchmarks.browser import STROKE_SEVEN, draw, find_canvas, metric_value, open_tab, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

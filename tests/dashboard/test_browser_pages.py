@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.browser import (
+from benchmarks.browser import (
     chart_boxes, clear_canvas, cut_off_texts, draw, find_canvas, metric_value, open_tab, overlap, wait_idle,
 )
 from tests.dashboard.browser_helpers import open_page, other_hosts

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.browser import (
+from benchmarks.browser import (
     CHROMIUM_ARGS, STROKE_ONE, STROKE_SEVEN, draw, find_canvas, find_chromium, free_port, metric_value,
     streamlit_server, wait_idle,
 )

@@ -266,7 +266,7 @@ def test_a_drawn_digit_attacked_at_eps_0_3_changes_the_capsnets_answer():
     from capsules.checkpoint import SHIPPED
     from capsules.data.drawing import convert
     from capsules.data.strokes import rasterise_strokes
-    from dashboard.browser import (
+    from benchmarks.browser import (
         CHROMIUM_ARGS, STROKE_SEVEN, draw, find_canvas, find_chromium, metric_value, streamlit_server, wait_idle,
     )
     from dashboard.url_state import decode_strokes
