@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from capsules import analysis
-from tests.analysis.trust_helpers import small_capsnet, small_cnn
+from tests.analysis.helpers import small_capsnet, small_cnn
 
 
 @pytest.fixture()

@@ -7,7 +7,7 @@ import torch
 from capsules import MarginLoss
 from capsules.analysis import attacks
 from capsules.analysis import outliers
-from tests.analysis.trust_helpers import images, small_capsnet, small_cnn
+from tests.analysis.helpers import images, small_capsnet, small_cnn
 
 
 def test_eps_zero_changes_nothing(model):

@@ -7,7 +7,7 @@ import torch
 from capsules import load_model
 from capsules.analysis import outliers
 from capsules.analysis import trust
-from tests.analysis.trust_helpers import ROOT, images, small_capsnet, small_cnn
+from tests.analysis.helpers import ROOT, images, small_capsnet, small_cnn
 
 
 def test_a_shipped_checkpoint_without_reconstruction_refuses_distances():

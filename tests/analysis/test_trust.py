@@ -15,7 +15,7 @@ from capsules.analysis import trust
 from capsules.data import DatasetError
 from capsules.data.fashion import CLASSES, INSTALL, load_fashion
 from capsules.experiments import main, merge_results, parse_sections, read_results, save_results
-from tests.analysis.trust_helpers import ROOT, small_capsnet, small_cnn
+from tests.analysis.helpers import ROOT, small_capsnet, small_cnn
 
 
 def test_sections_of_a_capsnet_and_a_cnn():

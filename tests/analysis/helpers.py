@@ -1,4 +1,4 @@
-"""What the attack, outlier and trust tests share: small seeded models and images."""
+"""What the analysis tests share: small seeded models of each kind and images with exact 0s and 1s."""
 
 from pathlib import Path
 
