@@ -1,5 +1,5 @@
 """Fixtures of the dashboard's tests: the model and the samples the app loads, an opened app; for the
-browser tests one chromium and one server."""
+browser tests a chromium and a server per module."""
 
 from __future__ import annotations
 
@@ -80,9 +80,9 @@ def _missing(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One chromium for every browser test (skipped without it, a failure under CAPSULES_REQUIRE_BROWSER=1)."""
+    """One chromium for a module's browser tests (skipped without it, a failure under CAPSULES_REQUIRE_BROWSER=1)."""
     chromium = find_chromium()
     if chromium is None:
         _missing("no chromium executable found (/usr/bin/chromium or $CAPSULES_CHROMIUM)")
@@ -98,9 +98,10 @@ def browser():
             b.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def app_url():
-    """One `streamlit run` of the dashboard for the browser tests that need no other set-up."""
+    """One `streamlit run` of the dashboard for a module's browser tests (closed with the module, so that
+    no idle page or server is left running beside the next module's)."""
     env = {"CAPSULES_DEVICE": os.environ.get("CAPSULES_DEVICE", "cpu")}
     with streamlit_server(env=env, timeout=120) as url:  # terminated on exit, also on failure
         yield url

@@ -102,7 +102,7 @@ def test_upload_a_photo_and_a_broken_file(browser, app_url):
     from capsules.data.drawing import to_mnist
     from capsules.data.uploads import load_image
 
-    with np.load(SHIPPED.parents[2] / "dashboard" / "samples.npz", allow_pickle=False) as z:
+    with np.load(SHIPPED.parents[1] / "dashboard" / "samples.npz", allow_pickle=False) as z:
         k = int(np.flatnonzero(z["labels"] == 3)[0])
         digit = z["images"][k]
     scan = 255 - np.kron(digit, np.ones((8, 8), np.uint8))  # 224x224, dark ink on white

@@ -67,7 +67,7 @@ def test_a_misclassified_digit_opens_in_the_explorer(browser, app_url):
     assert results is not None, "the shipped checkpoint's experiments JSON is missing or stale"
     error = results["errors"][0]
     idx = error["index"]
-    with np.load(SHIPPED.parents[2] / "dashboard" / "samples.npz", allow_pickle=False) as z:
+    with np.load(SHIPPED.parents[1] / "dashboard" / "samples.npz", allow_pickle=False) as z:
         image = z["images"][int(np.flatnonzero(z["indices"] == idx)[0])]
     res = analysis.analyse(load_model(SHIPPED, "cpu"), image)
     expected = f"{res.prediction} ({res.confidence:.2f})"
