@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
 
 import torch
@@ -77,17 +78,22 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
+@functools.cache
+def _cpuinfo() -> str:
+    """``/proc/cpuinfo``, read once (``train_step`` resolves its precision at every step); empty off Linux."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def cpu_prefers_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this is a CPU on which this project's training step was measured faster in bf16:
     an AMD CPU with AVX512-BF16 (Zen 4: 1.7-2.1x fp32). An Intel Xeon with AVX512-BF16 but no AMX
     measured 0.8x, and a CPU without native bf16 has none to use (docs/speed.md). ``cpuinfo``: the
     text of ``/proc/cpuinfo`` (read when None; False where there is none, off Linux)."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return False
+    cpuinfo = _cpuinfo() if cpuinfo is None else cpuinfo
     flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
     return "AuthenticAMD" in cpuinfo and "avx512_bf16" in flags
 
