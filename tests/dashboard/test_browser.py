@@ -177,10 +177,6 @@ def test_every_view_fits_and_nothing_comes_from_another_host(browser, app_url, w
                 tf_pair = chart_boxes(page, "Transformed (")
                 first, second = (tf_pair["annotations"][k] for k in sorted(tf_pair["annotations"]))
                 assert not overlap(first, second), tf_pair["annotations"]
-                # the sweep is drawn last, after the tab's first call into torchvision's affine
-                page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')]"
-                                       ".some(t => t.textContent.includes('Pose of capsule'))", timeout=60_000)
-                wait_idle(page)
                 sweep = chart_boxes(page, "Pose of capsule")
                 pose_legend, digit_legend = sorted(sweep["legends"], key=lambda b: b["y0"])
                 assert not overlap(pose_legend, digit_legend)
