@@ -229,6 +229,17 @@ def chart_boxes(page, marker: str) -> dict | None:
     )
 
 
+def wait_for_chart(page, marker: str, timeout_s: float = 60.0) -> dict:
+    """``chart_boxes(page, marker)`` once that chart is on the page (a chart drawn late, after a
+    slow first call, may not be there yet); raises TimeoutError naming the marker otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while (boxes := chart_boxes(page, marker)) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no chart titled or annotated {marker!r} after {timeout_s:.0f} s")
+        page.wait_for_timeout(250)
+    return boxes
+
+
 def overlap(a: dict, b: dict) -> bool:
     """Whether two screen boxes ({x0, x1, y0, y1}) intersect."""
     return a["x0"] < b["x1"] and b["x0"] < a["x1"] and a["y0"] < b["y1"] and b["y0"] < a["y1"]

@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks.browser import (
     STROKE_ONE, chart_boxes, clear_canvas, cut_off_texts, draw, find_canvas, metric_value, open_tab, overlap,
-    wait_for_metric, wait_idle,
+    wait_for_chart, wait_for_metric, wait_idle,
 )
 from tests.dashboard.browser_helpers import open_page, other_hosts
 
@@ -177,7 +177,7 @@ def test_every_view_fits_and_nothing_comes_from_another_host(browser, app_url, w
                 tf_pair = chart_boxes(page, "Transformed (")
                 first, second = (tf_pair["annotations"][k] for k in sorted(tf_pair["annotations"]))
                 assert not overlap(first, second), tf_pair["annotations"]
-                sweep = chart_boxes(page, "Pose of capsule")
+                sweep = wait_for_chart(page, "Pose of capsule")  # drawn last
                 pose_legend, digit_legend = sorted(sweep["legends"], key=lambda b: b["y0"])
                 assert not overlap(pose_legend, digit_legend)
         assert other_hosts(requests, app_url) == []  # nothing asked of another host
