@@ -3,22 +3,28 @@ that every session starts it first and the same command goes on after any stop:
 
     mkdir -p ~/capsules-runs && nohup python scripts/train_queue.py > ~/capsules-runs/queue.out 2>&1 &
 
-1. MultiMNIST recipe arms (docs/training.md, "Recipe comparison"): each arm trains on the same
-   25,600 fresh pairs (one epoch of the first 25,600 training digits) and is scored on the same
-   5,000 validation pairs, built from the last 5,000 training digits, which no arm trains on.
-2. The long MultiMNIST run of the arm with the lowest validation error (ties: the earlier arm),
-   one epoch at a time (55,000 fresh pairs), until the validation error is at most
-   ``GOAL_ERROR``; its log and state in ``<runs>/multimnist``. ``--precision`` sets the precision
-   it starts in (it resumes in it): fp32 by default; bf16 on a CPU where it is faster
-   (``python -m benchmarks.steps``: 1.7-3x on an AMD Zen 4, 0.8x on an Intel Xeon without AMX).
-3. The baseline CNN on the paper's recipe (the zoo's: Adam 1e-3 decayed x0.9 an epoch, 2-pixel
+1. The baseline CNN on the paper's recipe (the zoo's: Adam 1e-3 decayed x0.9 an epoch, 2-pixel
    shifts, dropout), scored on the 5,000 validation digits, one epoch at a time until its
    validation accuracy has not improved for ``CNN_PATIENCE`` epochs (or ``CNN_EPOCHS``); in
-   ``<runs>/cnn``.
+   ``<runs>/cnn``. It goes first since 2026-12-04: the long MultiMNIST run was at 21.7%
+   validation error after four sessions, and its curve puts 10% 155-276 epochs away (docs/training.md,
+   "The long MultiMNIST run"), while the CNN's goal is a few sessions away.
+2. MultiMNIST recipe arms, with ``--arms`` only (docs/training.md, "Recipe comparison"): each arm
+   trains on the same 25,600 fresh pairs (one epoch of the first 25,600 training digits) and is
+   scored on the same 5,000 validation pairs, built from the last 5,000 training digits, which no
+   arm trains on.
+3. The long MultiMNIST run of the arm with the lowest validation error (ties: the earlier arm),
+   one epoch at a time (55,000 fresh pairs), until the validation error is at most
+   ``GOAL_ERROR``; its log and state in ``<runs>/multimnist``.
+
+``--precision`` sets the precision a run starts in (it resumes in it): ``auto`` by default, the
+training's own rule: bf16 on an AMD CPU with AVX512-BF16, where it was measured faster
+(``python -m benchmarks.steps``: 2x on an AMD Zen 4, 0.8x on an Intel Xeon without AMX), else fp32.
 
 Nothing is shipped by the queue: ship the long run's last epoch at the end of a session when its
 validation error improved on the shipped model's (``python -m capsules.ship
-<runs>/multimnist/last.safetensors``; the ship script measures the test error once). Options:
+<runs>/multimnist/last.safetensors``; the ship script measures the test error once; the CNN's likewise, ``<runs>/cnn/last.safetensors``, which
+also recomputes its experiments). Options:
 ``--runs DIR`` (default ``$CAPSULES_RUNS`` or ``~/capsules-runs``), ``--dry-run`` (print the
 commands).
 """
@@ -115,10 +121,53 @@ def train(runs: Path, name: str, args: list[str], dry_run: bool) -> None:
         sys.exit(code)
 
 
+def train_cnn(runs: Path, precision: str, dry_run: bool) -> None:
+    """The baseline CNN, an epoch at a time, until ``CNN_PATIENCE`` epochs without a better
+    validation accuracy (or ``CNN_EPOCHS``)."""
+    while True:
+        curve = records(runs / "cnn")
+        best = max(range(len(curve)), key=lambda k: curve[k]["val_accuracy"], default=-1)
+        if curve and (len(curve) - 1 - best >= CNN_PATIENCE or len(curve) >= CNN_EPOCHS):
+            log(runs, f"cnn done: epoch {len(curve)}, best validation accuracy {curve[best]['val_accuracy']}% "
+                      f"at epoch {best + 1}")
+            return
+        train(runs, "cnn", [*CNN, *starting(runs / "cnn", precision), "--epochs", str(len(curve) + 1)], dry_run)
+        if dry_run:
+            return
+
+
+def train_multimnist(runs: Path, precision: str, arms: bool, dry_run: bool) -> None:
+    """The recipe arms (with ``arms``), then the long MultiMNIST run of the winner, an epoch at a
+    time, until ``GOAL_ERROR`` (or ``LONG_EPOCHS``)."""
+    winner = DECIDED
+    if arms:
+        scores = {}
+        for name, recipe in ARMS.items():
+            out = runs / "arms" / name
+            if (last_record(out) or {}).get("epoch") != 1:
+                train(runs, f"arms/{name}", [*COMMON, *recipe, *ARM_DATA], dry_run)
+            scores[name] = (last_record(out) or {}).get("val_error", float("inf"))
+        winner = min(scores, key=scores.get)  # dicts keep the arms' order: a tie goes to the earlier
+        log(runs, "arms (validation error %): " + ", ".join(f"{k} {v}" for k, v in scores.items())
+            + f"; the long run takes {winner}")
+
+    long_args = [*COMMON, *ARMS[winner], *LONG_EXTRA.get(winner, []), *starting(runs / "multimnist", precision)]
+    if not (runs / "multimnist" / "state.safetensors").exists():
+        long_args = continue_shipped(long_args)
+    while True:
+        record = last_record(runs / "multimnist") or {}
+        if record.get("val_error", 100.0) <= GOAL_ERROR or record.get("epoch", 0) >= LONG_EPOCHS:
+            log(runs, f"multimnist done: epoch {record.get('epoch')}, validation error {record.get('val_error')}%")
+            return
+        train(runs, "multimnist", [*long_args, "--epochs", str(record.get("epoch", 0) + 1)], dry_run)
+        if dry_run:
+            return
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", default=os.environ.get("CAPSULES_RUNS", str(Path.home() / "capsules-runs")))
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="the precision a new long run starts in (a resumed one keeps its own)")
     parser.add_argument("--arms", action="store_true",
                         help=f"run the recipe arms again (else the long run takes {DECIDED}, their measured winner)")
@@ -128,41 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     runs.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
-    winner = DECIDED
-    if args.arms:
-        scores = {}
-        for name, recipe in ARMS.items():
-            out = runs / "arms" / name
-            if (last_record(out) or {}).get("epoch") != 1:
-                train(runs, f"arms/{name}", [*COMMON, *recipe, *ARM_DATA], args.dry_run)
-            scores[name] = (last_record(out) or {}).get("val_error", float("inf"))
-        winner = min(scores, key=scores.get)  # dicts keep the arms' order: a tie goes to the earlier
-        log(runs, "arms (validation error %): " + ", ".join(f"{k} {v}" for k, v in scores.items())
-            + f"; the long run takes {winner}")
-
-    long_args = [*COMMON, *ARMS[winner], *LONG_EXTRA.get(winner, []), *starting(runs / "multimnist", args.precision)]
-    if not (runs / "multimnist" / "state.safetensors").exists():
-        long_args = continue_shipped(long_args)
-    while True:
-        record = last_record(runs / "multimnist") or {}
-        if record.get("val_error", 100.0) <= GOAL_ERROR or record.get("epoch", 0) >= LONG_EPOCHS:
-            log(runs, f"multimnist done: epoch {record.get('epoch')}, validation error {record.get('val_error')}%")
-            break
-        train(runs, "multimnist", [*long_args, "--epochs", str(record.get("epoch", 0) + 1)], args.dry_run)
-        if args.dry_run:
-            break
-
-    while True:
-        curve = records(runs / "cnn")
-        best = max(range(len(curve)), key=lambda k: curve[k]["val_accuracy"], default=-1)
-        if curve and (len(curve) - 1 - best >= CNN_PATIENCE or len(curve) >= CNN_EPOCHS):
-            log(runs, f"cnn done: epoch {len(curve)}, best validation accuracy {curve[best]['val_accuracy']}% "
-                      f"at epoch {best + 1}")
-            break
-        train(runs, "cnn", [*CNN, *starting(runs / "cnn", args.precision), "--epochs", str(len(curve) + 1)],
-              args.dry_run)
-        if args.dry_run:
-            break
+    train_cnn(runs, args.precision, args.dry_run)
+    train_multimnist(runs, args.precision, args.arms, args.dry_run)
     return 0
 
 
