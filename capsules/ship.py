@@ -48,7 +48,6 @@ from .checkpoint import (MAX_SHIPPED_BYTES, SHIPPED, CheckpointError, encoded_by
 from .data import DatasetError, load_mnist, load_multimnist_test
 from .device import DEVICE_HELP, describe, pick_device
 from .evaluate import EvalResult, TwoDigitResult, evaluate, evaluate_multimnist
-from .train import source_record
 from .zoo import KIND_NAMES, dataset_of
 
 SHIPPABLE = ("last.safetensors", "last-ema.safetensors")
@@ -64,26 +63,6 @@ def target(model, name: str | None) -> Path:
         raise CheckpointError(f"--name {name}: a shipped name is {prefix} or {prefix}-<variant> "
                               "(this checkpoint's model and data set, then lower-case letters, digits, dashes)")
     return CHECKPOINTS / f"{name or prefix}.safetensors"
-
-
-def complete_source(info: dict) -> dict:
-    """``info`` with its ``init_from`` record (a run started from another checkpoint's weights)
-    completed from that checkpoint's own JSON, when the file is still the one the run started from
-    (the same sha256; a relative path from the repository, else from here): a run started
-    before :data:`capsules.train.SOURCE_KEYS` named the time, hardware and history of the starting
-    weights recorded less of them, and the shipped model may replace that very file. Else as it is."""
-    source = info.get("init_from")
-    if not isinstance(source, dict) or not isinstance(source.get("path"), str):
-        return info
-    path = Path(source["path"])
-    for candidate in dict.fromkeys([path] if path.is_absolute() else [ROOT / path, path]):
-        try:
-            theirs = read_metadata(candidate)
-        except (CheckpointError, OSError):
-            continue
-        if theirs and theirs.get("sha256") == source.get("sha256"):
-            return {**info, "init_from": {**source_record(source["path"], theirs), **source}}
-    return info
 
 
 def full_test_score(model, data_dir: str | None) -> EvalResult | TwoDigitResult:
@@ -173,7 +152,7 @@ def ship(src: Path, name: str | None = None, *, data_dir: str | None = None, dev
         dtype = check["weights_dtype"] = storage_rule(
             src, n_correct(full), full.total, {k: file_bytes(model, k) for k in ("fp16", "int8")}, correct_of)
         shipped, result = scores[dtype]
-    info = portable({**complete_source(model.metadata), **{f"test_{k}": v for k, v in result.fields().items()},
+    info = portable({**model.metadata, **{f"test_{k}": v for k, v in result.fields().items()},
                      "shipped_from": str(src), "source_sha256": model.metadata.get("sha256"),
                      "half_precision_check": check})  # no folder of this machine
     save_model(shipped, dest, info, weights_dtype=dtype)
