@@ -42,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MNIST_MODEL = "checkpoints/capsnet-mnist.safetensors"
 MULTIMNIST_MODEL = "checkpoints/capsnet-multimnist.safetensors"
+CNN_MODEL = "checkpoints/cnn-mnist.safetensors"
 GOAL_ERROR = 10.0  # percent of validation pairs not both right
 CNN_PATIENCE, CNN_EPOCHS = 3, 30
 CNN = ["--model", "cnn", "--validation", "5000", "--seed", "0"]
@@ -82,12 +83,12 @@ def starting(out: Path, precision: str) -> list[str]:
     return [] if (out / "state.safetensors").exists() else ["--precision", precision]
 
 
-def continue_shipped(long_args: list[str]) -> list[str]:
-    """The long run's recipe for a run folder that is gone: when the shipped MultiMNIST CapsNet is a
-    piece of this long run (its JSON records the same validation split), the new run warm-starts from
-    it at the learning rate the next epoch would have had, so a lost folder loses at most the
-    piece since the last ship; else ``long_args`` as they are."""
-    meta = ROOT / MULTIMNIST_MODEL
+def continue_shipped(long_args: list[str], shipped: str) -> list[str]:
+    """A run's recipe for a run folder that is gone: when the ``shipped`` model is a piece of this
+    run (its JSON records the same validation split), the new run warm-starts from it at the
+    learning rate the next epoch would have had, so a lost folder loses at most the piece since
+    the last ship; else ``long_args`` as they are."""
+    meta = ROOT / shipped
     try:
         info = json.loads(meta.with_suffix(".json").read_text())
     except (OSError, ValueError):
@@ -100,7 +101,7 @@ def continue_shipped(long_args: list[str]) -> list[str]:
     for option in ("--init-from", "--lr"):  # replaced below
         if option in args:
             del args[args.index(option):args.index(option) + 2]
-    return [*args, "--init-from", MULTIMNIST_MODEL, "--lr", lr]
+    return [*args, "--init-from", shipped, "--lr", lr]
 
 
 def train(runs: Path, name: str, args: list[str], dry_run: bool) -> None:
@@ -123,7 +124,11 @@ def train(runs: Path, name: str, args: list[str], dry_run: bool) -> None:
 
 def train_cnn(runs: Path, precision: str, dry_run: bool) -> None:
     """The baseline CNN, an epoch at a time, until ``CNN_PATIENCE`` epochs without a better
-    validation accuracy (or ``CNN_EPOCHS``)."""
+    validation accuracy (or ``CNN_EPOCHS``); a run folder that is gone continues from the shipped
+    CNN when that is a piece of this run."""
+    args = [*CNN, *starting(runs / "cnn", precision)]
+    if not (runs / "cnn" / "state.safetensors").exists():
+        args = continue_shipped(args, CNN_MODEL)
     while True:
         curve = records(runs / "cnn")
         best = max(range(len(curve)), key=lambda k: curve[k]["val_accuracy"], default=-1)
@@ -131,7 +136,7 @@ def train_cnn(runs: Path, precision: str, dry_run: bool) -> None:
             log(runs, f"cnn done: epoch {len(curve)}, best validation accuracy {curve[best]['val_accuracy']}% "
                       f"at epoch {best + 1}")
             return
-        train(runs, "cnn", [*CNN, *starting(runs / "cnn", precision), "--epochs", str(len(curve) + 1)], dry_run)
+        train(runs, "cnn", [*args, "--epochs", str(len(curve) + 1)], dry_run)
         if dry_run:
             return
 
@@ -153,7 +158,7 @@ def train_multimnist(runs: Path, precision: str, arms: bool, dry_run: bool) -> N
 
     long_args = [*COMMON, *ARMS[winner], *LONG_EXTRA.get(winner, []), *starting(runs / "multimnist", precision)]
     if not (runs / "multimnist" / "state.safetensors").exists():
-        long_args = continue_shipped(long_args)
+        long_args = continue_shipped(long_args, MULTIMNIST_MODEL)
     while True:
         record = last_record(runs / "multimnist") or {}
         if record.get("val_error", 100.0) <= GOAL_ERROR or record.get("epoch", 0) >= LONG_EPOCHS:
