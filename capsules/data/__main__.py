@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .mnist import ENV_VAR, DatasetError, check, default_data_dir, fetch
+from .mnist import ENV_VAR, check, default_data_dir, fetch, run_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,13 +13,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["fetch", "check"])
     parser.add_argument("--data-dir", default=None, help=f"default: ${ENV_VAR} or {default_data_dir()}")
     args = parser.parse_args(argv)
-    try:
-        root = fetch(args.data_dir) if args.command == "fetch" else check(args.data_dir)
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"MNIST is ready in {root} (MD5 sums verified)")
-    return 0
+    get = fetch if args.command == "fetch" else check
+    return run_command(lambda: f"MNIST is ready in {get(args.data_dir)} (MD5 sums verified)")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .mnist import SPLITS, DatasetError, _find, _parse_idx, _read_bytes
+from .mnist import SPLITS, DatasetError, _find, _parse_idx, _read_bytes, run_command
 
 ENV_VAR = "CAPSULES_FASHION"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -87,13 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folder", default=None, help=f"default: ${ENV_VAR} or {DEBIAN_DIR}")
     args = parser.parse_args(argv)
-    try:
+
+    def sample() -> str:
         out = save_sample(args.out, args.size, args.seed, args.folder)
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"{out}: {args.size} Fashion-MNIST test images, {out.stat().st_size / 1024:.0f} KiB")
-    return 0
+        return f"{out}: {args.size} Fashion-MNIST test images, {out.stat().st_size / 1024:.0f} KiB"
+
+    return run_command(sample)
 
 
 if __name__ == "__main__":

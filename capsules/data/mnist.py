@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -42,6 +43,18 @@ BESIDE_CHECKOUT = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 class DatasetError(RuntimeError):
     """MNIST is missing or damaged; the message says which file and how to get it."""
+
+
+def run_command(action) -> int:
+    """The exit status of a data command line: 0 after printing the line ``action()`` returns, or
+    1 after printing its :class:`DatasetError` as one ``error:`` line on stderr."""
+    try:
+        line = action()
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(line)
+    return 0
 
 
 def default_data_dir() -> Path:

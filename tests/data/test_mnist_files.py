@@ -62,3 +62,16 @@ def test_corrupt_dataset_file_is_named_with_md5(tmp_path, data_dir):
     (raw / "t10k-images-idx3-ubyte").write_bytes(bytes(data))
     with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte is corrupt: MD5"):
         load_mnist("test", tmp_path)
+
+
+def test_the_data_command_lines_print_a_dataset_error_as_one_line_and_exit_1(tmp_path, capsys):
+    from capsules.data.__main__ import main as data_main
+    from capsules.data.fashion import main as fashion_main
+
+    assert data_main(["check", "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: MNIST not found") and err.count("\n") == 1
+    assert fashion_main(["--out", str(tmp_path / "s.npz"), "--folder", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Fashion-MNIST not found") and err.count("\n") == 1
+    assert not (tmp_path / "s.npz").exists()
