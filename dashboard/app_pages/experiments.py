@@ -7,7 +7,7 @@ which rows are within the noise of each other) and routing at inference across t
 over the MNIST test set (accuracy by routing iterations, the routing dynamics, coupling ablations,
 affine robustness, the confusion matrix and the misclassified digits), each figure with what the
 paper claimed, what later papers found and what this checkpoint shows. The sentences are built by
-the plain functions ``*_notes`` of :mod:`capsules.report` from the results (never typed in), so
+the plain functions ``*_notes`` of :mod:`dashboard.figures.experiments_notes` from the results (never typed in), so
 they follow any checkpoint (the one picked in the sidebar); a misclassified digit opens in the
 explorer page with one click. A shipped baseline CNN joins the robustness curves, from its own results file (the
 robustness keys only, :func:`capsules.experiments.robustness_experiments`) on the same test digits.
@@ -26,7 +26,7 @@ import streamlit as st
 
 from capsules import analysis, experiments, zoo
 from capsules.data import DatasetError
-from capsules.report import (
+from dashboard.figures.experiments_notes import (
     Notes, ablation_notes, confusion_note, dynamics_notes, iteration_intervals, iterations_notes, model_r,
     robustness_notes,
 )

@@ -13,7 +13,7 @@ A page of ``streamlit run dashboard/app.py`` (``/trust``), in three parts:
 - **Is it a digit?**: the input's outlier scores (:func:`capsules.analysis.outliers.image_scores`)
   on the histograms of the MNIST test digits and Fashion-MNIST images, with the detector's threshold.
 - **On the test set**: accuracy and detection against eps, and the AUROCs, with 95% intervals and
-  a sentence each (:mod:`capsules.analysis.trust_notes`).
+  a sentence each (:mod:`dashboard.figures.trust_notes`).
 
 The histograms, threshold and curves come from the ``ood`` and ``adversarial`` sections of the
 results shipped beside each checkpoint; for one without them the page gives the command that
@@ -30,7 +30,7 @@ import streamlit as st
 
 from capsules import analysis, experiments
 from capsules.analysis import attacks, outliers
-from capsules.analysis import trust_notes as notes
+from dashboard.figures import trust_notes as notes
 from capsules.data import fashion
 from dashboard import url_state
 from dashboard.figures.trust import (

@@ -3,7 +3,7 @@ attacked image and its reconstruction), the class scores before and after, where
 outlier score falls on the test sets' histograms, and the test-set curves of the results file
 (accuracy and detection against eps, AUROC bars), every number with its 95% interval.
 
-Plain functions from numbers to ``go.Figure`` (the curves as :mod:`capsules.analysis.trust_notes`
+Plain functions from numbers to ``go.Figure`` (the curves as :mod:`dashboard.figures.trust_notes`
 makes them: ``{"eps", "value", "lo", "hi"}`` lists); no Streamlit and no model.
 """
 

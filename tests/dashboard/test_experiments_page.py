@@ -25,7 +25,7 @@ from tests.dashboard.helpers import (  # noqa: E402
 
 
 def test_experiments_page_shows_the_shipped_results(at, shipped_results):
-    from capsules.report import iteration_intervals
+    from dashboard.figures.experiments_notes import iteration_intervals
 
     open_experiments(at)
     assert not at.error and not [b for b in at.button if b.key == "compute"]  # shipped: nothing to compute

@@ -211,7 +211,7 @@ def _vlines(fig: go.Figure) -> list[float]:
 
 
 def test_iterations_figure(shipped_results):
-    from capsules.report import iteration_intervals
+    from dashboard.figures.experiments_notes import iteration_intervals
 
     acc = np.array(list(shipped_results["iterations"].values()))
     margins = np.array(list(shipped_results["margins"].values()))

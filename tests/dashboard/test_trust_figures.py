@@ -1,5 +1,5 @@
 """What the Attacks & outliers page draws and says, without Streamlit: the curves and sentences of
-capsules.analysis.trust_notes and the figures of dashboard.figures.trust, on ood and adversarial
+dashboard.figures.trust_notes and the figures of dashboard.figures.trust, on ood and adversarial
 sections built here (so that every number is known) and on sections the library computes. The page
 itself is tested in tests/dashboard/test_trust_page.py, which builds its results from the sections here."""
 
@@ -14,7 +14,7 @@ import torch
 
 from capsules import experiments
 from capsules.analysis import attacks, outliers
-from capsules.analysis import trust_notes as notes
+from dashboard.figures import trust_notes as notes
 from dashboard.figures import trust as figures
 
 EPS = [0.05, 0.1, 0.2, 0.3]

@@ -14,7 +14,7 @@ import torch
 
 from capsules import experiments
 from capsules.analysis import attacks, outliers
-from capsules.analysis import trust_notes as notes
+from dashboard.figures import trust_notes as notes
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402

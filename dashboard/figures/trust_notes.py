@@ -1,6 +1,6 @@
-"""What the ``ood`` and ``adversarial`` sections of a results file show (:mod:`.trust` writes
+"""What the ``ood`` and ``adversarial`` sections of a results file show (:mod:`capsules.analysis.trust` writes
 them), as curves with 95% intervals and in words: the numbers and sentences of the dashboard's
-Attacks & outliers page (the experiments page's are in :mod:`capsules.report`).
+Attacks & outliers page (the experiments page's are in :mod:`dashboard.figures.experiments_notes`).
 
 Intervals: an accuracy of ``n`` attacked images, or a share of all of them, gets the Wilson
 interval of :func:`capsules.experiments.accuracy_interval`; the share of successful attacks the
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from capsules import experiments
 
-from .outliers import DIGITS, OUTLIER_SETS, flagged
+from capsules.analysis.outliers import DIGITS, OUTLIER_SETS, flagged
 
 SET_WORDS = {"fashion-mnist": "Fashion-MNIST", "noise": "uniform noise", "blank": "blank images", DIGITS: "MNIST test"}
 SCORE_WORDS = {"max_length": "max length", "reconstruction_distance": "reconstruction distance",

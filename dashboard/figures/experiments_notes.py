@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import experiments
-from .analysis.transforms import TRANSFORMS
-from .zoo import PAPER
+from capsules import experiments
+from capsules.analysis.transforms import TRANSFORMS
+from capsules.zoo import PAPER
 
 __all__ = ["Notes", "PAPER_ERROR", "RULE_NAMES", "ablation_notes", "accuracy_text", "changed_clause", "confusion_note",
            "dynamics_notes", "iteration_intervals", "iterations_notes", "model_r", "robustness_notes", "signed"]
