@@ -111,9 +111,10 @@ def train(runs: Path, name: str, args: list[str], dry_run: bool) -> None:
         at = args.index("--init-from")
         args = args[:at] + args[at + 2:]
     command = [sys.executable, "-m", "capsules.train", "--out", str(out), *args, *resume]
-    log(runs, "start " + " ".join(command[1:]))
-    if dry_run:
+    if dry_run:  # printed only: the queue's log holds what ran
+        print("would start " + " ".join(command[1:]))
         return
+    log(runs, "start " + " ".join(command[1:]))
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "train.log", "a") as f:
         code = subprocess.call(command, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
