@@ -7,7 +7,7 @@ that every session starts it first and the same command goes on after any stop:
    shifts, dropout), scored on the 5,000 validation digits, one epoch at a time until its
    validation accuracy has not improved for ``CNN_PATIENCE`` epochs (or ``CNN_EPOCHS``); in
    ``<runs>/cnn``. It goes first since 2026-12-04: the long MultiMNIST run was at 21.7%
-   validation error after four sessions, and its curve puts 10% 155-276 epochs away (docs/training.md,
+   validation error after four sessions, and its curve puts 10% 290-330 epochs away (docs/training.md,
    "The long MultiMNIST run"), while the CNN's goal is a few sessions away.
 2. MultiMNIST recipe arms, with ``--arms`` only (docs/training.md, "Recipe comparison"): each arm
    trains on the same 25,600 fresh pairs (one epoch of the first 25,600 training digits) and is
@@ -83,21 +83,21 @@ def starting(out: Path, precision: str) -> list[str]:
     return [] if (out / "state.safetensors").exists() else ["--precision", precision]
 
 
-def continue_shipped(long_args: list[str], shipped: str) -> list[str]:
+def continue_shipped(run_args: list[str], shipped: str) -> list[str]:
     """A run's recipe for a run folder that is gone: when the ``shipped`` model is a piece of this
     run (its JSON records the same validation split), the new run warm-starts from it at the
     learning rate the next epoch would have had, so a lost folder loses at most the piece since
-    the last ship; else ``long_args`` as they are."""
+    the last ship; else ``run_args`` as they are."""
     meta = ROOT / shipped
     try:
         info = json.loads(meta.with_suffix(".json").read_text())
     except (OSError, ValueError):
-        return long_args
+        return run_args
     curve, config = info.get("learning_curve") or [], info.get("train_config") or {}
     if not curve or config.get("validation") != 5000 or "lr" not in curve[-1]:
-        return long_args
+        return run_args
     lr = f"{curve[-1]['lr']:.4g}"  # the rate after its last epoch: the next epoch's
-    args = list(long_args)
+    args = list(run_args)
     for option in ("--init-from", "--lr"):  # replaced below
         if option in args:
             del args[args.index(option):args.index(option) + 2]
