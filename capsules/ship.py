@@ -7,9 +7,10 @@ when that costs no test image.
     python -m capsules.ship runs/cnn/last.safetensors            # -> checkpoints/cnn-mnist
     python -m capsules.ship runs/r1/last.safetensors --name capsnet-mnist-r1   # a variant
 
-Only ``last`` (the last epoch) or ``last-ema`` (the moving average of the weights at the last
-epoch) is shipped: with no validation split, any checkpoint picked by its test score would be
-selected on the test set. Anything else is refused with a message. The weights are checked by
+Only ``last`` (the last epoch), ``last-ema`` (the moving average of the weights at the last
+epoch) or, from a run with a validation split, ``best`` (the epoch of the highest validation
+accuracy) is shipped: any checkpoint picked by its test score would be selected on the test set.
+Anything else is refused with a message. The weights are checked by
 loading them (sha256, tensors, config) before anything is written. The target is
 ``checkpoints/<model>-<data set>[-variant].safetensors``: the model kind (``capsnet``, ``cnn``)
 from the file, the data set from its JSON, a variant by ``--name``.
@@ -44,13 +45,14 @@ from pathlib import Path
 import torch
 
 from .checkpoint import (MAX_SHIPPED_BYTES, SHIPPED, CheckpointError, encoded_bytes, load_model, portable,
-                         read_metadata, save_model, sidecar, stored_weights)
+                         save_model, sidecar, stored_weights)
 from .data import DatasetError, load_mnist, load_multimnist_test
 from .device import DEVICE_HELP, describe, pick_device
 from .evaluate import EvalResult, TwoDigitResult, evaluate, evaluate_multimnist
 from .zoo import KIND_NAMES, dataset_of
 
 SHIPPABLE = ("last.safetensors", "last-ema.safetensors")
+VALIDATED = "best.safetensors"  # chosen on validation digits: shippable from a run that had them
 CHECKPOINTS = SHIPPED.parent
 ROOT = CHECKPOINTS.parent
 
@@ -119,13 +121,17 @@ def tolerance(total: int) -> int:
 
 
 def ship(src: Path, name: str | None = None, *, data_dir: str | None = None, device: str = "auto") -> Path:
-    """Check ``src`` (a run's ``last`` or ``last-ema``), evaluate it in float32 and rounded to
+    """Check ``src`` (a run's ``last``, ``last-ema`` or validated ``best``), evaluate it in float32 and rounded to
     float16 on the full test set, and write it to ``checkpoints/`` with its JSON, in float16 when
     both score the same; returns the target."""
-    if src.name not in SHIPPABLE:
-        raise CheckpointError(f"{src} is not a run's last checkpoint: only {' or '.join(SHIPPABLE)} is shipped "
-                              "(the last epoch, or its moving average), never one picked by its test score")
+    if src.name not in (*SHIPPABLE, VALIDATED):
+        raise CheckpointError(f"{src} is not a run's last or best checkpoint: only {', '.join(SHIPPABLE)} or "
+                              f"{VALIDATED} is shipped (the last epoch, its moving average, or the epoch best "
+                              "on validation), never one picked by its test score")
     model = load_model(src, pick_device(device))  # refuses anything damaged
+    if src.name == VALIDATED and "val_accuracy" not in model.metadata:
+        raise CheckpointError(f"{src} was not chosen on a validation split (its JSON has no val_accuracy): "
+                              f"ship {' or '.join(SHIPPABLE)}, never one picked by its test score")
     if "train_config" not in model.metadata:
         raise CheckpointError(f"{sidecar(src)} does not record the training run (no train_config)")
     dest = target(model, name)
@@ -165,7 +171,8 @@ def ship(src: Path, name: str | None = None, *, data_dir: str | None = None, dev
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m capsules.ship", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", type=Path, help="a run's last.safetensors or last-ema.safetensors")
+    parser.add_argument("checkpoint", type=Path, help="a run's last.safetensors, last-ema.safetensors or "
+                                                                 "(with a validation split) best.safetensors")
     parser.add_argument("--name", default=None, help="file name in checkpoints/ without .safetensors: "
                                                      "<model>-<data set>[-variant] (default: <model>-<data set>)")
     parser.add_argument("--data-dir", default=None, help="MNIST folder (default: $CAPSULES_DATA or the cache)")

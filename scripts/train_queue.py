@@ -21,10 +21,10 @@ that every session starts it first and the same command goes on after any stop:
 training's own rule: bf16 on an AMD CPU with AVX512-BF16, where it was measured faster
 (``python -m benchmarks.steps``: 2x on an AMD Zen 4, 0.8x on an Intel Xeon without AMX), else fp32.
 
-Nothing is shipped by the queue: ship the long run's last epoch at the end of a session when its
-validation error improved on the shipped model's (``python -m capsules.ship
-<runs>/multimnist/last.safetensors``; the ship script measures the test error once; the CNN's likewise, ``<runs>/cnn/last.safetensors``, which
-also recomputes its experiments). Options:
+Nothing is shipped by the queue: ship a run's best epoch (``best``, the highest validation
+accuracy so far) at the end of a session when it improved on the shipped model's (``python -m
+capsules.ship <runs>/multimnist/best.safetensors``, or ``<runs>/cnn/best.safetensors``, which also
+recomputes the CNN's experiments; the ship script measures the test score once). Options:
 ``--runs DIR`` (default ``$CAPSULES_RUNS`` or ``~/capsules-runs``), ``--dry-run`` (print the
 commands).
 """

@@ -151,14 +151,19 @@ def test_storage_of_a_model_too_large_for_fp32_is_fp16_then_int8_within_1_in_100
         ship.storage_rule("m", 6275, 10000, fits, counts(fp16=6277, int8=6273))
 
 
-def test_ship_checkpoint_ships_last_or_its_moving_average_and_refuses_anything_else(tmp_path, monkeypatch,
-                                                                                      capsys):
+def test_ship_checkpoint_ships_last_its_moving_average_or_a_validated_best_and_refuses_anything_else(
+        tmp_path, monkeypatch, capsys):
     ship = ship_module(monkeypatch, tmp_path)
     meta = {"test_accuracy": 99.0, "epoch": 3, "train_config": {"dataset": "mnist"}}
-    for name in ("last", "last-ema", "best"):
+    for name in ("last", "last-ema", "best", "epoch3"):
         save_model(constant_cnn(1e-2), tmp_path / "run" / f"{name}.safetensors", meta)
-    assert ship.main([str(tmp_path / "run" / "best.safetensors")]) == 1
-    assert "only last.safetensors or last-ema.safetensors" in capsys.readouterr().err
+    assert ship.main([str(tmp_path / "run" / "epoch3.safetensors")]) == 1
+    assert "only last.safetensors, last-ema.safetensors or best.safetensors" in capsys.readouterr().err
+    assert ship.main([str(tmp_path / "run" / "best.safetensors")]) == 1  # scored on test: picked on test
+    assert "was not chosen on a validation split (its JSON has no val_accuracy)" in capsys.readouterr().err
+    save_model(constant_cnn(1e-2), tmp_path / "val" / "best.safetensors", {**meta, "val_accuracy": 99.0})
+    assert ship.main([str(tmp_path / "val" / "best.safetensors"), "--name", "cnn"]) == 1  # past the check
+    assert "a shipped name is cnn-mnist or cnn-mnist-<variant>" in capsys.readouterr().err
     for name in ("capsnet-mnist", "cnn-multimnist", "cnn-mnist-", "cnn-mnist-R3", "cnn-mnist/x", "cnn"):
         assert ship.main([str(tmp_path / "run" / "last-ema.safetensors"), "--name", name]) == 1
         assert "a shipped name is cnn-mnist or cnn-mnist-<variant>" in capsys.readouterr().err

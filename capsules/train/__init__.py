@@ -16,12 +16,14 @@ and learning-rate schedule (the paper gives no recipe for it; the official code 
 baseline with the optimizer and schedule of its CapsNet), cross-entropy, dropout active.
 
 The output folder gets the ``last`` checkpoint (safetensors + JSON; with ``--ema-decay`` also
-``last-ema``, the moving average of the weights), ``metrics.jsonl`` (one JSON line per epoch) and
+``last-ema``, the moving average of the weights; with ``--validation`` also ``best``, the epoch of the
+highest validation accuracy so far), ``metrics.jsonl`` (one JSON line per epoch) and
 ``state.safetensors``, the resume state (weights, optimizer, moving average, random generator);
 ``--resume`` continues from it, bit-identical to a run that never stopped. The state is also saved
 within an epoch every ``--save-minutes`` (10 by default), so a stopped run loses at most that much
 work, not the epoch in progress (a baseline-CNN epoch is about an hour on a 2-core CPU). No
-checkpoint is chosen by its test score: with no validation split that would select on the test set.
+checkpoint is chosen by its test score: with no validation split that would select on the test set,
+so ``best`` exists only with one.
 
 The modules: :mod:`.config` (:class:`TrainConfig`, the CLI's options), :mod:`.datasets` (what
 differs between data sets: batches, the validation split, the held-out score), :mod:`.step` (the

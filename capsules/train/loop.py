@@ -328,9 +328,10 @@ def _prefixed(prefix: str, result: EvalResult | TwoDigitResult) -> dict:
 
 
 def end_of_epoch(run: Run, epoch: int, stats: EpochStats) -> dict:
-    """Phase 3, main process only, after every process finished the epoch: evaluate on the test
-    examples (and the moving average beside the weights), save the ``last`` checkpoint (and
-    ``last-ema``), append the metrics line, then save the resume state. Each file is written
+    """Phase 3, main process only, after every process finished the epoch: evaluate on the held-out
+    examples (and the moving average beside the weights), append the metrics line, save the
+    ``last`` checkpoint (and ``last-ema``; with a validation split also ``best`` when this epoch's
+    validation accuracy beats every earlier epoch's), then save the resume state. Each file is written
     atomically and the resume state comes last: it is the commit point, so a kill at any moment
     before it loses only this epoch (the resumed run drops the metrics lines of the epochs it
     redoes). Returns the summary the ``last`` checkpoint carries."""
@@ -360,6 +361,8 @@ def end_of_epoch(run: Run, epoch: int, stats: EpochStats) -> dict:
         "learning_curve": curve,
     }
     save_model(run.model, run.out / "last.safetensors", summary)
+    if held == "val_" and all(record["val_accuracy"] > r["val_accuracy"] for r in curve[:-1]):
+        save_model(run.model, run.out / "best.safetensors", summary)  # chosen on validation, never on test
     if averaged:
         save_model(run.average.model, run.out / "last-ema.safetensors",
                    {**summary, **_prefixed(held, averaged),

@@ -147,6 +147,31 @@ def test_the_validation_digits_are_the_last_training_digits_and_never_trained_on
         _mnist_split(TrainConfig(data_dir=str(data_dir), validation=60_000), 10_000)
 
 
+@pytest.mark.data
+def test_a_validated_run_keeps_its_best_epoch_and_a_test_scored_run_has_none(data_dir, tmp_path, monkeypatch):
+    """``best`` is rewritten at an epoch whose validation accuracy beats every earlier one (a tie
+    keeps the earlier epoch); the run's ``last`` goes on to the last epoch."""
+    from capsules.evaluate import EvalResult
+    from capsules.train import datasets
+
+    scripted = iter([5, 7, 7, 6])  # validation digits right after each of the 4 epochs
+
+    def evaluate(model, images, labels, **kwargs):
+        return EvalResult(correct=next(scripted), total=len(labels), loss=0.0, seconds=0.0)
+
+    monkeypatch.setattr(datasets, "evaluate", evaluate)
+    tiny_run(tmp_path, data_dir, "val", validation=10, epochs=4, lr=0.0)
+    best = json.loads((tmp_path / "val" / "best.json").read_text())
+    assert (best["epoch"], best["val_correct"]) == (2, 7)
+    assert [r["val_correct"] for r in best["learning_curve"]] == [5, 7]
+    assert json.loads((tmp_path / "val" / "last.json").read_text())["epoch"] == 4
+    assert load_model(tmp_path / "val" / "best.safetensors", "cpu").metadata["sha256"] == best["sha256"]
+
+    scripted = iter([5])
+    tiny_run(tmp_path, data_dir, "test", epochs=1, lr=0.0)
+    assert not (tmp_path / "test" / "best.safetensors").exists(), "without a validation split no epoch is chosen"
+
+
 @pytest.mark.slow
 def test_init_from_starts_from_the_checkpoint_and_records_it(tmp_path, data_dir):
     torch.manual_seed(1)  # not the run's seed: other weights than its own initialisation
