@@ -5,6 +5,7 @@ when that costs no test image.
     python -m capsules.ship runs/mnist/last-ema.safetensors      # its moving average
     python -m capsules.ship runs/multimnist/last.safetensors     # -> checkpoints/capsnet-multimnist
     python -m capsules.ship runs/cnn/last.safetensors            # -> checkpoints/cnn-mnist
+    python -m capsules.ship runs/cnn/best.safetensors            # a run with --validation: its best epoch
     python -m capsules.ship runs/r1/last.safetensors --name capsnet-mnist-r1   # a variant
 
 Only ``last`` (the last epoch), ``last-ema`` (the moving average of the weights at the last
@@ -121,9 +122,9 @@ def tolerance(total: int) -> int:
 
 
 def ship(src: Path, name: str | None = None, *, data_dir: str | None = None, device: str = "auto") -> Path:
-    """Check ``src`` (a run's ``last``, ``last-ema`` or validated ``best``), evaluate it in float32 and rounded to
-    float16 on the full test set, and write it to ``checkpoints/`` with its JSON, in float16 when
-    both score the same; returns the target."""
+    """Check ``src`` (a run's ``last``, ``last-ema`` or validated ``best``), evaluate it in float32
+    and rounded to float16 on the full test set, and write it to ``checkpoints/`` with its JSON, in
+    float16 when both score the same; returns the target."""
     if src.name not in (*SHIPPABLE, VALIDATED):
         raise CheckpointError(f"{src} is not a run's last or best checkpoint: only {', '.join(SHIPPABLE)} or "
                               f"{VALIDATED} is shipped (the last epoch, its moving average, or the epoch best "
@@ -172,7 +173,7 @@ def ship(src: Path, name: str | None = None, *, data_dir: str | None = None, dev
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m capsules.ship", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a run's last.safetensors, last-ema.safetensors or "
-                                                                 "(with a validation split) best.safetensors")
+                                                      "(with a validation split) best.safetensors")
     parser.add_argument("--name", default=None, help="file name in checkpoints/ without .safetensors: "
                                                      "<model>-<data set>[-variant] (default: <model>-<data set>)")
     parser.add_argument("--data-dir", default=None, help="MNIST folder (default: $CAPSULES_DATA or the cache)")
