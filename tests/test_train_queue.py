@@ -25,8 +25,12 @@ def write_curve(out: Path, val_accuracies: list[float]) -> None:
     (out / "state.safetensors").write_bytes(b"")  # a run folder to resume
 
 
-def run_cnn(queue, runs: Path, capsys) -> str:
-    queue.train_cnn(runs, "fp32", dry_run=True)
+def run_cnn(queue, runs: Path, capsys, ended: str = "") -> str:
+    queue.CNN_ENDED, recorded = ended, queue.CNN_ENDED  # the rule, not the run this repo records
+    try:
+        queue.train_cnn(runs, "fp32", dry_run=True)
+    finally:
+        queue.CNN_ENDED = recorded
     return capsys.readouterr().out
 
 
@@ -47,3 +51,12 @@ def test_the_cnn_ends_after_patience_epochs_without_a_gain(queue, tmp_path, caps
 def test_one_epoch_short_of_the_patience_it_trains_another(queue, tmp_path, capsys):
     write_curve(tmp_path / "cnn", [98.5, 99.2, 99.1, 99.0])
     assert "--epochs 5" in run_cnn(queue, tmp_path, capsys)
+
+
+def test_a_cnn_run_recorded_as_ended_is_not_trained_again(queue, tmp_path, capsys):
+    # a new machine: no run folder, the shipped CNN to warm-start from, but the run ended
+    out = run_cnn(queue, tmp_path, capsys, ended="epoch 16, best validation accuracy 99.5% at epoch 13")
+    assert "would start" not in out
+    assert "cnn done: epoch 16, best validation accuracy 99.5% at epoch 13" in out
+    assert "would start" in run_cnn(queue, tmp_path, capsys)  # the same folder with the run still open
+
