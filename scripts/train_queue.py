@@ -9,7 +9,7 @@ that every session starts it first and the same command goes on after any stop:
    ``<runs>/cnn``; ``CNN_ENDED`` records that its rule ended it (2026-12-05), so that no machine trains
    it again. It went first from 2026-12-04: the long MultiMNIST run was at 21.7%
    validation error after four sessions, and its curve puts 10% 290-330 epochs away (docs/training.md,
-   "The long MultiMNIST run"), while the CNN's goal is a few sessions away.
+   "The long MultiMNIST run"), while the CNN's goal was a few sessions away.
 2. MultiMNIST recipe arms, with ``--arms`` only (docs/training.md, "Recipe comparison"): each arm
    trains on the same 25,600 fresh pairs (one epoch of the first 25,600 training digits) and is
    scored on the same 5,000 validation pairs, built from the last 5,000 training digits, which no
